@@ -1,0 +1,52 @@
+"""Session-wide servers shared by the integration and end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import servers
+
+# Tests never reach AWS: fixed dummy credentials for every client they build.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+os.environ.setdefault("AWS_REGION", "us-east-1")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("servers")
+
+
+@pytest.fixture(scope="session")
+def redis_proc(workdir: Path) -> Iterator[servers.Server]:
+    server = servers.redis_server(workdir / "redis").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_proc: servers.Server) -> str:
+    return f"redis://127.0.0.1:{redis_proc.port}/0"
+
+
+@pytest.fixture(scope="session")
+def s3_proc(workdir: Path) -> Iterator[servers.Server]:
+    server = servers.s3_server(workdir / "s3").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(s3_proc: servers.Server) -> str:
+    return f"http://127.0.0.1:{s3_proc.port}"
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str) -> str:
+    """A new, empty bucket for one test."""
+    return servers.create_bucket(s3_endpoint)
