@@ -1,0 +1,1 @@
+"""The HTTP gateway: validates, queues, and reads results. Never imports worker/."""

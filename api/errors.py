@@ -1,0 +1,111 @@
+"""Errors the API answers with, all rendered as JSON with a `detail`.
+
+    ApiError (status_code)
+     ├── NotFound           404
+     ├── Conflict           409
+     ├── Unauthorized       401
+     ├── TooManyRequests    429 (Retry-After)
+     ├── JobFailed          502 / 504, with the job id
+     └── Unavailable        503, naming the dependency that is down
+
+Exceptions of Redis, S3 and the broker are mapped to `Unavailable` in one
+place (`install_handlers`); anything else is a 500 without a stack trace.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from kombu.exceptions import OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException
+
+from shared.checkpoint import S3Unavailable
+
+log = structlog.get_logger("api")
+
+
+class ApiError(Exception):
+    status_code = 500
+
+    def __init__(self, detail: str, headers: dict[str, str] | None = None,
+                 **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers
+        self.extra = extra
+
+
+class NotFound(ApiError):
+    status_code = 404
+
+
+class Conflict(ApiError):
+    status_code = 409
+
+
+class Unauthorized(ApiError):
+    status_code = 401
+
+
+class TooManyRequests(ApiError):
+    status_code = 429
+
+
+class Unavailable(ApiError):
+    status_code = 503
+
+
+class JobFailed(ApiError):
+    def __init__(self, detail: str, job_id: str, status_code: int) -> None:
+        super().__init__(detail, job_id=job_id)
+        self.status_code = status_code
+
+
+def _json(status: int, detail: Any, headers: dict[str, str] | None = None,
+          **extra: Any) -> JSONResponse:
+    return JSONResponse({"detail": detail, **extra}, status_code=status, headers=headers)
+
+
+def _validation_detail(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"] if p != "body") or "body"
+        parts.append(f"{where}: {str(err['msg']).removeprefix('Value error, ')}")
+    return "; ".join(parts)
+
+
+def install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _json(exc.status_code, exc.detail, exc.headers, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _json(422, _validation_detail(exc))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        return _json(exc.status_code, exc.detail, exc.headers)
+
+    @app.exception_handler(RedisConnectionError)
+    @app.exception_handler(RedisTimeoutError)
+    @app.exception_handler(OperationalError)
+    async def redis_down(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("dependency_down", dependency="redis", error=type(exc).__name__)
+        return _json(503, "redis unavailable, try again later", {"Retry-After": "5"})
+
+    @app.exception_handler(S3Unavailable)
+    async def s3_down(_: Request, exc: S3Unavailable) -> JSONResponse:
+        log.warning("dependency_down", dependency="s3", error=type(exc).__name__)
+        return _json(503, "storage (S3) unavailable, try again later", {"Retry-After": "5"})
+
+    @app.exception_handler(Exception)
+    async def crash(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled_error", error=type(exc).__name__)
+        return _json(500, "internal error")

@@ -1,0 +1,70 @@
+"""The Celery app's configuration, built in one place for the gateway and the workers.
+
+The gateway only sends tasks by name, so it builds the same app without
+importing the worker code (no LangGraph, no LLM client in the gateway).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from shared.settings import Settings
+
+TURN_TASK = "chat.run_turn"
+CLEANUP_TASK = "chat.cleanup"
+QUEUE = "chat"
+
+# The longest countdown a turn's retry may ask for. It must stay well below the
+# visibility timeout, or Redis hands the delayed message to a second worker.
+MAX_COUNTDOWN = 60
+
+
+def visibility_timeout(settings: Settings) -> int:
+    """Seconds after which Redis gives an unacknowledged job to another worker.
+
+    Longer than a whole turn (its time limit) plus the longest countdown, so
+    a live worker never loses its job; this is also the bound on how long a
+    SIGKILLed worker's job waits before it runs again.
+    """
+    return settings.TURN_TIME_LIMIT + MAX_COUNTDOWN + 30
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "broker_url": settings.REDIS_URL,
+        "result_backend": settings.REDIS_URL,
+        "broker_transport_options": {"visibility_timeout": visibility_timeout(settings)},
+        "broker_connection_retry_on_startup": True,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_default_queue": QUEUE,
+        # Job outcomes live in our own records (shared.jobs); Celery's are unused.
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        # A backstop only: the turn enforces its own, shorter, limit inside asyncio.
+        "task_time_limit": settings.TURN_TIME_LIMIT + 15,
+        # The gateway must answer 503 quickly when Redis is down, not hang.
+        "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0.1,
+                                      "interval_step": 0.2, "interval_max": 0.5},
+        "broker_connection_timeout": 2,
+        "worker_concurrency": settings.WORKER_CONCURRENCY,
+        "worker_hijack_root_logger": False,
+        "timezone": "UTC",
+        "beat_schedule": {
+            "cleanup-idle-conversations": {
+                "task": CLEANUP_TASK,
+                "schedule": float(settings.CLEANUP_INTERVAL_SECONDS),
+            },
+        },
+    }
+
+
+def make_celery(settings: Settings, name: str = "chat") -> Celery:
+    app = Celery(name)
+    app.conf.update(celery_config(settings))
+    return app

@@ -1,0 +1,106 @@
+"""All configuration, read once from the environment (or a `.env` file).
+
+Names are the environment variables' names, as the contract fixes them.
+A wrong or missing setting stops the process at start with one line naming it.
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Positive = Annotated[int, Field(gt=0)]
+DAY = 24 * 3600
+
+
+class Settings(BaseSettings):
+    """The service's settings; see `.env.example` for what each one does."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    AWS_ACCESS_KEY_ID: str | None = None
+    AWS_SECRET_ACCESS_KEY: SecretStr | None = None
+    AWS_REGION: str = "us-east-1"
+    S3_BUCKET_NAME: str = Field("chat-memory", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    S3_ENDPOINT_URL: str | None = None
+    S3_PREFIX: str = Field("chat_histories/", pattern=r"^([A-Za-z0-9_-][A-Za-z0-9_.-]*/)*$")
+
+    LLM_PROVIDER: Literal["groq", "openai", "echo"] | None = None
+    GROQ_API_KEY: SecretStr | None = None
+    GROQ_MODEL: str = "llama-3.3-70b-versatile"
+    GROQ_API_BASE: str | None = None
+    OPENAI_BASE_URL: str | None = None
+    OPENAI_API_KEY: SecretStr | None = None
+    OPENAI_MODEL: str | None = None
+    LLM_TIMEOUT_SECONDS: float = Field(60.0, gt=0, le=600)
+    LLM_MAX_TOKENS: Positive | None = None
+    CONTEXT_MAX_TOKENS: Positive = 6000
+
+    LANGSMITH_API_KEY: SecretStr | None = None
+    LANGSMITH_TRACING: bool = False
+
+    RATE_LIMIT_CALLS: Positive = 50
+    RATE_LIMIT_PERIOD: Positive = 60
+
+    REDIS_URL: str = Field("redis://localhost:6379/0", pattern=r"^rediss?://")
+    SESSION_TTL_SECONDS: Positive = 30 * DAY
+    CLEANUP_INTERVAL_SECONDS: Positive = 3600
+    CHAT_WAIT_TIMEOUT: float = Field(60.0, ge=0, le=300)
+    JOB_TTL_SECONDS: int = Field(2 * DAY, ge=DAY)
+    TURN_MAX_RETRIES: int = Field(5, ge=0, le=20)
+    TURN_TIME_LIMIT: Positive = 150
+    WORKER_CONCURRENCY: Positive = 8
+
+    API_KEYS: str | None = None
+    CLIENT_RATE_LIMIT: int = Field(0, ge=0)
+
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    LOG_JSON: bool = False
+
+    @model_validator(mode="after")
+    def _provider_is_usable(self) -> Settings:
+        provider = self.llm_provider
+        if provider == "groq" and self.GROQ_API_KEY is None:
+            raise ValueError("GROQ_API_KEY: required when LLM_PROVIDER=groq")
+        if provider == "openai" and not (self.OPENAI_BASE_URL and self.OPENAI_MODEL):
+            raise ValueError("OPENAI_BASE_URL and OPENAI_MODEL: required when LLM_PROVIDER=openai")
+        return self
+
+    @property
+    def llm_provider(self) -> Literal["groq", "openai", "echo"]:
+        """The provider in use: explicit, else groq when a key is set, else echo."""
+        if self.LLM_PROVIDER is not None:
+            return self.LLM_PROVIDER
+        return "groq" if self.GROQ_API_KEY is not None else "echo"
+
+    @property
+    def api_keys(self) -> frozenset[str]:
+        return frozenset(k.strip() for k in (self.API_KEYS or "").split(",") if k.strip())
+
+    @property
+    def s3_url(self) -> str:
+        return f"s3://{self.S3_BUCKET_NAME}/{self.S3_PREFIX}"
+
+
+def describe(error: ValidationError) -> str:
+    """One line naming every bad setting, for the operator."""
+    parts = []
+    for item in error.errors():
+        name = ".".join(str(p) for p in item["loc"])
+        message = str(item["msg"]).removeprefix("Value error, ")
+        parts.append(f"{name}: {message}" if name else message)
+    return "invalid configuration: " + "; ".join(parts)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings; exits with one clear line when they are wrong."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        print(describe(exc), file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import groq
+import httpx
+import pytest
+
+from worker.errors import RejectedError, TransientError, classify
+
+
+def status_error(code: int, headers: dict[str, str] | None = None) -> groq.APIStatusError:
+    request = httpx.Request("POST", "http://llm/openai/v1/chat/completions")
+    response = httpx.Response(code, headers=headers or {}, request=request)
+    cls = {400: groq.BadRequestError, 401: groq.AuthenticationError,
+           429: groq.RateLimitError, 500: groq.InternalServerError}.get(code, groq.APIStatusError)
+    return cls(f"status {code}", response=response, body=None)
+
+
+def test_429_is_transient_and_keeps_retry_after() -> None:
+    error = classify(status_error(429, {"retry-after": "7"}))
+    assert isinstance(error, TransientError)
+    assert error.retry_after == 7.0
+
+
+@pytest.mark.parametrize("code", [500, 502, 503])
+def test_server_errors_are_transient(code: int) -> None:
+    assert isinstance(classify(status_error(code)), TransientError)
+
+
+@pytest.mark.parametrize("code", [400, 401, 404, 422])
+def test_client_errors_are_rejections(code: int) -> None:
+    error = classify(status_error(code))
+    assert isinstance(error, RejectedError)
+    assert str(code) in str(error)
+
+
+def test_timeouts_are_transient_and_marked() -> None:
+    request = httpx.Request("POST", "http://llm")
+    error = classify(groq.APITimeoutError(request=request))
+    assert isinstance(error, TransientError)
+    assert error.timed_out
+
+
+def test_bugs_are_not_classified() -> None:
+    assert classify(KeyError("x")) is None

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from shared.settings import Settings, describe
+
+
+def settings(**env: object) -> Settings:
+    return Settings(_env_file=None, **env)  # type: ignore[call-arg]
+
+
+def test_defaults_follow_the_contract() -> None:
+    s = settings()
+    assert (s.RATE_LIMIT_CALLS, s.RATE_LIMIT_PERIOD) == (50, 60)
+    assert s.REDIS_URL == "redis://localhost:6379/0"
+    assert s.S3_PREFIX == "chat_histories/"
+    assert s.SESSION_TTL_SECONDS == 30 * 24 * 3600
+    assert s.CLEANUP_INTERVAL_SECONDS == 3600
+    assert s.CHAT_WAIT_TIMEOUT == 60
+    assert s.CLIENT_RATE_LIMIT == 0
+    assert s.api_keys == frozenset()
+
+
+def test_provider_is_echo_without_a_key_and_groq_with_one() -> None:
+    assert settings().llm_provider == "echo"
+    assert settings(GROQ_API_KEY="gsk-x").llm_provider == "groq"
+    assert settings(GROQ_API_KEY="gsk-x", LLM_PROVIDER="echo").llm_provider == "echo"
+
+
+@pytest.mark.parametrize(("env", "named"), [
+    ({"RATE_LIMIT_CALLS": 0}, "RATE_LIMIT_CALLS"),
+    ({"SESSION_TTL_SECONDS": -1}, "SESSION_TTL_SECONDS"),
+    ({"REDIS_URL": "http://x"}, "REDIS_URL"),
+    ({"LLM_PROVIDER": "groq"}, "GROQ_API_KEY"),
+    ({"LLM_PROVIDER": "openai"}, "OPENAI_BASE_URL"),
+    ({"S3_BUCKET_NAME": "Bad_Bucket"}, "S3_BUCKET_NAME"),
+    ({"S3_PREFIX": "../up/"}, "S3_PREFIX"),
+    ({"CHAT_WAIT_TIMEOUT": 301}, "CHAT_WAIT_TIMEOUT"),
+])
+def test_a_wrong_setting_is_named_in_one_line(env: dict[str, object], named: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        settings(**env)
+    line = describe(caught.value)
+    assert named in line
+    assert "\n" not in line
+
+
+def test_api_keys_are_split_and_trimmed() -> None:
+    assert settings(API_KEYS=" a, b ,,c").api_keys == frozenset({"a", "b", "c"})
+
+
+def test_secrets_do_not_show_in_repr() -> None:
+    assert "gsk-secret" not in repr(settings(GROQ_API_KEY="gsk-secret"))

@@ -1,0 +1,1 @@
+"""The Celery workers: they run chat turns and clean up idle conversations."""

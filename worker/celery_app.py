@@ -1,0 +1,31 @@
+"""The Celery app the worker and beat processes run: `celery -A worker.celery_app worker`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.signals import worker_process_init, worker_process_shutdown
+
+from shared.logging import configure_logging
+from shared.queue import make_celery
+from shared.settings import get_settings
+
+settings = get_settings()
+configure_logging(settings)
+app = make_celery(settings, "worker")
+app.conf.imports = ("worker.tasks",)
+
+
+@worker_process_init.connect
+def _open_runtime(**_: Any) -> None:
+    # Build the clients before the first task, not during it.
+    from worker.runtime import get_runtime
+
+    get_runtime()
+
+
+@worker_process_shutdown.connect
+def _close_runtime(**_: Any) -> None:
+    from worker.runtime import close_runtime
+
+    close_runtime()

@@ -1,0 +1,74 @@
+"""Why a turn did not finish, as the task needs to know it.
+
+    TurnError
+     ├── TransientError   try again later (LLM 429/5xx/timeout, S3 or Redis down,
+     │                    the thread busy with another turn)
+     └── RejectedError    the LLM refused the request: fail now, retrying won't help
+
+Third-party exceptions become these in one place: `classify()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import groq
+import openai
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from shared.checkpoint import CheckpointConflict, S3Unavailable
+
+
+class TurnError(Exception):
+    """Base of the errors a turn ends with."""
+
+
+class TransientError(TurnError):
+    """Worth retrying; `retry_after` is the wait the other side asked for, if any."""
+
+    def __init__(self, detail: str, retry_after: float | None = None,
+                 timed_out: bool = False) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+        self.timed_out = timed_out
+
+
+class RejectedError(TurnError):
+    """The LLM rejected the request (4xx other than 429)."""
+
+
+_API_STATUS = (groq.APIStatusError, openai.APIStatusError)
+_API_TIMEOUT = (groq.APITimeoutError, openai.APITimeoutError)
+_API_CONNECTION = (groq.APIConnectionError, openai.APIConnectionError)
+_STORAGE_DOWN = (S3Unavailable, RedisConnectionError, RedisTimeoutError)
+
+
+def _retry_after(exc: groq.APIStatusError | openai.APIStatusError) -> float | None:
+    raw = exc.response.headers.get("retry-after")
+    try:
+        return max(0.0, float(raw)) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def classify(exc: BaseException) -> TurnError | None:
+    """The TurnError for a third-party exception, or None if it is a bug."""
+    if isinstance(exc, TurnError):
+        return exc
+    if isinstance(exc, _API_STATUS):
+        code = exc.status_code
+        if code == 429:
+            return TransientError("LLM rate limit (429)", _retry_after(exc))
+        if code >= 500:
+            return TransientError(f"LLM server error ({code})", _retry_after(exc))
+        return RejectedError(f"LLM rejected the request ({code}): {exc.message}")
+    if isinstance(exc, _API_TIMEOUT | TimeoutError | asyncio.TimeoutError):
+        return TransientError("LLM call timed out", timed_out=True)
+    if isinstance(exc, _API_CONNECTION):
+        return TransientError("LLM unreachable")
+    if isinstance(exc, CheckpointConflict):
+        return TransientError("the thread changed under this turn", retry_after=0.0)
+    if isinstance(exc, _STORAGE_DOWN):
+        return TransientError(f"storage unavailable ({type(exc).__name__})")
+    return None

@@ -1,0 +1,74 @@
+"""The chat graph: one node that answers the pending message in the thread's context.
+
+The human message and the reply enter the conversation in one write, at the
+end of the node. If the LLM call fails or the turn is cancelled, LangGraph
+still saves a checkpoint on exit, but `messages` is untouched: the turn
+stores neither message (contract, guarantee 1).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypedDict
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    HumanMessage,
+    SystemMessage,
+    trim_messages,
+)
+from langchain_core.messages.utils import count_tokens_approximately
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
+from langgraph.graph.state import CompiledStateGraph
+
+from shared.conversation import CREATED_AT, job_of, reply_id
+
+class ChatState(TypedDict):
+    messages: Annotated[list[AnyMessage], add_messages]
+    language: str
+    pending: HumanMessage | None
+
+
+def system_prompt(language: str) -> str:
+    return (
+        "You are a helpful assistant in a chat with a user. "
+        f"Always answer in {language}, whatever language the user writes in."
+    )
+
+
+def build_graph(llm: BaseChatModel, checkpointer: BaseCheckpointSaver[Any],
+                context_max_tokens: int) -> CompiledStateGraph[Any, Any, Any, Any]:
+    async def answer(state: ChatState) -> dict[str, Any]:
+        pending = state.get("pending")
+        if pending is None:
+            return {}
+        history = state.get("messages", [])
+        if any(m.id == pending.id for m in history):
+            # The same job ran before and was stored (a redelivery): nothing to add.
+            return {"pending": None}
+        context = trim_messages(
+            [*history, pending],
+            max_tokens=context_max_tokens,
+            strategy="last",
+            token_counter=count_tokens_approximately,
+            start_on="human",
+            end_on="human",
+        )
+        answer = await llm.ainvoke([SystemMessage(system_prompt(state["language"])), *context])
+        reply = AIMessage(
+            content=answer.text,
+            id=reply_id(job_of(pending)),
+            additional_kwargs={CREATED_AT: datetime.now(UTC).timestamp()},
+            response_metadata=answer.response_metadata,
+        )
+        return {"messages": [pending, reply], "pending": None}
+
+    graph = StateGraph(ChatState)
+    graph.add_node("answer", answer)
+    graph.add_edge(START, "answer")
+    graph.add_edge("answer", END)
+    return graph.compile(checkpointer=checkpointer)

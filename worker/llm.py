@@ -1,0 +1,87 @@
+"""The chat model, built from settings: Groq, any OpenAI-compatible server, or echo."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForLLMRun,
+    CallbackManagerForLLMRun,
+)
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+
+from shared.settings import Settings
+
+ECHO_LABEL = "[echo model: no LLM configured]"
+
+
+class EchoChatModel(BaseChatModel):
+    """Offline and deterministic: repeats the last human message, labelled as such."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "echo"
+
+    def _reply(self, messages: list[BaseMessage]) -> str:
+        last = next((m for m in reversed(messages) if isinstance(m, HumanMessage)), None)
+        return f"{ECHO_LABEL} {last.text if last else ''}".rstrip()
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None,
+                  **kwargs: Any) -> ChatResult:
+        message = AIMessage(content=self._reply(messages))
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                run_manager: CallbackManagerForLLMRun | None = None,
+                **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        for word in self._words(messages):
+            yield ChatGenerationChunk(message=AIMessageChunk(content=word))
+
+    async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                       run_manager: AsyncCallbackManagerForLLMRun | None = None,
+                       **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+        for word in self._words(messages):
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=word))
+            if run_manager is not None:
+                await run_manager.on_llm_new_token(word, chunk=chunk)
+            yield chunk
+
+    def _words(self, messages: list[BaseMessage]) -> list[str]:
+        words = self._reply(messages).split(" ")
+        return [w + " " for w in words[:-1]] + words[-1:]
+
+
+def build_llm(settings: Settings) -> BaseChatModel:
+    """The provider's chat model, with its own retries off: the queue owns retries."""
+    provider = settings.llm_provider
+    if provider == "groq":
+        from langchain_groq import ChatGroq
+
+        assert settings.GROQ_API_KEY is not None
+        return ChatGroq(
+            model=settings.GROQ_MODEL,
+            api_key=settings.GROQ_API_KEY,
+            base_url=settings.GROQ_API_BASE,
+            max_retries=0,
+            timeout=settings.LLM_TIMEOUT_SECONDS,
+            max_tokens=settings.LLM_MAX_TOKENS,
+            streaming=True,
+        )
+    if provider == "openai":
+        from langchain_openai import ChatOpenAI
+
+        return ChatOpenAI(
+            model=settings.OPENAI_MODEL or "",
+            base_url=settings.OPENAI_BASE_URL,
+            # Local servers (Ollama, vLLM, llama.cpp) accept any key.
+            api_key=settings.OPENAI_API_KEY or "not-needed",  # type: ignore[arg-type]
+            max_retries=0,
+            timeout=settings.LLM_TIMEOUT_SECONDS,
+            max_completion_tokens=settings.LLM_MAX_TOKENS,
+            streaming=True,
+        )
+    return EchoChatModel()

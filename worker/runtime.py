@@ -1,0 +1,90 @@
+"""One event loop per worker process, kept for its whole life.
+
+Async clients (httpx inside the LLM client, aioboto3, redis.asyncio) are bound
+to the loop that made them, and building them per task costs tens of
+milliseconds (see FIELD-NOTES). So each Celery child process holds one
+`asyncio.Runner` with the LLM client, the compiled graph, and the Redis and
+S3 clients, and every task runs its coroutine on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from langgraph.graph.state import CompiledStateGraph
+from redis.asyncio import Redis
+
+from shared.checkpoint import AsyncS3Saver
+from shared.jobs import JobStore
+from shared.settings import Settings, get_settings
+from worker.graph import build_graph
+from worker.llm import build_llm
+
+T = TypeVar("T")
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    redis: Redis
+    jobs: JobStore
+    saver: AsyncS3Saver
+    graph: CompiledStateGraph[Any, Any, Any, Any]
+
+
+async def open_resources(settings: Settings, stack: AsyncExitStack) -> Resources:
+    redis = Redis.from_url(settings.REDIS_URL, decode_responses=True,
+                           health_check_interval=30, socket_connect_timeout=5)
+    stack.push_async_callback(redis.aclose)
+    saver = await stack.enter_async_context(AsyncS3Saver.from_conn_string(
+        settings.s3_url, endpoint_url=settings.S3_ENDPOINT_URL, region_name=settings.AWS_REGION))
+    graph = build_graph(build_llm(settings), saver, settings.CONTEXT_MAX_TOKENS)
+    return Resources(settings, redis, JobStore(redis, settings.JOB_TTL_SECONDS), saver, graph)
+
+
+class Runtime:
+    """The process's event loop and the resources that live on it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._runner = asyncio.Runner()
+        self._stack = AsyncExitStack()
+        self.resources = self._runner.run(open_resources(settings, self._stack))
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            return self._runner.run(coro)
+        except BaseException as exc:
+            # SIGTERM or a hard limit arrives as an exception here: close the loop
+            # so the turn's `finally` blocks (lock release, stream close) still run.
+            if not isinstance(exc, Exception):
+                self.close()
+            raise
+
+    def close(self) -> None:
+        global _runtime
+        try:
+            self._runner.run(self._stack.aclose())
+        finally:
+            self._runner.close()
+            if _runtime is self:
+                _runtime = None
+
+
+_runtime: Runtime | None = None
+
+
+def get_runtime() -> Runtime:
+    """This process's runtime, made on first use (the prefork child's init, or solo)."""
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime(get_settings())
+    return _runtime
+
+
+def close_runtime() -> None:
+    if _runtime is not None:
+        _runtime.close()
