@@ -219,9 +219,9 @@ class JobStore:
                 events.append(Event(entry_id, fields["type"], json.loads(fields["data"])))
         return events
 
-    async def wait(self, job_id: str, timeout: float) -> Event | None:
-        """Blocks on the job's stream until its terminal event, or None after `timeout`."""
-        deadline = time.monotonic() + timeout
+    async def wait(self, job_id: str, seconds: float) -> Event | None:
+        """Blocks on the job's stream until its terminal event, or None after `seconds`."""
+        deadline = time.monotonic() + seconds
         after = "0-0"
         while (left := deadline - time.monotonic()) > 0:
             for event in await self.read_events(job_id, after, max(1, int(left * 1000))):

@@ -27,6 +27,7 @@ from langgraph.graph.state import CompiledStateGraph
 
 from shared.conversation import CREATED_AT, job_of, reply_id
 
+
 class ChatState(TypedDict):
     messages: Annotated[list[AnyMessage], add_messages]
     language: str

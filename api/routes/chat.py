@@ -56,7 +56,8 @@ async def post_chat(
     services: ServicesDep,
     owner: OwnerDep,
     wait: bool = True,
-    timeout: Annotated[float | None, Query(ge=0, le=300)] = None,
+    wait_seconds: Annotated[float | None, Query(
+        alias="timeout", ge=0, le=300, description="Seconds to wait for the reply.")] = None,
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=128)] = None,
 ) -> Any:
@@ -71,7 +72,7 @@ async def post_chat(
             job = await jobs.get(earlier)
             if job is None:
                 raise NotFound("the job of this Idempotency-Key has expired")
-            return await _respond(services, job, wait, timeout)
+            return await _respond(services, job, wait, wait_seconds)
     job = Job(job_id=job_id, thread_id=body.thread_id or new_id(), message=body.message,
               language=body.language, owner=owner)
     try:
@@ -87,13 +88,13 @@ async def post_chat(
             await jobs.delete(job.job_id)
         raise
     log.info("job_accepted", job_id=job.job_id, thread_id=job.thread_id)
-    return await _respond(services, job, wait, timeout)
+    return await _respond(services, job, wait, wait_seconds)
 
 
 async def _respond(services: ServicesDep, job: Job, wait: bool,
-                   timeout: float | None) -> Any:
+                   wait_seconds: float | None) -> Any:
     if wait:
-        limit = services.settings.CHAT_WAIT_TIMEOUT if timeout is None else timeout
+        limit = services.settings.CHAT_WAIT_TIMEOUT if wait_seconds is None else wait_seconds
         event = await services.jobs.wait(job.job_id, limit)
         if event is not None:
             return await finished(services, event)

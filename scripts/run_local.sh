@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The whole stack on this machine, on embedded defaults: redis-server and an
+# S3 server (moto) on loopback unless REDIS_URL / S3_ENDPOINT_URL say where real
+# ones are, then the gateway, one worker and beat. Ctrl-C stops everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh requirements-dev.txt
+# shellcheck disable=SC1091
+. .venv/bin/activate
+[ -f .env ] && set -a && . ./.env && set +a
+
+run=.run
+mkdir -p "$run"
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  echo; echo "stopping..."
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  echo "stopped."
+}
+trap stop INT TERM EXIT
+
+free_port() { python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 1 100); do
+    (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing answers on port $1" >&2; return 1
+}
+
+if [ -z "${REDIS_URL:-}" ]; then
+  port=$(free_port)
+  redis-server --port "$port" --bind 127.0.0.1 --dir "$PWD/$run" --appendonly yes \
+    --save "" --logfile "$PWD/$run/redis.log" &
+  pids+=($!)
+  wait_port "$port"
+  export REDIS_URL="redis://127.0.0.1:$port/0"
+fi
+
+export S3_BUCKET_NAME="${S3_BUCKET_NAME:-chat-memory}"
+if [ -z "${S3_ENDPOINT_URL:-}" ] && [ -z "${AWS_ACCESS_KEY_ID:-}" ]; then
+  port=$(free_port)
+  python -m moto.server -H 127.0.0.1 -p "$port" >"$run/s3.log" 2>&1 &
+  pids+=($!)
+  wait_port "$port"
+  export S3_ENDPOINT_URL="http://127.0.0.1:$port"
+  export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
+  echo "S3: a local moto server at $S3_ENDPOINT_URL (kept in memory: lost when stopped)"
+fi
+python - <<'PY'
+import os, boto3
+s3 = boto3.client("s3", endpoint_url=os.environ.get("S3_ENDPOINT_URL"),
+                  region_name=os.environ.get("AWS_REGION", "us-east-1"))
+bucket = os.environ["S3_BUCKET_NAME"]
+try:
+    s3.head_bucket(Bucket=bucket)
+except Exception:
+    s3.create_bucket(Bucket=bucket)
+PY
+
+if [ -z "${GROQ_API_KEY:-}" ] && [ -z "${LLM_PROVIDER:-}" ]; then
+  echo "LLM: no GROQ_API_KEY set, so replies come from the offline 'echo' model"
+fi
+
+port="${PORT:-8000}"
+uvicorn api.main:app --host 127.0.0.1 --port "$port" &
+pids+=($!)
+celery -A worker.celery_app worker --loglevel=INFO -c "${WORKER_CONCURRENCY:-4}" &
+pids+=($!)
+celery -A worker.celery_app beat --loglevel=INFO -s "$run/celerybeat-schedule" &
+pids+=($!)
+
+for _ in $(seq 1 150); do
+  curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+cat <<MSG
+
+The chat is up: http://127.0.0.1:$port   (API docs: http://127.0.0.1:$port/docs)
+  curl -s http://127.0.0.1:$port/chat -H 'Content-Type: application/json' -d '{"message": "Hello!"}'
+Press Ctrl-C to stop everything.
+MSG
+wait -n "${pids[@]}" || true

@@ -1,0 +1,142 @@
+"""The whole stack on loopback: the gateway under uvicorn and Celery worker
+processes, beside a Groq-like server, over a real redis-server and S3 server.
+
+Used by the end-to-end tests and by the benchmarks in bench/.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests import servers
+
+
+@dataclass
+class Stack:
+    gateway: servers.Server
+    workers: list[servers.Server]
+    groq: servers.Server
+    env: dict[str, str]
+    logdir: Path
+    client: httpx.Client
+    groq_client: httpx.Client
+    extra: list[servers.Server] = field(default_factory=list)
+
+    def llm_calls(self) -> list[dict[str, Any]]:
+        calls: list[dict[str, Any]] = self.groq_client.get("/_calls").json()
+        return calls
+
+    def control(self, **settings: Any) -> None:
+        self.groq_client.post("/_control", json=settings).raise_for_status()
+
+    def wait_job(self, job_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        """Polls the job until it ends (tests only; the gateway itself never polls)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job: dict[str, Any] = self.client.get(f"/chat/jobs/{job_id}").json()
+            if job["status"] in ("succeeded", "failed", "cancelled"):
+                return job
+            time.sleep(0.05)
+        raise AssertionError(f"job {job_id} did not end in {timeout}s")
+
+    def add_workers(self, count: int) -> list[servers.Server]:
+        more = start_workers(self.env, self.logdir, count, first=len(self.workers) + 1)
+        self.workers += more
+        return more
+
+
+def stack_env(redis_url: str, s3_endpoint: str, bucket: str, groq_port: int,
+              provider: str = "groq") -> dict[str, str]:
+    return {
+        "REDIS_URL": redis_url,
+        "S3_ENDPOINT_URL": s3_endpoint,
+        "S3_BUCKET_NAME": bucket,
+        "S3_PREFIX": "chat_histories/",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_REGION": "us-east-1",
+        "LLM_PROVIDER": provider,
+        "GROQ_API_KEY": "gsk-test-not-a-real-key",
+        "GROQ_API_BASE": f"http://127.0.0.1:{groq_port}",
+        "GROQ_MODEL": "test-model",
+        "CHAT_WAIT_TIMEOUT": "20",
+        "TURN_MAX_RETRIES": "2",
+        "WORKER_CONCURRENCY": "2",
+        "LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def wait_for_log(server: servers.Server, text: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in server.log():
+            return
+        if server.proc is not None and server.proc.poll() is not None:
+            raise RuntimeError(f"{server.name} exited:\n{server.log()[-3000:]}")
+        time.sleep(0.1)
+    raise TimeoutError(f"{server.name} did not log {text!r}:\n{server.log()[-3000:]}")
+
+
+def start_workers(env: dict[str, str], logdir: Path, count: int,
+                  first: int = 1) -> list[servers.Server]:
+    workers = []
+    for n in range(first, first + count):
+        # Mingle and gossip only slow the start; the workers need neither.
+        argv = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+                "--loglevel=INFO", "-n", f"w{n}@%h", "--without-mingle", "--without-gossip"]
+        workers.append(servers.Server(f"worker{n}", argv, None, logdir / f"worker{n}.log",
+                                      env).start())
+    for worker in workers:
+        wait_for_log(worker, " ready.")
+    return workers
+
+
+@contextmanager
+def launch(redis_url: str, s3_endpoint: str, logdir: Path, workers: int = 2,
+           **overrides: str) -> Iterator[Stack]:
+    logdir.mkdir(parents=True, exist_ok=True)
+    groq_port, gateway_port = servers.free_port(), servers.free_port()
+    groq = servers.Server("groq", [sys.executable, "-m", "tests.fakes.fake_groq_server",
+                                   "--port", str(groq_port)],
+                          groq_port, logdir / "groq.log").start()
+    env = {**stack_env(redis_url, s3_endpoint, servers.create_bucket(s3_endpoint), groq_port),
+           **overrides}
+    gateway = servers.Server(
+        "gateway", [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
+                    "--port", str(gateway_port), "--no-access-log"],
+        gateway_port, logdir / "gateway.log", env).start()
+    started = [groq, gateway]
+    try:
+        stack = Stack(gateway, [], groq, env, logdir,
+                      httpx.Client(base_url=f"http://127.0.0.1:{gateway_port}", timeout=90),
+                      httpx.Client(base_url=f"http://127.0.0.1:{groq_port}", timeout=10))
+        stack.add_workers(workers)
+        yield stack
+    finally:
+        for server in [*started, *stack.workers, *stack.extra]:
+            server.stop()
+        stack.client.close()
+        stack.groq_client.close()
+
+
+@contextmanager
+def launch_all(workdir: Path, workers: int = 2, **overrides: str) -> Iterator[Stack]:
+    """Also starts its own redis-server and S3 server (for the benchmarks)."""
+    redis = servers.redis_server(workdir / "redis").start()
+    s3 = servers.s3_server(workdir / "s3").start()
+    try:
+        with launch(f"redis://127.0.0.1:{redis.port}/0", f"http://127.0.0.1:{s3.port}",
+                    workdir / "stack", workers, **overrides) as stack:
+            yield stack
+    finally:
+        s3.stop()
+        redis.stop()

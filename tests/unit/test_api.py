@@ -1,0 +1,106 @@
+"""The gateway with nothing behind it: validation, auth, and dependencies down."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from shared.settings import Settings
+from tests.servers import free_port
+
+
+def app_client(**env: object) -> TestClient:
+    # Ports where nothing listens: Redis and S3 are "down".
+    settings = Settings(_env_file=None, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",  # type: ignore[call-arg]
+                        S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}", **env)
+    return TestClient(create_app(settings), raise_server_exceptions=False)
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    with app_client() as client:
+        yield client
+
+
+def test_healthz_answers_without_dependencies(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok", "checks": {}}
+
+
+def test_readyz_names_what_is_down(client: TestClient) -> None:
+    reply = client.get("/readyz")
+    assert reply.status_code == 503
+    checks = reply.json()["checks"]
+    assert checks["redis"].startswith("unavailable")
+    assert checks["s3"].startswith("unavailable")
+
+
+def test_chat_with_redis_down_is_503_not_a_stack_trace(client: TestClient) -> None:
+    reply = client.post("/chat", json={"message": "hi"})
+    assert reply.status_code == 503
+    assert reply.json() == {"detail": "redis unavailable, try again later"}
+    assert "Traceback" not in reply.text
+
+
+def test_history_with_s3_down_is_503(client: TestClient) -> None:
+    reply = client.get("/chat/history/abc")
+    assert reply.status_code == 503
+    assert "S3" in reply.json()["detail"]
+
+
+@pytest.mark.parametrize(("body", "where"), [
+    ({"message": ""}, "message"),
+    ({"message": " \t\n "}, "message"),
+    ({"message": "x" * 32_001}, "message"),
+    ({"message": "hi", "thread_id": "a/b"}, "thread_id"),
+    ({"message": "hi", "thread_id": "abc\n"}, "thread_id"),
+    ({"message": "hi", "language": "English; drop"}, "language"),
+    ({"message": "hi", "language": "x" * 65}, "language"),
+    ({"message": 42}, "message"),
+])
+def test_bad_bodies_are_422_before_anything_is_touched(client: TestClient,
+                                                       body: dict[str, object],
+                                                       where: str) -> None:
+    reply = client.post("/chat", json=body)
+    assert reply.status_code == 422
+    assert where in reply.json()["detail"]
+
+
+@pytest.mark.parametrize("params", [{"timeout": "-1"}, {"timeout": "301"}, {"wait": "maybe"}])
+def test_bad_query_parameters_are_422(client: TestClient, params: dict[str, str]) -> None:
+    assert client.post("/chat", params=params, json={"message": "hi"}).status_code == 422
+
+
+def test_a_long_idempotency_key_is_422(client: TestClient) -> None:
+    reply = client.post("/chat", json={"message": "hi"}, headers={"Idempotency-Key": "k" * 129})
+    assert reply.status_code == 422
+
+
+def test_languages_with_letters_from_any_script_are_accepted(client: TestClient) -> None:
+    # Valid bodies get past validation and fail only on the missing Redis.
+    for language in ("Français", "Brazilian Portuguese", "Serbo-Croatian", "日本語"):
+        assert client.post("/chat", json={"message": "hi", "language": language}).status_code == 503
+
+
+def test_with_api_keys_every_endpoint_but_probes_needs_one() -> None:
+    with app_client(API_KEYS="k1,k2") as client:
+        assert client.get("/healthz").status_code == 200
+        for method, path in [("POST", "/chat"), ("GET", "/chat/jobs/abc"),
+                             ("POST", "/chat/jobs/abc/cancel"), ("GET", "/chat/history/abc"),
+                             ("DELETE", "/chat/history/abc")]:
+            reply = client.request(method, path, json={"message": "hi"})
+            assert reply.status_code == 401, path
+            assert reply.headers["www-authenticate"] == "Bearer"
+        wrong = client.get("/chat/jobs/abc", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        right = client.get("/chat/jobs/abc", headers={"Authorization": "Bearer k2"})
+        assert right.status_code == 503  # past auth, on to the (missing) Redis
+
+
+def test_openapi_documents_every_endpoint(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert set(paths) == {"/chat", "/chat/jobs/{job_id}", "/chat/jobs/{job_id}/cancel",
+                          "/chat/history/{thread_id}", "/healthz", "/readyz"}
+    assert "202" in paths["/chat"]["post"]["responses"]
