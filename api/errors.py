@@ -91,7 +91,7 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        return _json(exc.status_code, exc.detail, exc.headers)
+        return _json(exc.status_code, exc.detail, dict(exc.headers or {}))
 
     @app.exception_handler(RedisConnectionError)
     @app.exception_handler(RedisTimeoutError)

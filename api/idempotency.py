@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import cast
 
 from redis.asyncio import Redis
 
@@ -28,7 +29,7 @@ async def claim(redis: Redis, owner: str, idempotency_key: str, body: bytes,
     mine = f"{body_hash}:{job_id}"
     if await redis.set(key, mine, nx=True, ex=TTL_SECONDS):
         return job_id
-    earlier = await redis.get(key)
+    earlier = cast(str | None, await redis.get(key))
     if earlier is None:  # expired between the two calls: take it
         await redis.set(key, mine, ex=TTL_SECONDS)
         return job_id

@@ -7,6 +7,7 @@ Each message carries the time it was accepted or written, as a UNIX time in
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
@@ -31,7 +32,7 @@ def message_time(message: BaseMessage) -> datetime:
     return datetime.fromtimestamp(float(message.additional_kwargs.get(CREATED_AT, 0.0)), UTC)
 
 
-def role_of(message: BaseMessage) -> str | None:
+def role_of(message: BaseMessage) -> Literal["human", "assistant"] | None:
     """`human` or `assistant` for conversation messages, None for anything else."""
     if isinstance(message, HumanMessage):
         return "human"

@@ -143,7 +143,7 @@ class JobStore:
         """Records an accepted job, and marks its thread active so cleanup spares it."""
         key = self.job_key(job.job_id)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=job.to_redis())
+            pipe.hset(key, mapping=job.to_redis())  # type: ignore[arg-type]
             pipe.expire(key, self.ttl)
             pipe.zadd(ACTIVITY_KEY, {job.thread_id: job.created_at}, gt=True)
             await pipe.execute()
@@ -152,8 +152,8 @@ class JobStore:
         await self.redis.delete(self.job_key(job_id), self.events_key(job_id))
 
     async def get(self, job_id: str) -> Job | None:
-        raw = await self.redis.hgetall(self.job_key(job_id))  # type: ignore[misc]
-        return Job.from_redis(raw) if raw else None
+        raw = await self.redis.hgetall(self.job_key(job_id))
+        return Job.from_redis(cast(dict[str, str], raw)) if raw else None
 
     async def start(self, job_id: str) -> Job | None:
         """Marks the job running and counts the attempt; a finished job is left as it is."""
@@ -169,13 +169,13 @@ class JobStore:
 
     async def count_failure(self, job_id: str) -> int:
         """Counts one more transient failure of the job; returns the count."""
-        return int(await self.redis.hincrby(self.job_key(job_id), "failures", 1))  # type: ignore[misc]
+        return int(await self.redis.hincrby(self.job_key(job_id), "failures", 1))
 
     async def request_cancel(self, job_id: str) -> None:
-        await self.redis.hset(self.job_key(job_id), "cancel_requested", "1")  # type: ignore[misc]
+        await self.redis.hset(self.job_key(job_id), "cancel_requested", "1")
 
     async def cancel_requested(self, job_id: str) -> bool:
-        flag = await self.redis.hget(self.job_key(job_id), "cancel_requested")  # type: ignore[misc]
+        flag = await self.redis.hget(self.job_key(job_id), "cancel_requested")
         return flag == "1"
 
     async def succeed(self, job: Job, response: str) -> bool:
@@ -214,7 +214,8 @@ class JobStore:
                           block_ms: int | None = None) -> list[Event]:
         reply = await self.redis.xread({self.events_key(job_id): after}, block=block_ms)
         events = []
-        for _stream, entries in reply or []:
+        for _stream, entries in cast(list[tuple[str, list[tuple[str, dict[str, str]]]]],
+                                     reply or []):
             for entry_id, fields in entries:
                 events.append(Event(entry_id, fields["type"], json.loads(fields["data"])))
         return events

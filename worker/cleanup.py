@@ -9,6 +9,7 @@ since the index was read.
 from __future__ import annotations
 
 import time
+from typing import cast
 
 import structlog
 from redis.asyncio.lock import Lock
@@ -26,8 +27,8 @@ async def cleanup_idle_threads(res: Resources) -> int:
     cutoff = time.time() - res.settings.SESSION_TTL_SECONDS
     deleted = 0
     while True:
-        expired = await res.redis.zrangebyscore(
-            ACTIVITY_KEY, "-inf", cutoff, start=0, num=BATCH, withscores=True)
+        expired = cast(list[tuple[str, float]], await res.redis.zrangebyscore(
+            ACTIVITY_KEY, "-inf", cutoff, start=0, num=BATCH, withscores=True))
         if not expired:
             break
         for thread_id, seen in expired:

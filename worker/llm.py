@@ -62,7 +62,7 @@ def build_llm(settings: Settings) -> BaseChatModel:
         from langchain_groq import ChatGroq
 
         assert settings.GROQ_API_KEY is not None
-        return ChatGroq(
+        return ChatGroq(  # type: ignore[call-arg]
             model=settings.GROQ_MODEL,
             api_key=settings.GROQ_API_KEY,
             base_url=settings.GROQ_API_BASE,
@@ -78,7 +78,7 @@ def build_llm(settings: Settings) -> BaseChatModel:
             model=settings.OPENAI_MODEL or "",
             base_url=settings.OPENAI_BASE_URL,
             # Local servers (Ollama, vLLM, llama.cpp) accept any key.
-            api_key=settings.OPENAI_API_KEY or "not-needed",  # type: ignore[arg-type]
+            api_key=settings.OPENAI_API_KEY or "not-needed",
             max_retries=0,
             timeout=settings.LLM_TIMEOUT_SECONDS,
             max_completion_tokens=settings.LLM_MAX_TOKENS,

@@ -98,7 +98,7 @@ async def _answer(res: Resources, job: Job) -> str | None:
     turn_input = {"pending": human_message(job.job_id, job.message, job.created_at),
                   "language": job.language}
     run = asyncio.ensure_future(
-        res.graph.ainvoke(turn_input, config, durability="exit"))
+        res.graph.ainvoke(turn_input, config, durability="exit"))  # type: ignore[call-overload]
     try:
         async with asyncio.timeout(res.settings.TURN_TIME_LIMIT):
             while not run.done():

@@ -37,7 +37,7 @@ async def get_job(job_id: JobIdPath, services: ServicesDep, owner: OwnerDep) -> 
     """A job's status, and its reply or error once it has ended."""
     job = await _job(services, job_id, owner)
     return JobView(
-        job_id=job.job_id, thread_id=job.thread_id, status=job.status,
+        job_id=job.job_id, thread_id=job.thread_id, status=job.status.value,
         response=job.response, language=job.language if job.response is not None else None,
         error=job.error, created_at=_time(job.created_at) or datetime.now(UTC),
         finished_at=_time(job.finished_at),
