@@ -130,7 +130,7 @@ def test_rate_limited_call_is_retried_after_retry_after(stack: Stack) -> None:
     assert reply.json()["response"] == "echo: after the pause"
     calls = stack.llm_calls()
     assert len(calls) == 2
-    assert calls[1]["time"] - calls[0]["time"] >= 0.9
+    assert calls[1]["received_at"] - calls[0]["received_at"] >= 0.9
     assert time.monotonic() - started >= 0.9
 
 
