@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
-from redis.asyncio import Redis
 
 from api.deps import Services
 from api.errors import install_handlers
@@ -15,6 +14,7 @@ from shared.checkpoint import AsyncS3Saver
 from shared.jobs import JobStore
 from shared.logging import configure_logging
 from shared.queue import make_celery
+from shared.redis_client import make_redis
 from shared.settings import Settings, get_settings
 
 
@@ -24,8 +24,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with AsyncExitStack() as stack:
         # Clients connect lazily, so the gateway starts (and /healthz answers)
         # while Redis or S3 is still down; /readyz tells when they are up.
-        redis = Redis.from_url(settings.REDIS_URL, decode_responses=True,
-                               socket_connect_timeout=2, health_check_interval=30)
+        redis = make_redis(settings.REDIS_URL)
         stack.push_async_callback(redis.aclose)
         saver = await stack.enter_async_context(AsyncS3Saver.from_conn_string(
             settings.s3_url, endpoint_url=settings.S3_ENDPOINT_URL,

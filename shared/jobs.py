@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
+from shared.redis_client import MAX_BLOCK_MS
 from shared.threads import ACTIVITY_KEY
 
 
@@ -225,7 +226,8 @@ class JobStore:
         deadline = time.monotonic() + seconds
         after = "0-0"
         while (left := deadline - time.monotonic()) > 0:
-            for event in await self.read_events(job_id, after, max(1, int(left * 1000))):
+            block_ms = min(MAX_BLOCK_MS, max(1, int(left * 1000)))
+            for event in await self.read_events(job_id, after, block_ms):
                 if event.terminal:
                     return event
                 after = event.id

@@ -10,8 +10,6 @@ Third-party exceptions become these in one place: `classify()`.
 
 from __future__ import annotations
 
-import asyncio
-
 import groq
 import openai
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -63,7 +61,7 @@ def classify(exc: BaseException) -> TurnError | None:
         if code >= 500:
             return TransientError(f"LLM server error ({code})", _retry_after(exc))
         return RejectedError(f"LLM rejected the request ({code}): {exc.message}")
-    if isinstance(exc, _API_TIMEOUT | TimeoutError | asyncio.TimeoutError):
+    if isinstance(exc, (*_API_TIMEOUT, TimeoutError)):
         return TransientError("LLM call timed out", timed_out=True)
     if isinstance(exc, _API_CONNECTION):
         return TransientError("LLM unreachable")

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from shared.checkpoint import AsyncS3Saver
 from shared.jobs import JobStore
+from shared.redis_client import make_redis
 from shared.settings import Settings, get_settings
 from worker.graph import build_graph
 from worker.llm import build_llm
@@ -37,8 +38,7 @@ class Resources:
 
 
 async def open_resources(settings: Settings, stack: AsyncExitStack) -> Resources:
-    redis = Redis.from_url(settings.REDIS_URL, decode_responses=True,
-                           health_check_interval=30, socket_connect_timeout=5)
+    redis = make_redis(settings.REDIS_URL)
     stack.push_async_callback(redis.aclose)
     saver = await stack.enter_async_context(AsyncS3Saver.from_conn_string(
         settings.s3_url, endpoint_url=settings.S3_ENDPOINT_URL, region_name=settings.AWS_REGION))
