@@ -25,20 +25,30 @@ def main() -> None:
             launch_all(Path(tmp), workers=1, LLM_PROVIDER="echo") as stack:
         thread = None
         times = []
+        queued, running, delivered = [], [], []
         for n in range(args.warmup + args.turns):
             body: dict[str, object] = {"message": f"turn {n}", "thread_id": thread}
             started = time.perf_counter()
             reply = stack.client.post("/chat", json=body)
             elapsed = time.perf_counter() - started
+            done_at = time.time()
             reply.raise_for_status()
             thread = reply.json()["thread_id"]
             if n >= args.warmup:
                 times.append(elapsed * 1000)
+                job = stack.client.get(f"/chat/jobs/{reply.json()['job_id']}").json()
+                record = stack.job_record(job["job_id"])
+                queued.append((record["started_at"] - record["created_at"]) * 1000)
+                running.append((record["finished_at"] - record["started_at"]) * 1000)
+                delivered.append((done_at - record["finished_at"]) * 1000)
         times.sort()
         pct = statistics.quantiles(times, n=100)
         print(f"{args.turns} sequential turns on one thread, echo model, loopback")
         print(f"  p50 {statistics.median(times):.1f} ms   p90 {pct[89]:.1f} ms   "
               f"p99 {pct[98]:.1f} ms   min {times[0]:.1f} ms   max {times[-1]:.1f} ms")
+        print(f"  of which (p50): accepted->started {statistics.median(queued):.1f} ms, "
+              f"started->finished {statistics.median(running):.1f} ms, "
+              f"finished->client {statistics.median(delivered):.1f} ms")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,14 @@ class Stack:
             time.sleep(0.05)
         raise AssertionError(f"job {job_id} did not end in {timeout}s")
 
+    def job_record(self, job_id: str) -> dict[str, float]:
+        """The job's timestamps, read from Redis directly (for benchmarks)."""
+        import redis
+
+        with redis.Redis.from_url(self.env["REDIS_URL"], decode_responses=True) as client:
+            raw = client.hgetall(f"chat:job:{job_id}")
+        return {k: float(raw[k]) for k in ("created_at", "started_at", "finished_at")}
+
     def add_workers(self, count: int) -> list[servers.Server]:
         more = start_workers(self.env, self.logdir, count, first=len(self.workers) + 1)
         self.workers += more
