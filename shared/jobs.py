@@ -18,7 +18,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from shared.redis_client import MAX_BLOCK_MS
-from shared.threads import ACTIVITY_KEY
+from shared.threads import ACTIVITY_KEY, PENDING_KEY, inbox_key
 
 
 class JobStatus(StrEnum):
@@ -45,6 +45,7 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'type', ARGV[2], 'data', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[1])
+redis.call('LREM', KEYS[3], 0, redis.call('HGET', KEYS[1], 'job_id'))
 return 1
 """
 _START = """
@@ -141,16 +142,28 @@ class JobStore:
         return f"{self.prefix}job:{job_id}:events"
 
     async def create(self, job: Job) -> None:
-        """Records an accepted job, and marks its thread active so cleanup spares it."""
+        """Records an accepted job at the end of its thread's inbox.
+
+        Also marks the thread active, so cleanup spares it, and pending, so
+        the recovery sweep finds it if its worker dies.
+        """
         key = self.job_key(job.job_id)
+        inbox = inbox_key(job.thread_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping=job.to_redis())  # type: ignore[arg-type]
             pipe.expire(key, self.ttl)
+            pipe.rpush(inbox, job.job_id)
+            pipe.expire(inbox, self.ttl)
+            pipe.sadd(PENDING_KEY, job.thread_id)
             pipe.zadd(ACTIVITY_KEY, {job.thread_id: job.created_at}, gt=True)
             await pipe.execute()
 
-    async def delete(self, job_id: str) -> None:
-        await self.redis.delete(self.job_key(job_id), self.events_key(job_id))
+    async def delete(self, job: Job) -> None:
+        """Forgets a job that could not be queued."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.job_key(job.job_id), self.events_key(job.job_id))
+            pipe.lrem(inbox_key(job.thread_id), 0, job.job_id)
+            await pipe.execute()
 
     async def get(self, job_id: str) -> Job | None:
         raw = await self.redis.hgetall(self.job_key(job_id))
@@ -182,22 +195,23 @@ class JobStore:
     async def succeed(self, job: Job, response: str) -> bool:
         body = {"response": response, "language": job.language,
                 "thread_id": job.thread_id, "job_id": job.job_id}
-        return await self._end(job.job_id, JobStatus.SUCCEEDED, "done", body, response=response)
+        return await self._end(job, JobStatus.SUCCEEDED, "done", body, response=response)
 
-    async def fail(self, job_id: str, detail: str, http_status: int) -> bool:
-        body = {"detail": detail, "job_id": job_id}
-        return await self._end(job_id, JobStatus.FAILED, "error", body,
+    async def fail(self, job: Job, detail: str, http_status: int) -> bool:
+        body = {"detail": detail, "job_id": job.job_id}
+        return await self._end(job, JobStatus.FAILED, "error", body,
                                error=detail, http_status=http_status)
 
-    async def cancel(self, job_id: str, only_if_queued: bool = False) -> bool:
+    async def cancel(self, job: Job, only_if_queued: bool = False) -> bool:
         """Ends the job cancelled; with `only_if_queued`, only if no worker has it."""
         froms = _QUEUED if only_if_queued else _UNFINISHED
-        return await self._end(job_id, JobStatus.CANCELLED, "cancelled", {"job_id": job_id},
+        return await self._end(job, JobStatus.CANCELLED, "cancelled", {"job_id": job.job_id},
                                from_statuses=froms)
 
-    async def _end(self, job_id: str, status: JobStatus, event: str, body: dict[str, Any],
+    async def _end(self, job: Job, status: JobStatus, event: str, body: dict[str, Any],
                    from_statuses: tuple[str, ...] = (), **fields: str | int) -> bool:
-        """Records the outcome and appends the terminal event in one step.
+        """Records the outcome, appends the terminal event and takes the job out
+        of its thread's inbox, in one step.
 
         Only a job in one of `from_statuses` (default: any unfinished one) is
         changed; returns False otherwise: the first outcome stands.
@@ -208,7 +222,8 @@ class JobStore:
             pairs += [name, value]
         ending = "," + ",".join(from_statuses) + ","
         args = [self.ttl, event, json.dumps(body), STREAM_MAXLEN, ending, *pairs]
-        done = await self._finish(keys=[self.job_key(job_id), self.events_key(job_id)], args=args)
+        keys = [self.job_key(job.job_id), self.events_key(job.job_id), inbox_key(job.thread_id)]
+        done = await self._finish(keys=keys, args=args)
         return cast(int, done) == 1
 
     async def read_events(self, job_id: str, after: str = "0-0",

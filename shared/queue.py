@@ -14,6 +14,7 @@ from shared.settings import Settings
 
 TURN_TASK = "chat.run_turn"
 CLEANUP_TASK = "chat.cleanup"
+RECOVER_TASK = "chat.recover"
 QUEUE = "chat"
 
 # The longest countdown a turn's retry may ask for. It must stay well below the
@@ -56,9 +57,17 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "timezone": "UTC",
         "beat_schedule": {
+            "recover-stalled-threads": {
+                "task": RECOVER_TASK,
+                "schedule": settings.RECOVERY_INTERVAL_SECONDS,
+                # A sweep that could not run in time is useless later.
+                "options": {"expires": settings.RECOVERY_INTERVAL_SECONDS},
+            },
             "cleanup-idle-conversations": {
                 "task": CLEANUP_TASK,
                 "schedule": float(settings.CLEANUP_INTERVAL_SECONDS),
+                # Ticks missed while no worker ran would only repeat one another.
+                "options": {"expires": float(settings.CLEANUP_INTERVAL_SECONDS)},
             },
         },
     }

@@ -49,11 +49,17 @@ class Settings(BaseSettings):
     REDIS_URL: str = Field("redis://localhost:6379/0", pattern=r"^rediss?://")
     SESSION_TTL_SECONDS: Positive = 30 * DAY
     CLEANUP_INTERVAL_SECONDS: Positive = 3600
+    CLEANUP_RECONCILE_SECONDS: Positive = DAY
     CHAT_WAIT_TIMEOUT: float = Field(60.0, ge=0, le=300)
     JOB_TTL_SECONDS: int = Field(2 * DAY, ge=DAY)
     TURN_MAX_RETRIES: int = Field(5, ge=0, le=20)
     TURN_TIME_LIMIT: Positive = 150
     WORKER_CONCURRENCY: Positive = 8
+    # A dead worker's thread is taken over after its lease runs out and the
+    # next recovery sweep (run by beat) sees it; see worker/threadqueue.py.
+    THREAD_LEASE_SECONDS: int = Field(15, ge=3, le=300)
+    RECOVERY_INTERVAL_SECONDS: float = Field(5.0, gt=0, le=300)
+    RECOVERY_STALL_SECONDS: float = Field(30.0, gt=0)
 
     API_KEYS: str | None = None
     CLIENT_RATE_LIMIT: int = Field(0, ge=0)

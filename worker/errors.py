@@ -23,13 +23,21 @@ class TurnError(Exception):
 
 
 class TransientError(TurnError):
-    """Worth retrying; `retry_after` is the wait the other side asked for, if any."""
+    """Worth retrying; `retry_after` is the wait the other side asked for, if any.
 
-    def __init__(self, detail: str, retry_after: float | None = None,
-                 timed_out: bool = False) -> None:
+    `counts` says whether the failure uses up one of the job's retries: LLM
+    failures do; storage being down or a concurrent writer do not (the job
+    waits them out, up to a time limit).
+    """
+
+    def __init__(self, detail: str, retry_after: float | None = None, *,
+                 timed_out: bool = False, rate_limited: bool = False,
+                 counts: bool = True) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
         self.timed_out = timed_out
+        self.rate_limited = rate_limited
+        self.counts = counts
 
 
 class RejectedError(TurnError):
@@ -57,7 +65,7 @@ def classify(exc: BaseException) -> TurnError | None:
     if isinstance(exc, _API_STATUS):
         code = exc.status_code
         if code == 429:
-            return TransientError("LLM rate limit (429)", _retry_after(exc))
+            return TransientError("LLM rate limit (429)", _retry_after(exc), rate_limited=True)
         if code >= 500:
             return TransientError(f"LLM server error ({code})", _retry_after(exc))
         return RejectedError(f"LLM rejected the request ({code}): {exc.message}")
@@ -66,7 +74,7 @@ def classify(exc: BaseException) -> TurnError | None:
     if isinstance(exc, _API_CONNECTION):
         return TransientError("LLM unreachable")
     if isinstance(exc, CheckpointConflict):
-        return TransientError("the thread changed under this turn", retry_after=0.0)
+        return TransientError("the thread changed under this turn", 0.0, counts=False)
     if isinstance(exc, _STORAGE_DOWN):
-        return TransientError(f"storage unavailable ({type(exc).__name__})")
+        return TransientError(f"storage unavailable ({type(exc).__name__})", counts=False)
     return None

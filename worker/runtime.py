@@ -24,6 +24,8 @@ from shared.redis_client import make_redis
 from shared.settings import Settings, get_settings
 from worker.graph import build_graph
 from worker.llm import build_llm
+from worker.ratelimit import LlmRateLimit
+from worker.threadqueue import ThreadQueue
 
 T = TypeVar("T")
 
@@ -35,6 +37,8 @@ class Resources:
     jobs: JobStore
     saver: AsyncS3Saver
     graph: CompiledStateGraph[Any, Any, Any, Any]
+    threads: ThreadQueue
+    limiter: LlmRateLimit
 
 
 async def open_resources(settings: Settings, stack: AsyncExitStack) -> Resources:
@@ -43,7 +47,10 @@ async def open_resources(settings: Settings, stack: AsyncExitStack) -> Resources
     saver = await stack.enter_async_context(AsyncS3Saver.from_conn_string(
         settings.s3_url, endpoint_url=settings.S3_ENDPOINT_URL, region_name=settings.AWS_REGION))
     graph = build_graph(build_llm(settings), saver, settings.CONTEXT_MAX_TOKENS)
-    return Resources(settings, redis, JobStore(redis, settings.JOB_TTL_SECONDS), saver, graph)
+    jobs = JobStore(redis, settings.JOB_TTL_SECONDS)
+    limiter = LlmRateLimit(redis, settings.REDIS_URL, settings.RATE_LIMIT_CALLS,
+                           settings.RATE_LIMIT_PERIOD)
+    return Resources(settings, redis, jobs, saver, graph, ThreadQueue(redis, jobs), limiter)
 
 
 class Runtime:

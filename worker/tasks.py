@@ -9,40 +9,51 @@ from celery import Task
 from redis.exceptions import RedisError
 
 from shared.ids import is_valid_id
-from shared.queue import CLEANUP_TASK, TURN_TASK
+from shared.queue import CLEANUP_TASK, RECOVER_TASK, TURN_TASK
 from worker.celery_app import app
-from worker.cleanup import cleanup_idle_threads
+from worker.cleanup import PASS_TIME_LIMIT, cleanup_idle_threads
 from worker.runtime import get_runtime
-from worker.turn import backoff, run_turn
+from worker.turn import backoff, drain_next
 
 log = structlog.get_logger("worker.tasks")
 
 
 @app.task(name=TURN_TASK, bind=True, max_retries=None)
 def run_turn_task(self: Task[Any, Any], job_id: str) -> None:
-    """Runs one chat turn; the job's record says how it ended."""
+    """Runs the next turn of the job's thread; the job records say how it ended."""
     if not is_valid_id(job_id):
         log.error("bad_job_id")
         return
     runtime = get_runtime()
     try:
-        outcome = runtime.run(run_turn(runtime.resources, job_id))
+        outcome = runtime.run(drain_next(runtime.resources, job_id))
     except RedisError:
-        # Redis is down, so the job could not record anything: run it again
-        # later. If even the retry can't be sent, the message was never
-        # acknowledged and Redis hands it out again after the visibility timeout.
+        # Redis is down, so nothing could be recorded: run again later. If even
+        # the retry can't be sent, the message was never acknowledged and comes
+        # back after the visibility timeout, or the recovery sweep nudges the thread.
         log.warning("turn_redis_down", job_id=job_id)
         raise self.retry(countdown=backoff(min(self.request.retries + 1, 5))) from None
-    except Exception:
-        log.exception("turn_crashed", job_id=job_id)
-        runtime.run(runtime.resources.jobs.fail(job_id, "internal error in the worker", 502))
-        return
     if outcome.retry_in is not None:
         raise self.retry(countdown=outcome.retry_in)
+    if outcome.next_job is not None:
+        app.send_task(TURN_TASK, args=[outcome.next_job])
 
 
-@app.task(name=CLEANUP_TASK)
-def cleanup_task() -> int:
-    """Deletes conversations idle longer than SESSION_TTL_SECONDS."""
+@app.task(name=RECOVER_TASK)
+def recover_task() -> int:
+    """Nudges threads whose worker died mid-turn, or whose nudge was lost."""
     runtime = get_runtime()
-    return runtime.run(cleanup_idle_threads(runtime.resources))
+    res = runtime.resources
+    stalled = runtime.run(res.threads.stalled(res.settings.RECOVERY_STALL_SECONDS))
+    for job_id in stalled:
+        log.warning("thread_stalled", job_id=job_id)
+        app.send_task(TURN_TASK, args=[job_id])
+    return len(stalled)
+
+
+@app.task(name=CLEANUP_TASK, time_limit=PASS_TIME_LIMIT)
+def cleanup_task() -> int:
+    """Deletes conversations idle longer than SESSION_TTL_SECONDS; returns how many."""
+    runtime = get_runtime()
+    res = runtime.resources
+    return runtime.run(cleanup_idle_threads(res.settings, res.redis, res.saver))

@@ -1,18 +1,27 @@
-"""One chat turn: run the graph for a job and record what came of it.
+"""Running chat turns: one thread at a time, in order, within the global rate limit.
 
-The Celery task is a thin shell around `run_turn`; everything here is plain
+The Celery task is a thin shell around `drain_next`; everything here is plain
 async code that can be tested without a worker.
+
+A task is a nudge for one thread rather than an order to run one job: it
+takes the thread's lease and runs the job at the head of the thread's inbox,
+so turns apply in the order the gateway accepted them whichever worker gets
+which message. A task that finds the lease taken just ends: the holder hands
+the thread on (`Outcome.next_job`) when it is done. If the holder dies, its
+lease runs out and the recovery sweep nudges the thread again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from redis.asyncio.lock import Lock
+from redis.exceptions import LockError
 
 from shared.conversation import human_message, reply_id
 from shared.jobs import Job
@@ -24,16 +33,23 @@ from worker.runtime import Resources
 log = structlog.get_logger("worker.turn")
 
 CANCEL_POLL_SECONDS = 0.1
+# A turn that keeps failing because storage is down gives up after this long.
+STORAGE_OUTAGE_LIMIT = 900
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What the task should do next: nothing, or run the job again after `retry_in` s."""
+    """What the task does next: run again after `retry_in` s, or nudge `next_job`."""
 
     retry_in: float | None = None
+    next_job: str | None = None
 
 
 DONE = Outcome()
+
+
+class LeaseLost(Exception):
+    """Another worker may have taken the thread over: this one must stop."""
 
 
 def backoff(failures: int) -> float:
@@ -41,72 +57,103 @@ def backoff(failures: int) -> float:
     return random.uniform(0.5, min(MAX_COUNTDOWN, 2.0**failures))
 
 
-async def run_turn(res: Resources, job_id: str) -> Outcome:
-    """Runs the job's turn once; never raises for a failure the job can record."""
-    job = await res.jobs.start(job_id)
+async def drain_next(res: Resources, job_id: str) -> Outcome:
+    """Runs the next turn of the job's thread, unless another worker is on it."""
+    job = await res.jobs.get(job_id)
     if job is None:
         log.warning("job_unknown", job_id=job_id)
         return DONE
-    if job.finished:
-        # Cancelled while queued, or redelivered after it finished.
-        log.info("job_already_finished", job_id=job_id, status=job.status)
+    return await drain_thread(res, job.thread_id)
+
+
+async def drain_thread(res: Resources, thread_id: str) -> Outcome:
+    lease = Lock(res.redis, thread_lock_key(thread_id),
+                 timeout=res.settings.THREAD_LEASE_SECONDS, blocking=False)
+    if not await lease.acquire():
         return DONE
-    structlog.contextvars.bind_contextvars(job_id=job_id, thread_id=job.thread_id)
     try:
-        return await _attempt(res, job)
+        if await res.threads.held(thread_id):
+            return DONE  # its head job's retry is scheduled and will come back
+        job = await res.threads.head(thread_id)
+        if job is None:
+            return DONE
+        structlog.contextvars.bind_contextvars(job_id=job.job_id, thread_id=thread_id)
+        outcome = await _run(res, job, lease)
+        if outcome.retry_in is not None:
+            await res.threads.hold(thread_id, outcome.retry_in)
+            return outcome
     finally:
         structlog.contextvars.unbind_contextvars("job_id", "thread_id")
+        await _release(lease)
+    # After the release: a job accepted while we held the lease may have had
+    # its own nudge turned away, so we pass the thread on.
+    return Outcome(next_job=await res.threads.next_id(thread_id))
 
 
-async def _attempt(res: Resources, job: Job) -> Outcome:
-    lock = Lock(res.redis, thread_lock_key(job.thread_id),
-                timeout=res.settings.TURN_TIME_LIMIT + 5, blocking=False)
+async def _release(lease: Lock) -> None:
     try:
-        if not await lock.acquire():
-            # Another turn holds the thread: come back soon, without holding a slot.
-            await res.jobs.requeue(job.job_id)
-            return Outcome(retry_in=random.uniform(0.05, 0.25))
-        try:
-            reply = await _answer(res, job)
-        finally:
-            await _release(lock)
-    except BaseException as exc:
-        error = classify(exc) if isinstance(exc, Exception) else None
+        await lease.release()
+    except LockError:
+        log.warning("thread_lease_lost")
+
+
+async def _run(res: Resources, job: Job, lease: Lock) -> Outcome:
+    wait = await res.limiter.wait_before_call()
+    if wait > 0:
+        log.info("turn_rate_limited", retry_in=round(wait, 3))
+        return Outcome(retry_in=min(wait, MAX_COUNTDOWN))
+    started = await res.jobs.start(job.job_id)
+    if started is None or started.finished:
+        return DONE
+    try:
+        reply = await _answer(res, started, lease)
+    except LeaseLost:
+        log.warning("turn_abandoned_lease_lost")
+        return DONE
+    except Exception as exc:
+        error = classify(exc)
         if error is None:
-            raise
-        return await _failed(res, job, error)
+            log.exception("turn_crashed")
+            await res.jobs.fail(started, "internal error in the worker", 502)
+            return DONE
+        return await _failed(res, started, error)
     if reply is None:
-        await res.jobs.cancel(job.job_id)
+        await res.jobs.cancel(started)
         log.info("turn_cancelled")
         return DONE
-    await res.redis.zadd(ACTIVITY_KEY, {job.thread_id: job.created_at}, gt=True)
-    await res.jobs.succeed(job, reply)
-    log.info("turn_succeeded", attempt=job.attempt)
+    await res.redis.zadd(ACTIVITY_KEY, {job.thread_id: time.time()}, gt=True)
+    await res.jobs.succeed(started, reply)
+    log.info("turn_succeeded", attempt=started.attempt)
     return DONE
 
 
-async def _release(lock: Lock) -> None:
-    try:
-        await lock.release()
-    except Exception:  # expired or Redis gone: the lease runs out by itself
-        log.warning("thread_lock_release_failed")
+async def _answer(res: Resources, job: Job, lease: Lock) -> str | None:
+    """The reply, stored in the thread with its message; None if the job was cancelled.
 
-
-async def _answer(res: Resources, job: Job) -> str | None:
-    """The reply, stored in the thread with its message; None if the job was cancelled."""
+    While the graph runs, this watches for a cancel request and renews the
+    thread's lease.
+    """
     config: dict[str, Any] = {"configurable": {"thread_id": job.thread_id}}
     turn_input = {"pending": human_message(job.job_id, job.message, job.created_at),
                   "language": job.language}
     run = asyncio.ensure_future(
         res.graph.ainvoke(turn_input, config, durability="exit"))  # type: ignore[call-overload]
+    renew_every = res.settings.THREAD_LEASE_SECONDS / 3
+    renew_at = time.monotonic() + renew_every
     try:
         async with asyncio.timeout(res.settings.TURN_TIME_LIMIT):
             while not run.done():
                 await asyncio.wait({run}, timeout=CANCEL_POLL_SECONDS)
-                if not run.done() and await res.jobs.cancel_requested(job.job_id):
-                    run.cancel()
-                    await asyncio.gather(run, return_exceptions=True)
+                if run.done():
+                    break
+                if await res.jobs.cancel_requested(job.job_id):
                     return None
+                if time.monotonic() >= renew_at:
+                    renew_at = time.monotonic() + renew_every
+                    try:
+                        await lease.reacquire()
+                    except LockError as exc:
+                        raise LeaseLost from exc
     finally:
         if not run.done():
             run.cancel()
@@ -118,17 +165,26 @@ async def _answer(res: Resources, job: Job) -> str | None:
 
 async def _failed(res: Resources, job: Job, error: TurnError) -> Outcome:
     if isinstance(error, RejectedError):
-        await res.jobs.fail(job.job_id, str(error), 502)
+        await res.jobs.fail(job, str(error), 502)
         log.warning("turn_rejected", error=str(error))
         return DONE
     assert isinstance(error, TransientError)
-    failures = await res.jobs.count_failure(job.job_id)
-    if failures > res.settings.TURN_MAX_RETRIES:
-        detail = f"{error} (gave up after {failures} attempts)"
-        await res.jobs.fail(job.job_id, detail, 504 if error.timed_out else 502)
-        log.warning("turn_failed", error=detail)
+    if error.rate_limited and error.retry_after:
+        await res.limiter.pause(error.retry_after)
+    gave_up = None
+    if error.counts:
+        failures = await res.jobs.count_failure(job.job_id)
+        if failures > res.settings.TURN_MAX_RETRIES:
+            gave_up = f"{error} (gave up after {failures} attempts)"
+        delay = error.retry_after if error.retry_after is not None else backoff(failures)
+    else:
+        if time.time() - job.created_at > STORAGE_OUTAGE_LIMIT:
+            gave_up = f"{error} (gave up after {STORAGE_OUTAGE_LIMIT} s)"
+        delay = backoff(min(job.attempt, 5))
+    if gave_up is not None:
+        await res.jobs.fail(job, gave_up, 504 if error.timed_out else 502)
+        log.warning("turn_failed", error=gave_up)
         return DONE
     await res.jobs.requeue(job.job_id)
-    delay = error.retry_after if error.retry_after is not None else backoff(failures)
-    log.info("turn_retry", error=str(error), failures=failures, retry_in=delay)
+    log.info("turn_retry", error=str(error), retry_in=round(delay, 3))
     return Outcome(retry_in=min(delay, MAX_COUNTDOWN))

@@ -85,7 +85,7 @@ async def post_chat(
         with contextlib.suppress(Exception):
             if idempotency_key is not None:
                 await idempotency.release(services.redis, owner, idempotency_key)
-            await jobs.delete(job.job_id)
+            await jobs.delete(job)
         raise
     log.info("job_accepted", job_id=job.job_id, thread_id=job.thread_id)
     return await _respond(services, job, wait, wait_seconds)

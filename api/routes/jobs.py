@@ -55,7 +55,7 @@ async def cancel_job(job_id: JobIdPath, services: ServicesDep,
     await services.jobs.request_cancel(job_id)
     # A queued job ends here; a running one is stopped by its worker, which
     # watches the flag. The status check and the change are one atomic step.
-    if not await services.jobs.cancel(job_id, only_if_queued=True):
+    if not await services.jobs.cancel(job, only_if_queued=True):
         latest = await services.jobs.get(job_id)
         if latest is not None and latest.finished and latest.status != JobStatus.CANCELLED:
             raise Conflict(f"the job has already ended ({latest.status})", job_id=job_id)

@@ -45,10 +45,10 @@ async def test_a_job_goes_from_queued_to_succeeded(jobs: JobStore) -> None:
 async def test_the_first_outcome_stands(jobs: JobStore) -> None:
     job = a_job()
     await jobs.create(job)
-    assert await jobs.cancel(job.job_id, only_if_queued=True)
+    assert await jobs.cancel(job, only_if_queued=True)
 
     assert not await jobs.succeed(job, "too late")
-    assert not await jobs.fail(job.job_id, "too late", 502)
+    assert not await jobs.fail(job, "too late", 502)
     started = await jobs.start(job.job_id)
     assert started is not None and started.status == JobStatus.CANCELLED
     events = await jobs.read_events(job.job_id)
@@ -60,7 +60,7 @@ async def test_a_running_job_is_not_cancelled_by_the_queued_only_path(jobs: JobS
     await jobs.create(job)
     await jobs.start(job.job_id)
 
-    assert not await jobs.cancel(job.job_id, only_if_queued=True)
+    assert not await jobs.cancel(job, only_if_queued=True)
     await jobs.request_cancel(job.job_id)
     assert await jobs.cancel_requested(job.job_id)
 
@@ -87,7 +87,7 @@ async def test_wait_returns_none_after_the_timeout(jobs: JobStore) -> None:
 async def test_a_late_reader_still_gets_the_outcome(jobs: JobStore) -> None:
     job = a_job()
     await jobs.create(job)
-    await jobs.fail(job.job_id, "LLM rejected the request", 502)
+    await jobs.fail(job, "LLM rejected the request", 502)
 
     event = await jobs.wait(job.job_id, seconds=1)
 
@@ -104,6 +104,6 @@ async def test_requeue_moves_only_a_running_job(jobs: JobStore) -> None:
     await jobs.requeue(job.job_id)
     assert (await jobs.get(job.job_id)).status == JobStatus.QUEUED  # type: ignore[union-attr]
 
-    await jobs.cancel(job.job_id)
+    await jobs.cancel(job)
     await jobs.requeue(job.job_id)
     assert (await jobs.get(job.job_id)).status == JobStatus.CANCELLED  # type: ignore[union-attr]
