@@ -8,6 +8,7 @@ Both keys expire `ttl` seconds after the job's last change.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Mapping
@@ -57,6 +58,17 @@ end
 redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1])
 redis.call('HINCRBY', KEYS[1], 'attempt', 1)
 return redis.call('HGETALL', KEYS[1])
+"""
+_CREATE = """
+local t = redis.call('TIME')
+local now = t[1] .. '.' .. string.format('%06d', t[2])
+redis.call('HSET', KEYS[1], 'created_at', now, unpack(ARGV, 4))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[3])
+redis.call('ZADD', KEYS[4], 'GT', now, ARGV[3])
+return now
 """
 _REQUEUE = """
 if redis.call('HGET', KEYS[1], 'status') == 'running' then
@@ -134,6 +146,7 @@ class JobStore:
         self._finish = redis.register_script(_FINISH)
         self._start = redis.register_script(_START)
         self._requeue = redis.register_script(_REQUEUE)
+        self._create = redis.register_script(_CREATE)
 
     def job_key(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}"
@@ -141,22 +154,20 @@ class JobStore:
     def events_key(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}:events"
 
-    async def create(self, job: Job) -> None:
+    async def create(self, job: Job) -> Job:
         """Records an accepted job at the end of its thread's inbox.
 
         Also marks the thread active, so cleanup spares it, and pending, so
-        the recovery sweep finds it if its worker dies.
+        the recovery sweep finds it if its worker dies. The acceptance time is
+        Redis's clock at the moment of the append, so across any number of
+        gateways the jobs of a thread are in `created_at` order.
         """
-        key = self.job_key(job.job_id)
-        inbox = inbox_key(job.thread_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=job.to_redis())  # type: ignore[arg-type]
-            pipe.expire(key, self.ttl)
-            pipe.rpush(inbox, job.job_id)
-            pipe.expire(inbox, self.ttl)
-            pipe.sadd(PENDING_KEY, job.thread_id)
-            pipe.zadd(ACTIVITY_KEY, {job.thread_id: job.created_at}, gt=True)
-            await pipe.execute()
+        keys = [self.job_key(job.job_id), inbox_key(job.thread_id), PENDING_KEY, ACTIVITY_KEY]
+        fields = [item for pair in job.to_redis().items() if pair[0] != "created_at"
+                  for item in pair]
+        created = await self._create(keys=keys, args=[self.ttl, job.job_id, job.thread_id,
+                                                      *fields])
+        return dataclasses.replace(job, created_at=float(created))
 
     async def delete(self, job: Job) -> None:
         """Forgets a job that could not be queued."""

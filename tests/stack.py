@@ -77,6 +77,8 @@ def stack_env(redis_url: str, s3_endpoint: str, bucket: str, groq_port: int,
         "GROQ_MODEL": "test-model",
         "CHAT_WAIT_TIMEOUT": "20",
         "TURN_MAX_RETRIES": "2",
+        # High enough that only the tests about the limit ever meet it.
+        "RATE_LIMIT_CALLS": "1000",
         "WORKER_CONCURRENCY": "2",
         "LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
@@ -108,9 +110,22 @@ def start_workers(env: dict[str, str], logdir: Path, count: int,
     return workers
 
 
+def start_beat(env: dict[str, str], logdir: Path) -> servers.Server:
+    # Its schedule file goes with the logs, not into the working tree.
+    argv = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "beat",
+            "--loglevel=INFO", "-s", str(logdir / "celerybeat-schedule")]
+    beat = servers.Server("beat", argv, None, logdir / "beat.log", env).start()
+    try:
+        wait_for_log(beat, "beat: Starting")
+    except BaseException:
+        beat.stop()
+        raise
+    return beat
+
+
 @contextmanager
 def launch(redis_url: str, s3_endpoint: str, logdir: Path, workers: int = 2,
-           **overrides: str) -> Iterator[Stack]:
+           beat: bool = False, **overrides: str) -> Iterator[Stack]:
     logdir.mkdir(parents=True, exist_ok=True)
     groq_port, gateway_port = servers.free_port(), servers.free_port()
     groq = servers.Server("groq", [sys.executable, "-m", "tests.fakes.fake_groq_server",
@@ -128,6 +143,8 @@ def launch(redis_url: str, s3_endpoint: str, logdir: Path, workers: int = 2,
                       httpx.Client(base_url=f"http://127.0.0.1:{gateway_port}", timeout=90),
                       httpx.Client(base_url=f"http://127.0.0.1:{groq_port}", timeout=10))
         stack.add_workers(workers)
+        if beat:
+            stack.extra.append(start_beat(env, logdir))
         yield stack
     finally:
         for server in [*started, *stack.workers, *stack.extra]:

@@ -1,54 +1,271 @@
 """Deleting conversations idle longer than SESSION_TTL_SECONDS (run by Beat).
 
-Expired threads are found through the activity index (a sorted set the turns
-update), so a pass costs in proportion to what expired, not to the bucket.
-A thread is deleted only under its turn lock, and only if no turn touched it
-since the index was read.
+Expired threads are found through the activity index (a sorted set: thread
+id -> time of its last accepted turn), so a pass costs in proportion to what
+expired, not to the bucket. Redis can lose that index, so a slower, full
+scan of S3 puts back every stored thread it lacks (`reconcile`).
+
+Safety does not rest on a single pass running: a pass holds a lease so a
+second one (another beat, a redelivered task) skips, but each thread is also
+deleted only under its turn lock, after reading its activity again, and its
+index entry goes only once its objects are gone, so a failed delete is
+retried by the next pass and a repeated one finds nothing to do.
+
+Cleanup holding a thread's lock is, to the turns, like another turn holding
+it: a turn task that finds it taken just ends, trusting the holder to hand
+the thread on. So cleanup reports the jobs left waiting in such inboxes, and
+the task nudges them, as a turn would.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import cast
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, TypeVar, cast
 
 import structlog
+from botocore.exceptions import BotoCoreError, ClientError
+from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
+from redis.exceptions import LockError
 
-from shared.threads import ACTIVITY_KEY, thread_lock_key
-from worker.runtime import Resources
+from shared.checkpoint import AsyncS3Saver, S3SaverError
+from shared.ids import is_valid_id
+from shared.settings import Settings
+from shared.threads import (
+    ACTIVITY_KEY,
+    CLEANUP_LOCK_KEY,
+    RECONCILED_KEY,
+    inbox_key,
+    thread_lock_key,
+)
 
 log = structlog.get_logger("worker.cleanup")
 
+T = TypeVar("T")
+
 BATCH = 500
+CONCURRENCY = 16
+# The pass renews its lease after every page, so only a dead pass lets it lapse.
+PASS_LEASE_SECONDS = 300
+# Celery's own limit for the task, above the turn-sized default: a first scan
+# of a large bucket takes minutes.
+PASS_TIME_LIMIT = 3600
+DELETE_LEASE_SECONDS = 60
+# Well inside the thread lock's lease: a delete must never outlive the lock, or a
+# turn could start writing while old objects are still being removed.
+DELETE_BUDGET_SECONDS = 30
+
+# The entry goes only if no turn touched the thread since it was read as expired.
+_FORGET = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) <= tonumber(ARGV[2]) then
+  return redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return 0
+"""
 
 
-async def cleanup_idle_threads(res: Resources) -> int:
-    """Deletes every thread idle past the TTL; returns how many were deleted."""
-    cutoff = time.time() - res.settings.SESSION_TTL_SECONDS
-    deleted = 0
-    while True:
-        expired = cast(list[tuple[str, float]], await res.redis.zrangebyscore(
-            ACTIVITY_KEY, "-inf", cutoff, start=0, num=BATCH, withscores=True))
-        if not expired:
-            break
-        for thread_id, seen in expired:
-            deleted += await _delete_if_idle(res, thread_id, seen)
-        if len(expired) < BATCH:
-            break
-    log.info("cleanup_done", deleted=deleted)
-    return deleted
+class Outcome(StrEnum):
+    DELETED = "deleted"
+    BUSY = "busy"  # a turn holds the thread's lock
+    ACTIVE = "active"  # a turn was accepted since the index was read
+    GONE = "gone"  # another pass (or DELETE /chat/history) removed it first
+    FAILED = "failed"  # S3 refused or was too slow; the next pass retries
+    DROPPED = "dropped"  # not a valid id: an index entry that can name no data
 
 
-async def _delete_if_idle(res: Resources, thread_id: str, seen: float) -> int:
-    lock = Lock(res.redis, thread_lock_key(thread_id), timeout=60, blocking=False)
-    if not await lock.acquire():
-        return 0  # a turn is running on it: it is active
+# Entries that stay in the expired range, so the next page starts after them.
+_STAYING = frozenset({Outcome.BUSY, Outcome.FAILED})
+
+
+@dataclass
+class Report:
+    """What a pass did, and the jobs it must hand on (see the module's docstring)."""
+
+    deleted: int = 0
+    waiting_jobs: list[str] = field(default_factory=list)
+
+
+async def cleanup_idle_threads(settings: Settings, redis: Redis, saver: AsyncS3Saver) -> Report:
+    """Runs one cleanup pass."""
+    cleanup = Cleanup(settings, redis, saver)
+    deleted = await cleanup.run()
+    return Report(deleted, cleanup.waiting_jobs)
+
+
+class Cleanup:
+    """One cleanup pass over the activity index (and, when due, over S3)."""
+
+    def __init__(self, settings: Settings, redis: Redis, saver: AsyncS3Saver) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.saver = saver
+        self.waiting_jobs: list[str] = []
+        self._forget = redis.register_script(_FORGET)
+
+    async def run(self) -> int:
+        lease = Lock(self.redis, CLEANUP_LOCK_KEY, timeout=PASS_LEASE_SECONDS, blocking=False)
+        if not await lease.acquire():
+            log.info("cleanup_skipped", reason="another pass is running")
+            return 0
+        started = time.monotonic()
+        try:
+            reindexed = await self.reconcile_if_due(lease)
+            counts = await self.delete_expired(lease)
+        finally:
+            await _release(lease)
+        log.info("cleanup_done", reindexed=reindexed, **{o.value: counts[o] for o in Outcome},
+                 seconds=round(time.monotonic() - started, 3))
+        return counts[Outcome.DELETED]
+
+    async def delete_expired(self, lease: Lock | None = None) -> Counter[Outcome]:
+        """Deletes every thread idle past the TTL; counts what became of each."""
+        cutoff = time.time() - self.settings.SESSION_TTL_SECONDS
+        counts: Counter[Outcome] = Counter()
+        staying = 0
+        while True:
+            page = cast(list[str], await self.redis.zrangebyscore(
+                ACTIVITY_KEY, "-inf", cutoff, start=staying, num=BATCH))
+            outcomes = await _bounded(self._delete_if_idle(t, cutoff) for t in page)
+            counts.update(outcomes)
+            # Entries that left the range meanwhile make this skip a few: the next pass gets them.
+            staying += sum(o in _STAYING for o in outcomes)
+            if len(page) < BATCH:
+                return counts
+            await _renew(lease)
+
+    async def _delete_if_idle(self, thread_id: str, cutoff: float) -> Outcome:
+        if not is_valid_id(thread_id):
+            await self.redis.zrem(ACTIVITY_KEY, thread_id)
+            log.warning("cleanup_dropped_bad_index_entry")
+            return Outcome.DROPPED
+        lock = Lock(self.redis, thread_lock_key(thread_id), timeout=DELETE_LEASE_SECONDS,
+                    blocking=False)
+        if not await lock.acquire():
+            return Outcome.BUSY
+        try:
+            return await self._delete_locked(thread_id, cutoff)
+        finally:
+            await _release(lock)
+            await self._hand_on(thread_id)
+
+    async def _hand_on(self, thread_id: str) -> None:
+        head = await self.redis.lindex(inbox_key(thread_id), 0)
+        if isinstance(head, str) and is_valid_id(head):
+            self.waiting_jobs.append(head)
+
+    async def _delete_locked(self, thread_id: str, cutoff: float) -> Outcome:
+        # Read again under the lock: a job accepted since the page was read moved it.
+        score = await self.redis.zscore(ACTIVITY_KEY, thread_id)
+        if score is None:
+            return Outcome.GONE
+        if score > cutoff:
+            return Outcome.ACTIVE
+        try:
+            async with asyncio.timeout(DELETE_BUDGET_SECONDS):
+                await self.saver.adelete_thread(thread_id)
+        except (S3SaverError, TimeoutError) as exc:
+            log.warning("thread_delete_failed", thread_id=thread_id, error=str(exc))
+            return Outcome.FAILED
+        await self._forget(keys=[ACTIVITY_KEY], args=[thread_id, repr(cutoff)])
+        log.info("thread_deleted", thread_id=thread_id, idle_seconds=round(time.time() - score))
+        return Outcome.DELETED
+
+    async def reconcile_if_due(self, lease: Lock | None = None) -> int:
+        """Runs the full S3 scan if its time has come or the index is empty."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(RECONCILED_KEY)
+            pipe.zcard(ACTIVITY_KEY)
+            marked, indexed = await pipe.execute()
+        if marked and indexed:
+            return 0
+        try:
+            added = await self.reconcile(lease)
+        except (BotoCoreError, ClientError, OSError) as exc:
+            # Not marked done, so the next pass tries again; deleting needs no scan.
+            log.warning("cleanup_reconcile_failed", error=str(exc))
+            return 0
+        await self.redis.set(RECONCILED_KEY, str(time.time()),
+                             ex=self.settings.CLEANUP_RECONCILE_SECONDS)
+        return added
+
+    async def reconcile(self, lease: Lock | None = None) -> int:
+        """Indexes every thread stored in S3 but missing from the index; returns how many."""
+        added = 0
+        bucket, prefix = self.settings.S3_BUCKET_NAME, self.settings.S3_PREFIX
+        async for ids in list_thread_ids(self.saver.client, bucket, prefix):
+            missing = await self._unindexed(ids)
+            if missing:
+                seen = await _bounded(self._last_activity(t) for t in missing)
+                # NX: a turn accepted meanwhile has the better time.
+                added += cast(int, await self.redis.zadd(
+                    ACTIVITY_KEY, dict(zip(missing, seen, strict=True)), nx=True))
+            await _renew(lease)
+        log.info("cleanup_reconciled", reindexed=added)
+        return added
+
+    async def _unindexed(self, ids: list[str]) -> list[str]:
+        if not ids:
+            return []
+        scores = await self.redis.zmscore(ACTIVITY_KEY, ids)
+        return [t for t, score in zip(ids, scores, strict=True) if score is None]
+
+    async def _last_activity(self, thread_id: str) -> float:
+        key_prefix = f"{self.settings.S3_PREFIX}{thread_id}/"
+        newest = await last_modified(self.saver.client, self.settings.S3_BUCKET_NAME, key_prefix)
+        # Nothing left to date it by: 'now' gives it the full TTL, never an early delete.
+        # S3 truncates to whole seconds: round up, so the TTL is never cut short.
+        return newest + 1 if newest is not None else time.time()
+
+
+async def list_thread_ids(client: Any, bucket: str, prefix: str) -> AsyncIterator[list[str]]:
+    """Yields the ids of the threads stored under `prefix`, a page at a time."""
+    paginator = client.get_paginator("list_objects_v2")
+    async for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+        names = [str(p["Prefix"])[len(prefix):-1] for p in page.get("CommonPrefixes", ())]
+        ids = [n for n in names if is_valid_id(n)]
+        if len(ids) < len(names):
+            # Not ours to delete, and not safe to name in a log line.
+            log.warning("cleanup_skipped_foreign_keys", count=len(names) - len(ids))
+        yield ids
+
+
+async def last_modified(client: Any, bucket: str, prefix: str) -> float | None:
+    """The newest LastModified (epoch seconds) of the objects under `prefix`."""
+    newest: float | None = None
+    paginator = client.get_paginator("list_objects_v2")
+    async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", ()):
+            stamp = item["LastModified"].timestamp()
+            newest = stamp if newest is None else max(newest, stamp)
+    return newest
+
+
+async def _bounded(work: Iterable[Awaitable[T]]) -> list[T]:
+    """Awaits all of `work`, at most CONCURRENCY at a time, results in order."""
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(item: Awaitable[T]) -> T:
+        async with gate:
+            return await item
+
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(one(item)) for item in work]
+    return [task.result() for task in tasks]
+
+
+async def _renew(lease: Lock | None) -> None:
+    if lease is not None:
+        await lease.reacquire()
+
+
+async def _release(lock: Lock) -> None:
     try:
-        if await res.redis.zscore(ACTIVITY_KEY, thread_id) != seen:
-            return 0  # a turn finished since we looked
-        await res.saver.adelete_thread(thread_id)
-        await res.redis.zrem(ACTIVITY_KEY, thread_id)
-        log.info("thread_deleted", thread_id=thread_id)
-        return 1
-    finally:
         await lock.release()
+    except LockError:  # the lease ran out: nothing left to release
+        log.warning("cleanup_lock_expired", lock=str(lock.name))

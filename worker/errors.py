@@ -2,7 +2,8 @@
 
     TurnError
      ├── TransientError   try again later (LLM 429/5xx/timeout, S3 or Redis down,
-     │                    the thread busy with another turn)
+     │    │               a concurrent writer)
+     │    └── RateLimited our own global limit: wait for a free slot
      └── RejectedError    the LLM refused the request: fail now, retrying won't help
 
 Third-party exceptions become these in one place: `classify()`.
@@ -38,6 +39,13 @@ class TransientError(TurnError):
         self.timed_out = timed_out
         self.rate_limited = rate_limited
         self.counts = counts
+
+
+class RateLimited(TransientError):
+    """The global LLM rate limit (or a provider's pause) says: not before `retry_after`."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__("global LLM rate limit", wait, counts=False)
 
 
 class RejectedError(TurnError):

@@ -8,6 +8,7 @@ stores neither message (contract, guarantee 1).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypedDict
 
@@ -42,7 +43,12 @@ def system_prompt(language: str) -> str:
 
 
 def build_graph(llm: BaseChatModel, checkpointer: BaseCheckpointSaver[Any],
-                context_max_tokens: int) -> CompiledStateGraph[Any, Any, Any, Any]:
+                context_max_tokens: int,
+                before_call: Callable[[], Awaitable[None]] | None = None,
+                ) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """The compiled graph; `before_call` runs right before each LLM request
+    (the global rate limit: it raises to stop the call)."""
+
     async def answer(state: ChatState) -> dict[str, Any]:
         pending = state.get("pending")
         if pending is None:
@@ -59,6 +65,8 @@ def build_graph(llm: BaseChatModel, checkpointer: BaseCheckpointSaver[Any],
             start_on="human",
             end_on="human",
         )
+        if before_call is not None:
+            await before_call()
         answer = await llm.ainvoke([SystemMessage(system_prompt(state["language"])), *context])
         reply = AIMessage(
             content=answer.text,

@@ -18,6 +18,8 @@ from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
 
+from worker.errors import RateLimited
+
 PAUSE_KEY = "chat:llm:paused_until"
 _LIMIT_KEY = "llm-calls"
 
@@ -42,14 +44,34 @@ class LlmRateLimit:
         self._limiter = MovingWindowRateLimiter(storage)
         self._pause = redis.register_script(_PAUSE)
 
-    async def wait_before_call(self) -> float:
-        """0 if a call may start now (and counts it); else the seconds to wait."""
-        paused = await self._redis.get(PAUSE_KEY)
-        now = time.time()
-        if paused is not None and float(paused) > now:
-            return float(paused) - now
-        if await self._limiter.hit(self._item, _LIMIT_KEY):
+    async def wait_needed(self) -> float:
+        """The seconds to wait before a call could start (0: now), counting nothing.
+
+        A cheap look before a turn's work begins; `acquire` decides.
+        """
+        paused = await self._paused_for()
+        if paused > 0:
+            return paused
+        if await self._limiter.test(self._item, _LIMIT_KEY):
             return 0.0
+        return await self._until_free()
+
+    async def acquire(self) -> None:
+        """Counts one call starting now, or raises RateLimited with the wait.
+
+        Called right before the LLM request, so the window counts real starts.
+        """
+        paused = await self._paused_for()
+        if paused > 0:
+            raise RateLimited(paused)
+        if not await self._limiter.hit(self._item, _LIMIT_KEY):
+            raise RateLimited(await self._until_free())
+
+    async def _paused_for(self) -> float:
+        paused = await self._redis.get(PAUSE_KEY)
+        return max(0.0, float(paused) - time.time()) if paused is not None else 0.0
+
+    async def _until_free(self) -> float:
         stats = await self._limiter.get_window_stats(self._item, _LIMIT_KEY)
         return max(0.05, stats.reset_time - time.time())
 

@@ -46,10 +46,11 @@ async def open_resources(settings: Settings, stack: AsyncExitStack) -> Resources
     stack.push_async_callback(redis.aclose)
     saver = await stack.enter_async_context(AsyncS3Saver.from_conn_string(
         settings.s3_url, endpoint_url=settings.S3_ENDPOINT_URL, region_name=settings.AWS_REGION))
-    graph = build_graph(build_llm(settings), saver, settings.CONTEXT_MAX_TOKENS)
     jobs = JobStore(redis, settings.JOB_TTL_SECONDS)
     limiter = LlmRateLimit(redis, settings.REDIS_URL, settings.RATE_LIMIT_CALLS,
                            settings.RATE_LIMIT_PERIOD)
+    graph = build_graph(build_llm(settings), saver, settings.CONTEXT_MAX_TOKENS,
+                        before_call=limiter.acquire)
     return Resources(settings, redis, jobs, saver, graph, ThreadQueue(redis, jobs), limiter)
 
 

@@ -98,7 +98,7 @@ async def _release(lease: Lock) -> None:
 
 
 async def _run(res: Resources, job: Job, lease: Lock) -> Outcome:
-    wait = await res.limiter.wait_before_call()
+    wait = await res.limiter.wait_needed()
     if wait > 0:
         log.info("turn_rate_limited", retry_in=round(wait, 3))
         return Outcome(retry_in=min(wait, MAX_COUNTDOWN))
@@ -176,11 +176,11 @@ async def _failed(res: Resources, job: Job, error: TurnError) -> Outcome:
         failures = await res.jobs.count_failure(job.job_id)
         if failures > res.settings.TURN_MAX_RETRIES:
             gave_up = f"{error} (gave up after {failures} attempts)"
-        delay = error.retry_after if error.retry_after is not None else backoff(failures)
     else:
+        failures = min(job.attempt, 5)
         if time.time() - job.created_at > STORAGE_OUTAGE_LIMIT:
             gave_up = f"{error} (gave up after {STORAGE_OUTAGE_LIMIT} s)"
-        delay = backoff(min(job.attempt, 5))
+    delay = error.retry_after if error.retry_after is not None else backoff(failures)
     if gave_up is not None:
         await res.jobs.fail(job, gave_up, 504 if error.timed_out else 502)
         log.warning("turn_failed", error=gave_up)

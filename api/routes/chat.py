@@ -76,7 +76,7 @@ async def post_chat(
     job = Job(job_id=job_id, thread_id=body.thread_id or new_id(), message=body.message,
               language=body.language, owner=owner)
     try:
-        await jobs.create(job)
+        job = await jobs.create(job)
         await run_in_threadpool(services.celery.send_task, TURN_TASK,
                                 args=[job.job_id], task_id=job.job_id)
     except Exception:

@@ -21,11 +21,3 @@ def stack(redis_url: str, s3_endpoint: str, workdir: Path) -> Iterator[Stack]:
                 tail = server.log()[-4000:]
                 if "Traceback" in tail:
                     print(f"--- {server.name} log tail ---\n{tail}")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_llm(stack: Stack) -> Iterator[None]:
-    """Each test starts with the Groq-like server's faults and records cleared."""
-    stack.groq_client.post("/_control/reset").raise_for_status()
-    stack.groq_client.delete("/_calls").raise_for_status()
-    yield

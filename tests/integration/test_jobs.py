@@ -26,7 +26,7 @@ def a_job() -> Job:
 
 async def test_a_job_goes_from_queued_to_succeeded(jobs: JobStore) -> None:
     job = a_job()
-    await jobs.create(job)
+    job = await jobs.create(job)
 
     started = await jobs.start(job.job_id)
     assert started is not None
@@ -44,7 +44,7 @@ async def test_a_job_goes_from_queued_to_succeeded(jobs: JobStore) -> None:
 
 async def test_the_first_outcome_stands(jobs: JobStore) -> None:
     job = a_job()
-    await jobs.create(job)
+    job = await jobs.create(job)
     assert await jobs.cancel(job, only_if_queued=True)
 
     assert not await jobs.succeed(job, "too late")
@@ -57,7 +57,7 @@ async def test_the_first_outcome_stands(jobs: JobStore) -> None:
 
 async def test_a_running_job_is_not_cancelled_by_the_queued_only_path(jobs: JobStore) -> None:
     job = a_job()
-    await jobs.create(job)
+    job = await jobs.create(job)
     await jobs.start(job.job_id)
 
     assert not await jobs.cancel(job, only_if_queued=True)
@@ -67,7 +67,7 @@ async def test_a_running_job_is_not_cancelled_by_the_queued_only_path(jobs: JobS
 
 async def test_wait_wakes_on_the_terminal_event(jobs: JobStore) -> None:
     job = a_job()
-    await jobs.create(job)
+    job = await jobs.create(job)
 
     waiter = asyncio.create_task(jobs.wait(job.job_id, seconds=5))
     await asyncio.sleep(0.05)
@@ -80,13 +80,13 @@ async def test_wait_wakes_on_the_terminal_event(jobs: JobStore) -> None:
 
 async def test_wait_returns_none_after_the_timeout(jobs: JobStore) -> None:
     job = a_job()
-    await jobs.create(job)
+    job = await jobs.create(job)
     assert await jobs.wait(job.job_id, seconds=0.2) is None
 
 
 async def test_a_late_reader_still_gets_the_outcome(jobs: JobStore) -> None:
     job = a_job()
-    await jobs.create(job)
+    job = await jobs.create(job)
     await jobs.fail(job, "LLM rejected the request", 502)
 
     event = await jobs.wait(job.job_id, seconds=1)
@@ -99,7 +99,7 @@ async def test_a_late_reader_still_gets_the_outcome(jobs: JobStore) -> None:
 
 async def test_requeue_moves_only_a_running_job(jobs: JobStore) -> None:
     job = a_job()
-    await jobs.create(job)
+    job = await jobs.create(job)
     await jobs.start(job.job_id)
     await jobs.requeue(job.job_id)
     assert (await jobs.get(job.job_id)).status == JobStatus.QUEUED  # type: ignore[union-attr]
@@ -107,3 +107,14 @@ async def test_requeue_moves_only_a_running_job(jobs: JobStore) -> None:
     await jobs.cancel(job)
     await jobs.requeue(job.job_id)
     assert (await jobs.get(job.job_id)).status == JobStatus.CANCELLED  # type: ignore[union-attr]
+
+
+async def test_created_at_follows_the_order_of_the_inbox(jobs: JobStore) -> None:
+    thread = new_id()
+    created = await asyncio.gather(*(
+        jobs.create(Job(job_id=new_id(), thread_id=thread, message=str(n), language="English"))
+        for n in range(30)))
+
+    inbox = await jobs.redis.lrange(f"chat:thread:{thread}:inbox", 0, -1)
+    by_time = sorted(created, key=lambda job: job.created_at)
+    assert [job.job_id for job in by_time] == inbox
