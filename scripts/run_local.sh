@@ -32,7 +32,7 @@ wait_port() {
 
 if [ -z "${REDIS_URL:-}" ]; then
   port=$(free_port)
-  redis-server --port "$port" --bind 127.0.0.1 --dir "$PWD/$run" --appendonly yes \
+  redis-server --port "$port" --bind 127.0.0.1 --dir "$PWD/$run" --appendonly yes --appendfsync always \
     --save "" --logfile "$PWD/$run/redis.log" &
   pids+=($!)
   wait_port "$port"
