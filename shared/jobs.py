@@ -56,7 +56,13 @@ if status == 'succeeded' or status == 'failed' or status == 'cancelled' then
   return redis.call('HGETALL', KEYS[1])
 end
 redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1])
-redis.call('HINCRBY', KEYS[1], 'attempt', 1)
+local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
+if attempt > 1 then
+  -- What an earlier attempt streamed is void: readers start the reply over.
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'type', 'reset',
+             'data', '{"attempt": ' .. attempt .. '}')
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
+end
 return redis.call('HGETALL', KEYS[1])
 """
 _CREATE = """
@@ -182,8 +188,8 @@ class JobStore:
 
     async def start(self, job_id: str) -> Job | None:
         """Marks the job running and counts the attempt; a finished job is left as it is."""
-        keys = [self.job_key(job_id)]
-        flat = await self._start(keys=keys, args=[time.time()])
+        keys = [self.job_key(job_id), self.events_key(job_id)]
+        flat = await self._start(keys=keys, args=[time.time(), self.ttl, STREAM_MAXLEN])
         if not flat:
             return None
         return Job.from_redis(dict(zip(flat[::2], flat[1::2], strict=True)))
@@ -191,6 +197,16 @@ class JobStore:
     async def requeue(self, job_id: str) -> None:
         """Back to `queued` while a retry waits; a finished job is left as it is."""
         await self._requeue(keys=[self.job_key(job_id)])
+
+    async def append_tokens(self, job_id: str, text: str) -> None:
+        """Appends the next piece of the reply to the job's event stream."""
+        key = self.events_key(job_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(key, {"type": "token", "data": json.dumps({"text": text})},
+                      maxlen=STREAM_MAXLEN, approximate=True)
+            # After the XADD: EXPIRE on a key that does not exist yet does nothing.
+            pipe.expire(key, self.ttl)
+            await pipe.execute()
 
     async def count_failure(self, job_id: str) -> int:
         """Counts one more transient failure of the job; returns the count."""

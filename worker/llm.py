@@ -44,11 +44,10 @@ class EchoChatModel(BaseChatModel):
     async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                        run_manager: AsyncCallbackManagerForLLMRun | None = None,
                        **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+        # LangChain reports each chunk to the callbacks (and so to LangGraph's
+        # "messages" stream) by itself.
         for word in self._words(messages):
-            chunk = ChatGenerationChunk(message=AIMessageChunk(content=word))
-            if run_manager is not None:
-                await run_manager.on_llm_new_token(word, chunk=chunk)
-            yield chunk
+            yield ChatGenerationChunk(message=AIMessageChunk(content=word))
 
     def _words(self, messages: list[BaseMessage]) -> list[str]:
         words = self._reply(messages).split(" ")

@@ -56,4 +56,7 @@ def cleanup_task() -> int:
     """Deletes conversations idle longer than SESSION_TTL_SECONDS; returns how many."""
     runtime = get_runtime()
     res = runtime.resources
-    return runtime.run(cleanup_idle_threads(res.settings, res.redis, res.saver))
+    report = runtime.run(cleanup_idle_threads(res.settings, res.redis, res.saver))
+    for job_id in report.waiting_jobs:
+        app.send_task(TURN_TASK, args=[job_id])
+    return report.deleted

@@ -14,12 +14,16 @@ lease runs out and the recovery sweep nudges the thread again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import structlog
+from langchain_core.messages import AIMessageChunk
+from langchain_core.runnables import RunnableConfig
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockError
 
@@ -29,6 +33,7 @@ from shared.queue import MAX_COUNTDOWN
 from shared.threads import ACTIVITY_KEY, thread_lock_key
 from worker.errors import RejectedError, TransientError, TurnError, classify
 from worker.runtime import Resources
+from worker.streaming import TokenBatcher
 
 log = structlog.get_logger("worker.turn")
 
@@ -136,8 +141,7 @@ async def _answer(res: Resources, job: Job, lease: Lock) -> str | None:
     config: dict[str, Any] = {"configurable": {"thread_id": job.thread_id}}
     turn_input = {"pending": human_message(job.job_id, job.message, job.created_at),
                   "language": job.language}
-    run = asyncio.ensure_future(
-        res.graph.ainvoke(turn_input, config, durability="exit"))  # type: ignore[call-overload]
+    run = asyncio.ensure_future(_stream(res, job, turn_input, config))
     renew_every = res.settings.THREAD_LEASE_SECONDS / 3
     renew_at = time.monotonic() + renew_every
     try:
@@ -161,6 +165,30 @@ async def _answer(res: Resources, job: Job, lease: Lock) -> str | None:
     state = run.result()
     wanted = reply_id(job.job_id)
     return next(str(m.content) for m in state["messages"] if m.id == wanted)
+
+
+async def _stream(res: Resources, job: Job, turn_input: dict[str, Any],
+                  config: dict[str, Any]) -> dict[str, Any]:
+    """Runs the graph, streaming the reply's tokens to the job's events; the final state."""
+    tokens = TokenBatcher(lambda text: res.jobs.append_tokens(job.job_id, text))
+    state: dict[str, Any] = {}
+    # aclosing: leaving the loop early (cancel, error) must close the provider's
+    # HTTP stream too, or the paid call goes on generating.
+    parts = cast(AsyncGenerator[tuple[str, Any], None], res.graph.astream(
+        turn_input, cast(RunnableConfig, config), durability="exit",
+        stream_mode=["messages", "values"]))
+    async with contextlib.aclosing(parts):
+        async for mode, part in parts:
+            if mode == "values":
+                state = part
+                continue
+            chunk, meta = part
+            # Chunks only: the node's finished reply comes through here too, whole.
+            if (isinstance(chunk, AIMessageChunk) and meta.get("langgraph_node") == "answer"
+                    and isinstance(chunk.content, str)):
+                await tokens.add(chunk.content)
+    await tokens.close()
+    return state
 
 
 async def _failed(res: Resources, job: Job, error: TurnError) -> Outcome:

@@ -15,6 +15,7 @@ from api import idempotency
 from api.deps import OwnerDep, ServicesDep
 from api.errors import Conflict, JobFailed, NotFound
 from api.schemas import ChatReply, ChatRequest, ErrorBody, History, HistoryMessage, JobAccepted
+from api.sse import stream_response
 from shared.conversation import message_time, role_of
 from shared.ids import ID_PATTERN, new_id
 from shared.jobs import Event, Job
@@ -48,7 +49,12 @@ async def finished(services: ServicesDep, event: Event) -> ChatReply:
 
 @router.post(
     "/chat", response_model=ChatReply,
-    responses={**ERRORS, 202: {"model": JobAccepted, "description": "Queued; poll Location."}},
+    responses={
+        **ERRORS,
+        200: {"description": "The reply; with `stream=true`, the job's events (SSE).",
+              "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        202: {"model": JobAccepted, "description": "Queued; poll Location."},
+    },
 )
 async def post_chat(
     body: ChatRequest,
@@ -56,6 +62,8 @@ async def post_chat(
     services: ServicesDep,
     owner: OwnerDep,
     wait: bool = True,
+    stream: Annotated[bool, Query(description="Answer at once with the job's events "
+                                              "(Server-Sent Events).")] = False,
     wait_seconds: Annotated[float | None, Query(
         alias="timeout", ge=0, le=300, description="Seconds to wait for the reply.")] = None,
     idempotency_key: Annotated[
@@ -72,7 +80,7 @@ async def post_chat(
             job = await jobs.get(earlier)
             if job is None:
                 raise NotFound("the job of this Idempotency-Key has expired")
-            return await _respond(services, job, wait, wait_seconds)
+            return await _respond(services, job, wait, wait_seconds, stream)
     job = Job(job_id=job_id, thread_id=body.thread_id or new_id(), message=body.message,
               language=body.language, owner=owner)
     try:
@@ -88,11 +96,13 @@ async def post_chat(
             await jobs.delete(job)
         raise
     log.info("job_accepted", job_id=job.job_id, thread_id=job.thread_id)
-    return await _respond(services, job, wait, wait_seconds)
+    return await _respond(services, job, wait, wait_seconds, stream)
 
 
 async def _respond(services: ServicesDep, job: Job, wait: bool,
-                   wait_seconds: float | None) -> Any:
+                   wait_seconds: float | None, stream: bool) -> Any:
+    if stream:
+        return stream_response(services.jobs, job)
     if wait:
         limit = services.settings.CHAT_WAIT_TIMEOUT if wait_seconds is None else wait_seconds
         event = await services.jobs.wait(job.job_id, limit)

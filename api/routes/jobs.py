@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Header, Path
 from fastapi.responses import JSONResponse
+from sse_starlette import EventSourceResponse
 
 from api.deps import OwnerDep, ServicesDep
 from api.errors import Conflict, NotFound
 from api.routes.chat import ERRORS
-from api.schemas import CancelAccepted, JobView
+from api.schemas import CancelAccepted, ErrorBody, JobView
+from api.sse import parse_last_event_id, stream_response
 from shared.ids import ID_PATTERN
 from shared.jobs import Job, JobStatus
 
@@ -42,6 +44,22 @@ async def get_job(job_id: JobIdPath, services: ServicesDep, owner: OwnerDep) -> 
         error=job.error, created_at=_time(job.created_at) or datetime.now(UTC),
         finished_at=_time(job.finished_at),
     )
+
+
+@router.get(
+    "/chat/jobs/{job_id}/events", response_class=EventSourceResponse,
+    responses={**ERRORS, 400: {"model": ErrorBody}, 200: {
+        "description": "The job's events (Server-Sent Events), from its start or after "
+                       "Last-Event-ID; the stream ends after the terminal event.",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+)
+async def job_events(job_id: JobIdPath, services: ServicesDep, owner: OwnerDep,
+                     last_event_id: Annotated[str | None, Header(
+                         alias="Last-Event-ID", max_length=64)] = None) -> EventSourceResponse:
+    """Stream a job's events: tokens, resets, and its outcome."""
+    after = parse_last_event_id(last_event_id)
+    job = await _job(services, job_id, owner)
+    return stream_response(services.jobs, job, after)
 
 
 @router.post("/chat/jobs/{job_id}/cancel", status_code=202, response_model=CancelAccepted,

@@ -102,5 +102,6 @@ def test_with_api_keys_every_endpoint_but_probes_needs_one() -> None:
 def test_openapi_documents_every_endpoint(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert set(paths) == {"/chat", "/chat/jobs/{job_id}", "/chat/jobs/{job_id}/cancel",
-                          "/chat/history/{thread_id}", "/healthz", "/readyz"}
+                          "/chat/history/{thread_id}", "/chat/jobs/{job_id}/events",
+                          "/healthz", "/readyz"}
     assert "202" in paths["/chat"]["post"]["responses"]

@@ -1,0 +1,68 @@
+"""A job's events as Server-Sent Events (sse-starlette does the protocol).
+
+Events are read from the job's Redis stream, so a client that reconnects
+with `Last-Event-ID` (the stream entry id) gets exactly what it missed. The
+stream ends after the terminal event; if the job's stream has expired, the
+terminal event is rebuilt from the job's record, so no reader hangs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from api.errors import ApiError
+from shared.jobs import Event, Job, JobStatus, JobStore
+from shared.redis_client import MAX_BLOCK_MS
+
+KEEPALIVE_SECONDS = 15
+_EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
+
+
+class BadEventId(ApiError):
+    status_code = 400
+
+
+def parse_last_event_id(raw: str | None) -> str:
+    """The stream position to resume after; "0-0" for the start."""
+    if raw is None or raw == "":
+        return "0-0"
+    if _EVENT_ID.fullmatch(raw) is None:
+        raise BadEventId("Last-Event-ID must be an event id of this stream, like 1700000000000-0")
+    return raw
+
+
+def _terminal_from_record(job: Job) -> Event:
+    if job.status == JobStatus.SUCCEEDED:
+        return Event("0-0", "done", {"response": job.response or "", "language": job.language,
+                                     "thread_id": job.thread_id, "job_id": job.job_id})
+    if job.status == JobStatus.CANCELLED:
+        return Event("0-0", "cancelled", {"job_id": job.job_id})
+    return Event("0-0", "error", {"detail": job.error or "failed", "job_id": job.job_id})
+
+
+async def job_events(jobs: JobStore, job: Job, after: str) -> AsyncIterator[ServerSentEvent]:
+    while True:
+        events = await jobs.read_events(job.job_id, after, MAX_BLOCK_MS)
+        if not events:
+            latest = await jobs.get(job.job_id)
+            if latest is None or latest.finished:
+                # Nothing more will come: the stream has expired, or the client
+                # asked to resume after its end. Close with the outcome.
+                final = _terminal_from_record(latest or job)
+                yield ServerSentEvent(json.dumps(final.data), event=final.type)
+                return
+            continue
+        for event in events:
+            yield ServerSentEvent(json.dumps(event.data), event=event.type, id=event.id)
+            after = event.id
+            if event.terminal:
+                return
+
+
+def stream_response(jobs: JobStore, job: Job, after: str = "0-0") -> EventSourceResponse:
+    return EventSourceResponse(job_events(jobs, job, after), ping=KEEPALIVE_SECONDS,
+                               headers={"X-Job-Id": job.job_id, "Cache-Control": "no-cache"})
