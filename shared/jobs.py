@@ -55,7 +55,7 @@ if not status then return nil end
 if status == 'succeeded' or status == 'failed' or status == 'cancelled' then
   return redis.call('HGETALL', KEYS[1])
 end
-redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1])
+redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'task_id', ARGV[4])
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
 if attempt > 1 then
   -- What an earlier attempt streamed is void: readers start the reply over.
@@ -100,6 +100,8 @@ class Job:
     response: str | None = None
     error: str | None = None
     http_status: int | None = None
+    task_id: str = ""
+    cancel_requested: float | None = None
 
     def to_redis(self) -> dict[str, str]:
         return {k: str(v) for k, v in self.__dict__.items() if v is not None}
@@ -124,6 +126,8 @@ class Job:
             response=raw.get("response"),
             error=raw.get("error"),
             http_status=int(http_status) if http_status else None,
+            task_id=raw.get("task_id", ""),
+            cancel_requested=number("cancel_requested"),
         )
 
     @property
@@ -186,10 +190,14 @@ class JobStore:
         raw = await self.redis.hgetall(self.job_key(job_id))
         return Job.from_redis(cast(dict[str, str], raw)) if raw else None
 
-    async def start(self, job_id: str) -> Job | None:
-        """Marks the job running and counts the attempt; a finished job is left as it is."""
+    async def start(self, job_id: str, task_id: str = "") -> Job | None:
+        """Marks the job running in Celery task `task_id` and counts the attempt.
+
+        A finished job is left as it is. A job that runs again gets a `reset`
+        event: what its earlier attempt streamed is void.
+        """
         keys = [self.job_key(job_id), self.events_key(job_id)]
-        flat = await self._start(keys=keys, args=[time.time(), self.ttl, STREAM_MAXLEN])
+        flat = await self._start(keys=keys, args=[time.time(), self.ttl, STREAM_MAXLEN, task_id])
         if not flat:
             return None
         return Job.from_redis(dict(zip(flat[::2], flat[1::2], strict=True)))
@@ -213,11 +221,11 @@ class JobStore:
         return int(await self.redis.hincrby(self.job_key(job_id), "failures", 1))
 
     async def request_cancel(self, job_id: str) -> None:
-        await self.redis.hset(self.job_key(job_id), "cancel_requested", "1")
+        await self.redis.hset(self.job_key(job_id), "cancel_requested", str(time.time()))
 
     async def cancel_requested(self, job_id: str) -> bool:
         flag = await self.redis.hget(self.job_key(job_id), "cancel_requested")
-        return flag == "1"
+        return flag is not None
 
     async def succeed(self, job: Job, response: str) -> bool:
         body = {"response": response, "language": job.language,

@@ -17,6 +17,10 @@ from worker.turn import backoff, drain_next
 
 log = structlog.get_logger("worker.tasks")
 
+# A running job gets this long to stop by itself after a cancel (it normally
+# takes ~0.1 s) before its task is revoked.
+CANCEL_GRACE = 2.0
+
 
 @app.task(name=TURN_TASK, bind=True, max_retries=None)
 def run_turn_task(self: Task[Any, Any], job_id: str) -> None:
@@ -26,7 +30,7 @@ def run_turn_task(self: Task[Any, Any], job_id: str) -> None:
         return
     runtime = get_runtime()
     try:
-        outcome = runtime.run(drain_next(runtime.resources, job_id))
+        outcome = runtime.run(drain_next(runtime.resources, job_id, self.request.id or ""))
     except RedisError:
         # Redis is down, so nothing could be recorded: run again later. If even
         # the retry can't be sent, the message was never acknowledged and comes
@@ -41,14 +45,20 @@ def run_turn_task(self: Task[Any, Any], job_id: str) -> None:
 
 @app.task(name=RECOVER_TASK)
 def recover_task() -> int:
-    """Nudges threads whose worker died mid-turn, or whose nudge was lost."""
+    """Nudges threads whose worker died mid-turn, or whose nudge was lost, and
+    stops jobs whose worker did not honour a cancel."""
     runtime = get_runtime()
     res = runtime.resources
-    stalled = runtime.run(res.threads.stalled(res.settings.RECOVERY_STALL_SECONDS))
-    for job_id in stalled:
+    found = runtime.run(res.threads.sweep(res.settings.RECOVERY_STALL_SECONDS, CANCEL_GRACE))
+    for job_id in found.stalled:
         log.warning("thread_stalled", job_id=job_id)
         app.send_task(TURN_TASK, args=[job_id])
-    return len(stalled)
+    for job in found.unstoppable:
+        log.warning("cancel_by_revoke", job_id=job.job_id, task_id=job.task_id)
+        if job.task_id:
+            app.control.revoke(job.task_id, terminate=True, signal="SIGTERM")
+        runtime.run(res.jobs.cancel(job))
+    return len(found.stalled) + len(found.unstoppable)
 
 
 @app.task(name=CLEANUP_TASK, time_limit=PASS_TIME_LIMIT)

@@ -7,6 +7,7 @@ inbox together is one Lua script, so two workers never see it half-changed.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import cast
 
 from redis.asyncio import Redis
@@ -21,6 +22,12 @@ if not head then redis.call('SREM', KEYS[2], ARGV[1]) end
 return head
 """
 KICK_SECONDS = 60
+
+
+@dataclass
+class Sweep:
+    stalled: list[str] = field(default_factory=list)
+    unstoppable: list[Job] = field(default_factory=list)
 
 
 class ThreadQueue:
@@ -50,15 +57,19 @@ class ThreadQueue:
         """Nobody runs the thread's head job for `seconds`: its retry is scheduled."""
         await self.redis.set(hold_key(thread_id), "1", px=max(1, int(seconds * 1000)))
 
-    async def stalled(self, stall_seconds: float) -> list[str]:
-        """Head jobs of threads that nobody runs, nor will: their worker died.
+    async def sweep(self, stall_seconds: float, cancel_grace: float) -> Sweep:
+        """Looks at the head job of every pending thread for what needs a push.
 
-        A thread with no lease and no hold whose head job is `running`, or has
-        been `queued` for over `stall_seconds`, is stalled. Each is reported
-        at most once a minute, so a long queue is not flooded with duplicates
+        Stalled: nobody runs the thread, nor will (no lease, no hold) while
+        its head job is `running` (its worker died) or has been `queued` for
+        over `stall_seconds` (its nudge was lost). Each is reported at most
+        once a minute, so a long queue is not flooded with duplicate nudges
         (which would be harmless, just wasted).
+
+        Unstoppable: a running job whose cancel was asked over `cancel_grace`
+        seconds ago and which still runs: its worker did not stop it.
         """
-        heads = []
+        found = Sweep()
         now = time.time()
         async for thread_id in self.redis.sscan_iter(PENDING_KEY, count=500):
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -68,15 +79,16 @@ class ThreadQueue:
             if head_id is None:
                 await self.next_id(thread_id)
                 continue
-            if busy:
-                continue
             job = await self.jobs.get(head_id)
             if job is None or job.finished:
-                await self.head(thread_id)  # drops it, so the next one is reported next time
+                await self.head(thread_id)  # drops it, so the next one is seen next time
                 continue
-            waited = now - (job.started_at or job.created_at)
-            if job.status == JobStatus.RUNNING or waited > stall_seconds:
+            if (job.status == JobStatus.RUNNING and job.cancel_requested is not None
+                    and now - job.cancel_requested > cancel_grace):
+                found.unstoppable.append(job)
+            elif not busy and (job.status == JobStatus.RUNNING
+                               or now - job.created_at > stall_seconds):
                 kick = f"chat:thread:{thread_id}:kicked"
                 if await self.redis.set(kick, "1", nx=True, ex=KICK_SECONDS):
-                    heads.append(job.job_id)
-        return heads
+                    found.stalled.append(job.job_id)
+        return found

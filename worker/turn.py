@@ -62,16 +62,16 @@ def backoff(failures: int) -> float:
     return random.uniform(0.5, min(MAX_COUNTDOWN, 2.0**failures))
 
 
-async def drain_next(res: Resources, job_id: str) -> Outcome:
+async def drain_next(res: Resources, job_id: str, task_id: str = "") -> Outcome:
     """Runs the next turn of the job's thread, unless another worker is on it."""
     job = await res.jobs.get(job_id)
     if job is None:
         log.warning("job_unknown", job_id=job_id)
         return DONE
-    return await drain_thread(res, job.thread_id)
+    return await drain_thread(res, job.thread_id, task_id)
 
 
-async def drain_thread(res: Resources, thread_id: str) -> Outcome:
+async def drain_thread(res: Resources, thread_id: str, task_id: str = "") -> Outcome:
     lease = Lock(res.redis, thread_lock_key(thread_id),
                  timeout=res.settings.THREAD_LEASE_SECONDS, blocking=False)
     if not await lease.acquire():
@@ -83,7 +83,7 @@ async def drain_thread(res: Resources, thread_id: str) -> Outcome:
         if job is None:
             return DONE
         structlog.contextvars.bind_contextvars(job_id=job.job_id, thread_id=thread_id)
-        outcome = await _run(res, job, lease)
+        outcome = await _run(res, job, lease, task_id)
         if outcome.retry_in is not None:
             await res.threads.hold(thread_id, outcome.retry_in)
             return outcome
@@ -102,12 +102,12 @@ async def _release(lease: Lock) -> None:
         log.warning("thread_lease_lost")
 
 
-async def _run(res: Resources, job: Job, lease: Lock) -> Outcome:
+async def _run(res: Resources, job: Job, lease: Lock, task_id: str) -> Outcome:
     wait = await res.limiter.wait_needed()
     if wait > 0:
         log.info("turn_rate_limited", retry_in=round(wait, 3))
         return Outcome(retry_in=min(wait, MAX_COUNTDOWN))
-    started = await res.jobs.start(job.job_id)
+    started = await res.jobs.start(job.job_id, task_id)
     if started is None or started.finished:
         return DONE
     try:

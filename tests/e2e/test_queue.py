@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests import servers
+from tests.sse import SseEvent, read_events, reply_of
 from tests.stack import Stack, launch
 
 pytestmark = pytest.mark.e2e
@@ -186,6 +187,31 @@ def test_sigkilled_worker_turn_runs_again_elsewhere_and_is_stored_once(faulty: S
     print(f"recovered {recovery:.1f}s after SIGKILL (lease 3 s, sweep every 1 s)")
     assert contents(faulty, thread) == ["survive", "echo: survive"]
     assert sum(1 for c in faulty.llm_calls() if c["messages"][-1]["content"] == "survive") == 2
+    faulty.workers.remove(holder)
+    faulty.add_workers(1)
+
+
+def test_a_stream_shows_reset_then_the_whole_reply_after_a_sigkill(faulty: Stack) -> None:
+    faulty.control(reply_tokens=200, token_delay=0.02)
+    thread = f"killstream{time.time_ns()}"
+    events: list[SseEvent] = []
+    with faulty.client.stream("POST", "/chat", params={"stream": "true"},
+                              json={"message": "again", "thread_id": thread}) as reply:
+        job_id = reply.headers["x-job-id"]
+        for event in read_events(reply):
+            events.append(event)
+            if sum(e.type == "token" for e in events) == 5:
+                holder = next(w for w in faulty.workers if job_id in w.log())
+                holder.kill()
+                faulty.control(reply_tokens=20, token_delay=0)
+
+    types = [e.type for e in events]
+    assert "reset" in types
+    assert types.index("reset") > types.index("token")
+    assert events[-1].type == "done"
+    assert reply_of(events) == events[-1].data["response"] == " ".join(
+        f"w{n}" for n in range(20))
+    assert contents(faulty, thread) == ["again", events[-1].data["response"]]
     faulty.workers.remove(holder)
     faulty.add_workers(1)
 

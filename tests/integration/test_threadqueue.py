@@ -1,0 +1,88 @@
+"""Thread inboxes and the recovery sweep against a real redis-server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from shared.ids import new_id
+from shared.jobs import Job, JobStore
+from shared.threads import PENDING_KEY, inbox_key, thread_lock_key
+from worker.threadqueue import ThreadQueue
+
+
+@pytest.fixture
+async def queue(redis_url: str) -> AsyncIterator[ThreadQueue]:
+    redis = Redis.from_url(redis_url.removesuffix("/0") + "/3", decode_responses=True)
+    await redis.flushdb()
+    yield ThreadQueue(redis, JobStore(redis, ttl=3600))
+    await redis.aclose()
+
+
+async def accept(queue: ThreadQueue, thread: str, n: int = 1) -> list[Job]:
+    return [await queue.jobs.create(Job(job_id=new_id(), thread_id=thread, message=str(i),
+                                        language="English")) for i in range(n)]
+
+
+async def test_the_head_is_the_oldest_unfinished_job(queue: ThreadQueue) -> None:
+    first, second, third = await accept(queue, "t", 3)
+    await queue.jobs.cancel(first)
+
+    head = await queue.head("t")
+
+    assert head is not None and head.job_id == second.job_id
+    assert await queue.redis.lrange(inbox_key("t"), 0, -1) == [second.job_id, third.job_id]
+
+
+async def test_an_empty_inbox_stops_being_pending(queue: ThreadQueue) -> None:
+    (job,) = await accept(queue, "t")
+    assert await queue.redis.sismember(PENDING_KEY, "t")
+    await queue.jobs.succeed(job, "done")
+
+    assert await queue.next_id("t") is None
+    assert not await queue.redis.sismember(PENDING_KEY, "t")
+
+
+async def test_a_running_job_without_a_lease_is_stalled_once_a_minute(queue: ThreadQueue) -> None:
+    (job,) = await accept(queue, "t")
+    await queue.jobs.start(job.job_id)
+
+    first = await queue.sweep(stall_seconds=60, cancel_grace=2)
+    second = await queue.sweep(stall_seconds=60, cancel_grace=2)
+
+    assert first.stalled == [job.job_id]
+    assert second.stalled == []
+
+
+async def test_a_leased_or_held_thread_is_not_stalled(queue: ThreadQueue) -> None:
+    (leased,) = await accept(queue, "a")
+    (held,) = await accept(queue, "b")
+    for job in (leased, held):
+        await queue.jobs.start(job.job_id)
+    await queue.redis.set(thread_lock_key("a"), "token", ex=10)
+    await queue.hold("b", 10)
+
+    assert (await queue.sweep(stall_seconds=0, cancel_grace=2)).stalled == []
+
+
+async def test_a_queued_job_is_stalled_only_after_the_stall_time(queue: ThreadQueue) -> None:
+    (job,) = await accept(queue, "t")
+
+    assert (await queue.sweep(stall_seconds=60, cancel_grace=2)).stalled == []
+    assert (await queue.sweep(stall_seconds=0, cancel_grace=2)).stalled == [job.job_id]
+
+
+async def test_a_running_job_ignoring_its_cancel_is_unstoppable(queue: ThreadQueue) -> None:
+    (job,) = await accept(queue, "t")
+    await queue.jobs.start(job.job_id, task_id="celery-task-1")
+    await queue.redis.set(thread_lock_key("t"), "token", ex=10)
+    await queue.redis.hset(queue.jobs.job_key(job.job_id), "cancel_requested", "1.0")
+
+    found = await queue.sweep(stall_seconds=60, cancel_grace=2)
+
+    assert [j.job_id for j in found.unstoppable] == [job.job_id]
+    assert found.unstoppable[0].task_id == "celery-task-1"
+    await queue.jobs.request_cancel(job.job_id)  # just now: still within the grace
+    assert (await queue.sweep(stall_seconds=60, cancel_grace=2)).unstoppable == []
