@@ -21,3 +21,11 @@ def stack(redis_url: str, s3_endpoint: str, workdir: Path) -> Iterator[Stack]:
                 tail = server.log()[-4000:]
                 if "Traceback" in tail:
                     print(f"--- {server.name} log tail ---\n{tail}")
+
+
+@pytest.fixture
+def fresh_llm(stack: Stack) -> Iterator[None]:
+    """The shared stack's Groq-like server with its faults and records cleared."""
+    stack.groq_client.post("/_control/reset").raise_for_status()
+    stack.groq_client.delete("/_calls").raise_for_status()
+    yield

@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
 
 from tests.stack import Stack
 
-pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(autouse=True)
-def _fresh_llm(stack: Stack) -> Iterator[None]:
-    """Each test starts with the Groq-like server's faults and records cleared."""
-    stack.groq_client.post("/_control/reset").raise_for_status()
-    stack.groq_client.delete("/_calls").raise_for_status()
-    yield
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("fresh_llm")]
 
 
 def test_wait_mode_answers_with_the_reply(stack: Stack) -> None:

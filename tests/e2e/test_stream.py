@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -11,14 +10,7 @@ import pytest
 from tests.sse import SseEvent, read_events, reply_of
 from tests.stack import Stack
 
-pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(autouse=True)
-def _fresh_llm(stack: Stack) -> Iterator[None]:
-    stack.groq_client.post("/_control/reset").raise_for_status()
-    stack.groq_client.delete("/_calls").raise_for_status()
-    yield
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("fresh_llm")]
 
 
 def stream_chat(stack: Stack, body: dict[str, object]) -> tuple[str, list[SseEvent]]:
