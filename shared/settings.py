@@ -63,15 +63,9 @@ class Settings(BaseSettings):
 
     API_KEYS: str | None = None
     CLIENT_RATE_LIMIT: int = Field(0, ge=0)
-    # The limit's window; only tests shorten it, so they need not wait a minute.
-    CLIENT_RATE_WINDOW_SECONDS: Positive = 60
-    # The largest valid body is ~385 KB: 32,000 characters outside the BMP,
-    # each sent as a JSON escape pair (12 bytes), as json.dumps does by default.
-    MAX_BODY_BYTES: int = Field(512 * 1024, ge=1024)
 
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     LOG_JSON: bool = False
-    LOG_MESSAGE_BODIES: bool = False
 
     @model_validator(mode="after")
     def _provider_is_usable(self) -> Settings:
