@@ -9,10 +9,14 @@ from typing import Annotated
 
 from celery import Celery
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis.asyncio import Redis
 
 from api.errors import Unauthorized
+from api.owners import ThreadOwners
+from api.ratelimit import ClientRateLimit
 from shared.checkpoint import AsyncS3Saver
+from shared.ids import digest_id
 from shared.jobs import JobStore
 from shared.settings import Settings
 
@@ -26,6 +30,8 @@ class Services:
     jobs: JobStore
     saver: AsyncS3Saver
     celery: Celery
+    owners: ThreadOwners
+    client_limit: ClientRateLimit | None
 
 
 def get_services(request: Request) -> Services:
@@ -35,8 +41,13 @@ def get_services(request: Request) -> Services:
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 
+# Declares the scheme in OpenAPI; the check itself is `get_owner`'s.
+bearer = HTTPBearer(auto_error=False, description="One of the keys in API_KEYS; "
+                    "required on every endpoint but the probes when API_KEYS is set.")
 
-def get_owner(request: Request, services: ServicesDep) -> str:
+
+def get_owner(services: ServicesDep, credentials: Annotated[
+        HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
     """The caller's identity: a digest of its API key ("" when auth is off).
 
     Keys are compared in constant time and never stored or logged: only a
@@ -45,13 +56,24 @@ def get_owner(request: Request, services: ServicesDep) -> str:
     keys = services.settings.api_keys
     if not keys:
         return ""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    # Every key is compared, so the time taken says nothing about which one matched.
-    matches = [hmac.compare_digest(token.encode(), key.encode()) for key in keys]
-    if scheme.lower() == "bearer" and any(matches):
-        return hashlib.sha256(token.encode()).hexdigest()[:32]
-    raise Unauthorized("missing or invalid API key",
-                       headers={"WWW-Authenticate": "Bearer"})
+    token = credentials.credentials if credentials is not None else ""
+    # Digests of equal length are compared, against every key, so the time
+    # taken says nothing about a key's length or which one matched.
+    offered = hashlib.sha256(token.encode()).digest()
+    matches = [hmac.compare_digest(offered, hashlib.sha256(key.encode()).digest())
+               for key in keys]
+    if credentials is not None and any(matches):
+        return digest_id(token)
+    raise Unauthorized("missing or invalid API key", headers={"WWW-Authenticate": "Bearer"})
 
 
 OwnerDep = Annotated[str, Depends(get_owner)]
+
+
+async def limit_client(request: Request, services: ServicesDep, owner: OwnerDep) -> None:
+    """Counts the request against its client's limit (429 over it); after auth,
+    so an unknown key is refused without touching Redis."""
+    if services.client_limit is None:
+        return
+    address = request.client.host if request.client is not None else "unknown"
+    await services.client_limit.check(owner or digest_id(address))

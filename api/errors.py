@@ -8,12 +8,15 @@
      ├── JobFailed          502 / 504, with the job id
      └── Unavailable        503, naming the dependency that is down
 
-Exceptions of Redis, S3 and the broker are mapped to `Unavailable` in one
-place (`install_handlers`); anything else is a 500 without a stack trace.
+Starlette's HTTPException (404/405 of routing, and 413 from the body limit
+in api/middleware.py, which must pass FastAPI's body parsing) is rendered the
+same way. Exceptions of Redis, S3 and the broker are mapped to `Unavailable`
+in one place (`install_handlers`); anything else is a 500 without a stack trace.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import structlog
@@ -80,6 +83,19 @@ def _validation_detail(exc: RequestValidationError) -> str:
     return "; ".join(parts)
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every documented method on the request's path. Each route (GET and
+    DELETE of one path are two) would name only its own in its 405."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi()["paths"].items():
+        pattern = "[^/]+".join(re.escape(part) for part in re.split(r"\{[^/}]+\}", template))
+        if re.fullmatch(pattern, request.url.path):
+            methods |= {method.upper() for method in operations}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -90,8 +106,11 @@ def install_handlers(app: FastAPI) -> None:
         return _json(422, _validation_detail(exc))
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        return _json(exc.status_code, exc.detail, dict(exc.headers or {}))
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
+        return _json(exc.status_code, exc.detail, headers)
 
     @app.exception_handler(RedisConnectionError)
     @app.exception_handler(RedisTimeoutError)

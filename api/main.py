@@ -9,13 +9,16 @@ from fastapi import FastAPI
 
 from api.deps import Services
 from api.errors import install_handlers
+from api.middleware import BodyLimit, RequestId
+from api.owners import ThreadOwners
+from api.ratelimit import ClientRateLimit
 from api.routes import chat, health, jobs
-from shared.checkpoint import AsyncS3Saver
 from shared.jobs import JobStore
 from shared.logging import configure_logging
 from shared.queue import make_celery
 from shared.redis_client import make_redis
 from shared.settings import Settings, get_settings
+from shared.storage import open_saver
 
 
 @asynccontextmanager
@@ -26,13 +29,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # while Redis or S3 is still down; /readyz tells when they are up.
         redis = make_redis(settings.REDIS_URL)
         stack.push_async_callback(redis.aclose)
-        saver = await stack.enter_async_context(AsyncS3Saver.from_conn_string(
-            settings.s3_url, endpoint_url=settings.S3_ENDPOINT_URL,
-            region_name=settings.AWS_REGION))
+        saver = await stack.enter_async_context(open_saver(settings))
         celery = make_celery(settings, "gateway")
         stack.callback(celery.close)
-        app.state.services = Services(settings, redis, JobStore(redis, settings.JOB_TTL_SECONDS),
-                                      saver, celery)
+        client_limit = None
+        if settings.CLIENT_RATE_LIMIT:
+            client_limit = ClientRateLimit(settings.REDIS_URL, settings.CLIENT_RATE_LIMIT,
+                                           settings.CLIENT_RATE_WINDOW_SECONDS)
+            stack.push_async_callback(client_limit.aclose)
+        app.state.services = Services(
+            settings, redis, JobStore(redis, settings.JOB_TTL_SECONDS), saver, celery,
+            ThreadOwners(redis, saver, settings.SESSION_TTL_SECONDS), client_limit)
         yield
 
 
@@ -48,6 +55,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_handlers(app)
+    # The last added runs first: every request, even a refused one, has an id.
+    app.add_middleware(BodyLimit, limit=settings.MAX_BODY_BYTES)
+    app.add_middleware(RequestId)
     for module in (chat, jobs, health):
         app.include_router(module.router)
     return app

@@ -2,30 +2,33 @@
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
-from shared.ids import ID_PATTERN
+from shared.ids import ID_PATTERN, MAX_ID_LENGTH
 
 MAX_MESSAGE_CHARS = 32_000
-_LANGUAGE = re.compile(r"[^\W\d_](?:[^\W\d_]| |-){0,63}")
-
-ThreadId = Field(pattern=ID_PATTERN, min_length=1, max_length=128,
-                 examples=["3f1c2a9be7d84c0e9b2f5a6d7c8e9f01"])
-
+# The schema's patterns say exactly what the validators below check (which
+# give the friendlier messages). Whitespace is what str.strip() removes.
+NOT_BLANK = r"[^\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+# A letter, then letters (with their combining marks, as in "हिन्दी"), spaces or hyphens.
+LANGUAGE = r"^\p{L}[\p{L}\p{M} -]{0,63}$"
 
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS,
+                         json_schema_extra={"pattern": NOT_BLANK},
                          description="The user's message; not only whitespace.")
     thread_id: str | None = Field(
-        None, pattern=ID_PATTERN, max_length=128,
+        None, pattern=ID_PATTERN, max_length=MAX_ID_LENGTH,
         description="The conversation; omitted or null starts a new one.")
     language: str = Field("English", min_length=1, max_length=64,
+                          json_schema_extra={"pattern": LANGUAGE},
                           description="The reply language: 1-64 letters, spaces or hyphens.")
 
     @field_validator("message")
@@ -38,9 +41,24 @@ class ChatRequest(BaseModel):
     @field_validator("language")
     @classmethod
     def _letters(cls, value: str) -> str:
-        if _LANGUAGE.fullmatch(value) is None:
+        def kind(char: str) -> str:
+            return " " if char in " -" else unicodedata.category(char)[0]
+
+        if kind(value[0]) != "L" or not all(kind(c) in "LM " for c in value[1:]):
             raise ValueError("must be 1-64 letters, spaces or hyphens, starting with a letter")
         return value
+
+
+class ChatQuery(BaseModel):
+    # Unknown parameters are refused: a misspelt `wait=false` must not wait.
+    model_config = ConfigDict(extra="forbid")
+
+    wait: bool = Field(True, description="Wait for the reply (200), or answer 202 at once.")
+    stream: bool = Field(False, description="Answer at once with the job's events "
+                                            "(Server-Sent Events).")
+    # SkipJsonSchema: a query parameter is absent or a number, never null.
+    timeout: Annotated[float, Field(ge=0, le=300)] | SkipJsonSchema[None] = Field(
+        None, description="Seconds to wait for the reply; default CHAT_WAIT_TIMEOUT.")
 
 
 class ChatReply(BaseModel):

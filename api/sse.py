@@ -20,6 +20,8 @@ from shared.redis_client import MAX_BLOCK_MS
 
 KEEPALIVE_SECONDS = 15
 _EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
+# For the schema: checked by `parse_last_event_id`, so a bad one is a 400.
+LAST_EVENT_ID_SCHEMA = {"pattern": r"^(\d{1,20}-\d{1,20})?$", "maxLength": 41}
 
 
 class BadEventId(ApiError):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 
-ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
-_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+MAX_ID_LENGTH = 128
+ID_PATTERN = rf"^[A-Za-z0-9_-]{{1,{MAX_ID_LENGTH}}}$"
+_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_ID_LENGTH}}}")
 
 
 def is_valid_id(value: object) -> bool:
@@ -16,3 +18,9 @@ def is_valid_id(value: object) -> bool:
 
 def new_id() -> str:
     return uuid.uuid4().hex
+
+
+def digest_id(secret: str) -> str:
+    """A valid id standing for a value that must itself never be stored or
+    logged (an API key, a client's address): the first 128 bits of its SHA-256."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:32]

@@ -10,8 +10,10 @@ import sys
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.checkpoint.serde import decode_key
 
 Positive = Annotated[int, Field(gt=0)]
 DAY = 24 * 3600
@@ -28,6 +30,11 @@ class Settings(BaseSettings):
     S3_BUCKET_NAME: str = Field("chat-memory", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
     S3_ENDPOINT_URL: str | None = None
     S3_PREFIX: str = Field("chat_histories/", pattern=r"^([A-Za-z0-9_-][A-Za-z0-9_.-]*/)*$")
+    # Checkpoint saver (shared/checkpoint): checkpoints kept per thread, pruned as
+    # turns are saved (0 keeps all), and the base64 AES key that encrypts them at
+    # rest (unset: not encrypted); pass them as keep_last= and make_serde(key).
+    CHECKPOINT_KEEP_LAST: int = Field(20, ge=0)
+    CHECKPOINT_ENCRYPTION_KEY: SecretStr | None = None
 
     LLM_PROVIDER: Literal["groq", "openai", "echo"] | None = None
     GROQ_API_KEY: SecretStr | None = None
@@ -63,9 +70,22 @@ class Settings(BaseSettings):
 
     API_KEYS: str | None = None
     CLIENT_RATE_LIMIT: int = Field(0, ge=0)
+    # The limit's window; only tests shorten it, so they need not wait a minute.
+    CLIENT_RATE_WINDOW_SECONDS: Positive = 60
+    # The largest valid body is ~385 KB: 32,000 characters outside the BMP,
+    # each sent as a JSON escape pair (12 bytes), as json.dumps does by default.
+    MAX_BODY_BYTES: int = Field(512 * 1024, ge=1024)
 
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     LOG_JSON: bool = False
+    LOG_MESSAGE_BODIES: bool = False
+
+    @field_validator("CHECKPOINT_ENCRYPTION_KEY")
+    @classmethod
+    def _key_decodes(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            decode_key(value.get_secret_value())
+        return value
 
     @model_validator(mode="after")
     def _provider_is_usable(self) -> Settings:

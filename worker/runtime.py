@@ -22,6 +22,7 @@ from shared.checkpoint import AsyncS3Saver
 from shared.jobs import JobStore
 from shared.redis_client import make_redis
 from shared.settings import Settings, get_settings
+from shared.storage import open_saver
 from worker.graph import build_graph
 from worker.llm import build_llm
 from worker.ratelimit import LlmRateLimit
@@ -44,8 +45,7 @@ class Resources:
 async def open_resources(settings: Settings, stack: AsyncExitStack) -> Resources:
     redis = make_redis(settings.REDIS_URL)
     stack.push_async_callback(redis.aclose)
-    saver = await stack.enter_async_context(AsyncS3Saver.from_conn_string(
-        settings.s3_url, endpoint_url=settings.S3_ENDPOINT_URL, region_name=settings.AWS_REGION))
+    saver = await stack.enter_async_context(open_saver(settings))
     jobs = JobStore(redis, settings.JOB_TTL_SECONDS)
     limiter = LlmRateLimit(redis, settings.REDIS_URL, settings.RATE_LIMIT_CALLS,
                            settings.RATE_LIMIT_PERIOD)

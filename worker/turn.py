@@ -138,7 +138,10 @@ async def _answer(res: Resources, job: Job, lease: Lock) -> str | None:
     While the graph runs, this watches for a cancel request and renews the
     thread's lease.
     """
-    config: dict[str, Any] = {"configurable": {"thread_id": job.thread_id}}
+    # LangGraph copies config["metadata"] into every checkpoint it saves: the
+    # thread's owner is stored with the thread (the gateway checks it there).
+    config: dict[str, Any] = {"configurable": {"thread_id": job.thread_id},
+                              "metadata": {"owner": job.owner}}
     turn_input = {"pending": human_message(job.job_id, job.message, job.created_at),
                   "language": job.language}
     run = asyncio.ensure_future(_stream(res, job, turn_input, config))

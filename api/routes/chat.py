@@ -7,27 +7,29 @@ import json
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
 from fastapi.responses import JSONResponse
+from langgraph.checkpoint.base import CheckpointTuple
+from pydantic.json_schema import SkipJsonSchema
 from starlette.concurrency import run_in_threadpool
 
-from api import idempotency
-from api.deps import OwnerDep, ServicesDep
+from api import idempotency, owners
+from api.deps import OwnerDep, ServicesDep, limit_client
 from api.errors import Conflict, JobFailed, NotFound
-from api.schemas import ChatReply, ChatRequest, ErrorBody, History, HistoryMessage, JobAccepted
+from api.responses import SSE_CONTENT, errors
+from api.schemas import ChatQuery, ChatReply, ChatRequest, History, HistoryMessage, JobAccepted
 from api.sse import stream_response
 from shared.conversation import message_time, role_of
-from shared.ids import ID_PATTERN, new_id
+from shared.ids import ID_PATTERN, MAX_ID_LENGTH, new_id
 from shared.jobs import Event, Job
 from shared.queue import TURN_TASK
 from shared.threads import ACTIVITY_KEY
 
-router = APIRouter(tags=["chat"])
+router = APIRouter(tags=["chat"], dependencies=[Depends(limit_client)])
 log = structlog.get_logger("api.chat")
 
-ThreadIdPath = Annotated[str, Path(pattern=ID_PATTERN, max_length=128)]
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (401, 404, 409, 422, 429, 502, 503, 504)}
+ThreadIdPath = Annotated[str, Path(pattern=ID_PATTERN, max_length=MAX_ID_LENGTH)]
+NO_SUCH_THREAD = "no such thread"
 
 
 def accepted(job: Job) -> JSONResponse:
@@ -50,27 +52,31 @@ async def finished(services: ServicesDep, event: Event) -> ChatReply:
 @router.post(
     "/chat", response_model=ChatReply,
     responses={
-        **ERRORS,
+        **errors(400, 404, 409, 502, 504),
         200: {"description": "The reply; with `stream=true`, the job's events (SSE).",
-              "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-        202: {"model": JobAccepted, "description": "Queued; poll Location."},
+              "content": SSE_CONTENT,
+              "headers": {"X-Job-Id": {"description": "The job (with `stream=true`).",
+                                       "schema": {"type": "string"}}}},
+        202: {"model": JobAccepted, "description": "Queued; poll Location.",
+              "headers": {"Location": {"description": "The job to poll.",
+                                       "schema": {"type": "string"}}}},
     },
 )
 async def post_chat(
     body: ChatRequest,
-    request: Request,
     services: ServicesDep,
     owner: OwnerDep,
-    wait: bool = True,
-    stream: Annotated[bool, Query(description="Answer at once with the job's events "
-                                              "(Server-Sent Events).")] = False,
-    wait_seconds: Annotated[float | None, Query(
-        alias="timeout", ge=0, le=300, description="Seconds to wait for the reply.")] = None,
+    query: Annotated[ChatQuery, Query()],
     idempotency_key: Annotated[
-        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=128)] = None,
+        str | SkipJsonSchema[None],
+        Header(alias="Idempotency-Key", min_length=1, max_length=128)] = None,
 ) -> Any:
     """Queue a message; wait for the reply (200) or get the job to poll (202)."""
     jobs = services.jobs
+    # Before the Idempotency-Key is claimed: a refused post must leave no trace.
+    if body.thread_id is not None and owner and not await services.owners.claim(
+            body.thread_id, owner):
+        raise NotFound(NO_SUCH_THREAD)
     job_id = new_id()
     if idempotency_key is not None:
         canonical = json.dumps(body.model_dump(), sort_keys=True).encode()
@@ -80,9 +86,13 @@ async def post_chat(
             job = await jobs.get(earlier)
             if job is None:
                 raise NotFound("the job of this Idempotency-Key has expired")
-            return await _respond(services, job, wait, wait_seconds, stream)
-    job = Job(job_id=job_id, thread_id=body.thread_id or new_id(), message=body.message,
+            return await _respond(services, job, query)
+    thread_id = body.thread_id or new_id()
+    if body.thread_id is None and owner:
+        await services.owners.claim_new(thread_id, owner)
+    job = Job(job_id=job_id, thread_id=thread_id, message=body.message,
               language=body.language, owner=owner)
+    structlog.contextvars.bind_contextvars(job_id=job_id, thread_id=thread_id)
     try:
         job = await jobs.create(job)
         await run_in_threadpool(services.celery.send_task, TURN_TASK,
@@ -95,16 +105,15 @@ async def post_chat(
                 await idempotency.release(services.redis, owner, idempotency_key)
             await jobs.delete(job)
         raise
-    log.info("job_accepted", job_id=job.job_id, thread_id=job.thread_id)
-    return await _respond(services, job, wait, wait_seconds, stream)
+    log.info("job_accepted", chars=len(body.message), user_message=body.message)
+    return await _respond(services, job, query)
 
 
-async def _respond(services: ServicesDep, job: Job, wait: bool,
-                   wait_seconds: float | None, stream: bool) -> Any:
-    if stream:
+async def _respond(services: ServicesDep, job: Job, query: ChatQuery) -> Any:
+    if query.stream:
         return stream_response(services.jobs, job)
-    if wait:
-        limit = services.settings.CHAT_WAIT_TIMEOUT if wait_seconds is None else wait_seconds
+    if query.wait:
+        limit = services.settings.CHAT_WAIT_TIMEOUT if query.timeout is None else query.timeout
         event = await services.jobs.wait(job.job_id, limit)
         if event is not None:
             return await finished(services, event)
@@ -112,28 +121,36 @@ async def _respond(services: ServicesDep, job: Job, wait: bool,
     return accepted(job)
 
 
-@router.get("/chat/history/{thread_id}", response_model=History, responses=ERRORS)
+async def _stored_thread(services: ServicesDep, thread_id: str,
+                         owner: str) -> CheckpointTuple:
+    """The thread's latest checkpoint; 404 if none, or if another key owns it."""
+    structlog.contextvars.bind_contextvars(thread_id=thread_id)
+    saved = await owners.load(services.saver, thread_id)
+    if saved is None or (owner and owners.stored_owner(saved) != owner):
+        raise NotFound(NO_SUCH_THREAD)
+    return saved
+
+
+@router.get("/chat/history/{thread_id}", response_model=History, responses=errors(404))
 async def get_history(thread_id: ThreadIdPath, services: ServicesDep,
-                      _owner: OwnerDep) -> History:
+                      owner: OwnerDep) -> History:
     """The conversation's messages, oldest first."""
-    config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
-    saved = await services.saver.aget_tuple(config)  # type: ignore[arg-type]
-    messages = saved.checkpoint["channel_values"].get("messages", []) if saved else []
+    saved = await _stored_thread(services, thread_id, owner)
+    messages = saved.checkpoint["channel_values"].get("messages", [])
     shown = [HistoryMessage(content=str(m.content), role=role, timestamp=message_time(m))
              for m in messages if (role := role_of(m)) is not None]
     if not shown:
-        raise NotFound("no such thread")
+        raise NotFound(NO_SUCH_THREAD)
     return History(thread_id=thread_id, messages=shown)
 
 
 @router.delete("/chat/history/{thread_id}", status_code=status.HTTP_204_NO_CONTENT,
-               responses=ERRORS)
+               responses=errors(404))
 async def delete_history(thread_id: ThreadIdPath, services: ServicesDep,
-                         _owner: OwnerDep) -> Response:
+                         owner: OwnerDep) -> Response:
     """Delete the conversation from storage."""
-    config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
-    if await services.saver.aget_tuple(config) is None:  # type: ignore[arg-type]
-        raise NotFound("no such thread")
+    # The owner's cache entry stays until it expires: the id stays theirs.
+    await _stored_thread(services, thread_id, owner)
     await services.saver.adelete_thread(thread_id)
     await services.redis.zrem(ACTIVITY_KEY, thread_id)
     log.info("thread_deleted", thread_id=thread_id)

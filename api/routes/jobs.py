@@ -1,25 +1,26 @@
-"""Jobs: poll one, or cancel it."""
+"""Jobs: poll one, stream its events, or cancel it."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path
+import structlog
+from fastapi import APIRouter, Depends, Header, Path
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
-from api.deps import OwnerDep, ServicesDep
+from api.deps import OwnerDep, ServicesDep, limit_client
 from api.errors import Conflict, NotFound
-from api.routes.chat import ERRORS
-from api.schemas import CancelAccepted, ErrorBody, JobView
-from api.sse import parse_last_event_id, stream_response
-from shared.ids import ID_PATTERN
+from api.responses import SSE_CONTENT, errors
+from api.schemas import CancelAccepted, JobView
+from api.sse import LAST_EVENT_ID_SCHEMA, parse_last_event_id, stream_response
+from shared.ids import ID_PATTERN, MAX_ID_LENGTH
 from shared.jobs import Job, JobStatus
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(tags=["jobs"], dependencies=[Depends(limit_client)])
 
-JobIdPath = Annotated[str, Path(pattern=ID_PATTERN, max_length=128)]
+JobIdPath = Annotated[str, Path(pattern=ID_PATTERN, max_length=MAX_ID_LENGTH)]
 
 
 def _time(stamp: float | None) -> datetime | None:
@@ -27,14 +28,17 @@ def _time(stamp: float | None) -> datetime | None:
 
 
 async def _job(services: ServicesDep, job_id: str, owner: str) -> Job:
+    """The job; 404 if it is unknown or expired, or if another key made it."""
+    structlog.contextvars.bind_contextvars(job_id=job_id)
     job = await services.jobs.get(job_id)
     if job is None or job.owner != owner:
         raise NotFound("no such job (unknown, or expired after its retention time)")
+    structlog.contextvars.bind_contextvars(thread_id=job.thread_id)
     return job
 
 
 @router.get("/chat/jobs/{job_id}", response_model=JobView, response_model_exclude_none=True,
-            responses=ERRORS)
+            responses=errors(404))
 async def get_job(job_id: JobIdPath, services: ServicesDep, owner: OwnerDep) -> JobView:
     """A job's status, and its reply or error once it has ended."""
     job = await _job(services, job_id, owner)
@@ -48,14 +52,15 @@ async def get_job(job_id: JobIdPath, services: ServicesDep, owner: OwnerDep) -> 
 
 @router.get(
     "/chat/jobs/{job_id}/events", response_class=EventSourceResponse,
-    responses={**ERRORS, 400: {"model": ErrorBody}, 200: {
+    responses={**errors(400, 404), 200: {
         "description": "The job's events (Server-Sent Events), from its start or after "
                        "Last-Event-ID; the stream ends after the terminal event.",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+        "content": SSE_CONTENT}},
 )
 async def job_events(job_id: JobIdPath, services: ServicesDep, owner: OwnerDep,
-                     last_event_id: Annotated[str | None, Header(
-                         alias="Last-Event-ID", max_length=64)] = None) -> EventSourceResponse:
+                     last_event_id: Annotated[str, Header(
+                         alias="Last-Event-ID", json_schema_extra=LAST_EVENT_ID_SCHEMA)] = "",
+                     ) -> EventSourceResponse:
     """Stream a job's events: tokens, resets, and its outcome."""
     after = parse_last_event_id(last_event_id)
     job = await _job(services, job_id, owner)
@@ -63,7 +68,7 @@ async def job_events(job_id: JobIdPath, services: ServicesDep, owner: OwnerDep,
 
 
 @router.post("/chat/jobs/{job_id}/cancel", status_code=202, response_model=CancelAccepted,
-             responses=ERRORS)
+             responses=errors(404, 409))
 async def cancel_job(job_id: JobIdPath, services: ServicesDep,
                      owner: OwnerDep) -> JSONResponse:
     """Cancel a job: a queued one never runs, a running one stops; nothing is stored."""

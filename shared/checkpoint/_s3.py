@@ -1,15 +1,21 @@
-"""The few S3 calls the saver makes, and the one place botocore errors become ours."""
+"""The S3 calls the saver makes (sync and async), retries, and the one place
+botocore errors become ours."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import asyncio
+import random
+import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from ._requests import NOT_MODIFIED, Delete, Found, Get, HeadBucket, ListKeys, Put, Request
 from .errors import CheckpointConflict, S3SaverError, S3Unavailable
 
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
@@ -20,15 +26,51 @@ _BUSY = frozenset(
 )
 _DELETE_BATCH = 1000  # DeleteObjects' limit
 
+# Our own retries (RetryPolicy) replace botocore's: one policy for both
+# clients, and a retried conditional PUT is checked by the plan, not guessed.
+CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "total_max_attempts": 1},
+    connect_timeout=3,
+    read_timeout=15,
+    max_pool_connections=64,
+)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently to retry S3 when it is busy or unreachable.
+
+    Retries cover ``S3Unavailable`` only: throttling (503 SlowDown, 429),
+    other 5xx, timeouts and connection errors. Waits grow exponentially, with
+    jitter so that throttled workers do not come back in step.
+
+    Attributes:
+        attempts: Tries per request, the first included.
+        base_delay: Seconds of the first wait (before jitter).
+        max_delay: Cap of one wait, in seconds.
+    """
+
+    attempts: int = 4
+    base_delay: float = 0.1
+    max_delay: float = 2.0
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait after ``failures`` failed tries (>= 1)."""
+        ceiling = min(self.max_delay, self.base_delay * 2.0 ** (failures - 1))
+        return float(ceiling / 2 + random.uniform(0, ceiling / 2))
+
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
+def _status(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+
+
 def _translate(exc: Exception, *, conditional: bool) -> S3SaverError:
     if isinstance(exc, ClientError):
-        code = _code(exc)
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        code, status = _code(exc), _status(exc)
         # A conditional PUT on a key that vanished answers 404: the head moved too.
         if conditional and (status in (409, 412) or code in _CONFLICT | _MISSING):
             return CheckpointConflict(str(exc))
@@ -43,89 +85,177 @@ def _translate(exc: Exception, *, conditional: bool) -> S3SaverError:
 @dataclass
 class _Outcome:
     missing: bool = False
+    not_modified: bool = False
 
 
 @contextmanager
-def _s3_call(*, conditional: bool = False, missing_ok: bool = False) -> Iterator[_Outcome]:
-    """Run S3 calls, turning every botocore/aiobotocore failure into an ``S3SaverError``.
+def _s3_call(*, conditional: bool = False, reading: bool = False) -> Iterator[_Outcome]:
+    """Run S3 calls, turning every botocore failure into an ``S3SaverError``.
 
-    With ``missing_ok``, a 404 is swallowed and reported as ``outcome.missing``.
+    With ``reading``, a 404 and a 304 are answers, reported on the outcome.
     """
     outcome = _Outcome()
     try:
         yield outcome
     except (BotoCoreError, ClientError, OSError) as exc:
-        if missing_ok and isinstance(exc, ClientError) and _code(exc) in _MISSING:
-            outcome.missing = True
-            return
+        if reading and isinstance(exc, ClientError):
+            if _code(exc) in _MISSING:
+                outcome.missing = True
+                return
+            if _status(exc) == 304:
+                outcome.not_modified = True
+                return
         raise _translate(exc, conditional=conditional) from exc
 
 
-class ObjectStore:
-    """Bucket-scoped wrapper of an aiobotocore S3 client.
+def _get_args(bucket: str, request: Get) -> dict[str, str]:
+    args = {"Bucket": bucket, "Key": request.key}
+    if request.if_match is not None:
+        args["IfMatch"] = request.if_match
+    if request.if_none_match is not None:
+        args["IfNoneMatch"] = request.if_none_match
+    return args
+
+
+def _put_args(bucket: str, request: Put) -> dict[str, Any]:
+    args: dict[str, Any] = {"Bucket": bucket, "Key": request.key, "Body": request.body}
+    if request.if_match is not None:
+        args["IfMatch"] = request.if_match
+    elif request.create:
+        args["IfNoneMatch"] = "*"
+    return args
+
+
+def _delete_batches(bucket: str, keys: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    for start in range(0, len(keys), _DELETE_BATCH):
+        objects = [{"Key": k} for k in keys[start : start + _DELETE_BATCH]]
+        yield {"Bucket": bucket, "Delete": {"Objects": objects, "Quiet": True}}
+
+
+def _check_deleted(response: dict[str, Any]) -> None:
+    if errors := response.get("Errors"):
+        raise S3SaverError(f"could not delete {len(errors)} objects, e.g. {errors[0]}")
+
+
+def _found(call: _Outcome, body: bytes, response: dict[str, Any]) -> Found | object | None:
+    if call.missing:
+        return None
+    if call.not_modified:
+        return NOT_MODIFIED
+    return Found(body, str(response["ETag"]))
+
+
+class SyncStore:
+    """Performs requests with a boto3 S3 client, retrying per the policy.
 
     Args:
-        client: An open aiobotocore S3 client.
+        client: An open boto3 S3 client; the caller closes it.
         bucket: The bucket every key lives in.
+        retry: When to retry.
     """
 
-    def __init__(self, client: Any, bucket: str) -> None:
+    def __init__(self, client: Any, bucket: str, retry: RetryPolicy) -> None:
         self.client = client
         self.bucket = bucket
+        self.retry = retry
 
-    async def get(self, key: str) -> tuple[bytes, str] | None:
-        """Return ``(body, etag)`` of ``key``, or ``None`` if it does not exist."""
-        with _s3_call(missing_ok=True) as call:
-            response = await self.client.get_object(Bucket=self.bucket, Key=key)
-            async with response["Body"] as stream:
-                body: bytes = await stream.read()
-        if call.missing:
-            return None
-        return body, str(response["ETag"])
+    def execute(self, request: Request) -> Any:
+        """Perform one request (see ``_requests`` for each result)."""
+        failures = 0
+        while True:
+            try:
+                return self._once(request)
+            except S3Unavailable:
+                failures += 1
+                if failures >= self.retry.attempts:
+                    raise
+                time.sleep(self.retry.delay(failures))
 
-    async def put(
-        self, key: str, body: bytes, *, if_match: str | None = None, if_none_match: bool = False
-    ) -> str:
-        """Store ``body`` at ``key``, optionally only if its ETag matches / it is absent.
-
-        Returns:
-            The new ETag.
-
-        Raises:
-            CheckpointConflict: If the condition did not hold.
-        """
-        condition: dict[str, str] = {}
-        if if_match is not None:
-            condition["IfMatch"] = if_match
-        elif if_none_match:
-            condition["IfNoneMatch"] = "*"
-        with _s3_call(conditional=bool(condition)):
-            response = await self.client.put_object(
-                Bucket=self.bucket, Key=key, Body=body, **condition
-            )
-        return str(response["ETag"])
-
-    async def list_keys(self, prefix: str) -> list[str]:
-        """Return every key under ``prefix``, in S3's (lexicographic) order."""
-        keys: list[str] = []
-        with _s3_call():
-            paginator = self.client.get_paginator("list_objects_v2")
-            async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-                keys.extend(str(item["Key"]) for item in page.get("Contents", ()))
-        return keys
-
-    async def delete(self, keys: Sequence[str]) -> None:
-        """Delete ``keys`` (missing ones are fine), in batches of 1000."""
-        for start in range(0, len(keys), _DELETE_BATCH):
-            batch = [{"Key": k} for k in keys[start : start + _DELETE_BATCH]]
+    def _once(self, request: Request) -> Any:
+        bucket, client = self.bucket, self.client
+        if isinstance(request, Get):
+            body, response = b"", {}
+            with _s3_call(reading=True, conditional=request.if_match is not None) as call:
+                response = client.get_object(**_get_args(bucket, request))
+                body = response["Body"].read()
+            return _found(call, body, response)
+        if isinstance(request, Put):
+            conditional = request.if_match is not None or request.create
+            with _s3_call(conditional=conditional):
+                return str(client.put_object(**_put_args(bucket, request))["ETag"])
+        if isinstance(request, ListKeys):
+            keys: list[str] = []
             with _s3_call():
-                response = await self.client.delete_objects(
-                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
-                )
-            if errors := response.get("Errors"):
-                raise S3SaverError(f"could not delete {len(errors)} objects, e.g. {errors[0]}")
-
-    async def head_bucket(self) -> None:
-        """Check that the bucket exists and answers."""
+                for page in client.get_paginator("list_objects_v2").paginate(
+                    Bucket=bucket, Prefix=request.prefix
+                ):
+                    keys.extend(str(item["Key"]) for item in page.get("Contents", ()))
+            return keys
+        if isinstance(request, Delete):
+            for args in _delete_batches(bucket, request.keys):
+                with _s3_call():
+                    response = client.delete_objects(**args)
+                _check_deleted(response)
+            return None
         with _s3_call():
-            await self.client.head_bucket(Bucket=self.bucket)
+            client.head_bucket(Bucket=bucket)
+        return None
+
+
+class AsyncStore:
+    """Performs requests with an aiobotocore S3 client, retrying per the policy.
+
+    Args:
+        client: An open aiobotocore S3 client; the caller closes it.
+        bucket: The bucket every key lives in.
+        retry: When to retry.
+    """
+
+    def __init__(self, client: Any, bucket: str, retry: RetryPolicy) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.retry = retry
+
+    async def execute(self, request: Request) -> Any:
+        """Perform one request (see ``_requests`` for each result)."""
+        failures = 0
+        while True:
+            try:
+                return await self._once(request)
+            except S3Unavailable:
+                failures += 1
+                if failures >= self.retry.attempts:
+                    raise
+                await asyncio.sleep(self.retry.delay(failures))
+
+    async def _once(self, request: Request) -> Any:
+        bucket, client = self.bucket, self.client
+        if isinstance(request, Get):
+            body, response = b"", {}
+            with _s3_call(reading=True, conditional=request.if_match is not None) as call:
+                response = await client.get_object(**_get_args(bucket, request))
+                async with response["Body"] as stream:
+                    body = await stream.read()
+            return _found(call, body, response)
+        if isinstance(request, Put):
+            conditional = request.if_match is not None or request.create
+            with _s3_call(conditional=conditional):
+                return str((await client.put_object(**_put_args(bucket, request)))["ETag"])
+        if isinstance(request, ListKeys):
+            keys: list[str] = []
+            with _s3_call():
+                async for page in client.get_paginator("list_objects_v2").paginate(
+                    Bucket=bucket, Prefix=request.prefix
+                ):
+                    keys.extend(str(item["Key"]) for item in page.get("Contents", ()))
+            return keys
+        if isinstance(request, Delete):
+            for args in _delete_batches(bucket, request.keys):
+                with _s3_call():
+                    response = await client.delete_objects(**args)
+                _check_deleted(response)
+            return None
+        assert isinstance(request, HeadBucket)
+        with _s3_call():
+            await client.head_bucket(Bucket=bucket)
+        return None

@@ -1,91 +1,52 @@
 """``AsyncS3Saver``: LangGraph checkpoints in S3 through one aiobotocore client.
 
-Cost (requests to S3): reading the latest checkpoint is a GET of the small
-head object plus a GET of the checkpoint (plus one of its pending writes when
-the head says there are some); ``aput`` is a PUT of the checkpoint and a
-conditional PUT of the head. Nothing on that path LISTs or grows with the
-length of the conversation.
-
-Concurrency: the head is only replaced with ``IfMatch=<the ETag this saver
-last saw>`` (or created with ``IfNoneMatch="*"``), so a writer that read the
-thread before someone else moved it gets ``CheckpointConflict`` instead of
-silently forking the conversation. One saver's calls on one (thread,
-namespace) are serialised by a lock, so a single writer never conflicts with
-itself.
+All decisions live in ``_plans`` (shared with the sync ``S3Saver``); this
+module only performs their requests. Costs, concurrency and layout: see
+``_plans``, ``_cache`` and ``_layout``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager, suppress
-from typing import Any, Self
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Self, TypeVar, cast
 
 import aioboto3
-from botocore.config import Config
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     ChannelVersions,
     Checkpoint,
     CheckpointMetadata,
     CheckpointTuple,
-    get_checkpoint_metadata,
+    DeltaChannelHistory,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from ._s3 import ObjectStore
-from ._views import Head, Views
-from .base import (
-    BaseS3Saver,
-    WriteRecord,
-    checkpoint_config,
-    config_target,
-    dump_head,
-    dump_write_records,
-    load_head,
-    load_write_records,
-    merge_writes,
-    parse_conn_string,
-    validate_id,
-)
-from .errors import CheckpointConflict, S3SaverError, S3Unavailable
+from . import _plans as plans
+from ._layout import parse_conn_string
+from ._requests import Emit, Locked, Plan, PlanCursor, Step
+from ._s3 import CLIENT_CONFIG, AsyncStore, RetryPolicy
+from .base import BaseS3Saver
+from .errors import S3SaverError
 
-# Fail fast enough for a chat turn; "standard" retries back off on 5xx/SlowDown.
-_CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 3},
-    connect_timeout=5,
-    read_timeout=30,
-    max_pool_connections=64,
-)
-_LIST_BATCH = 16
-_WRITE_ATTEMPTS = 5
+T = TypeVar("T")
+_SYNC_MESSAGE = "AsyncS3Saver is async-only: use {} (or the sync S3Saver)"
 
 
 class AsyncS3Saver(BaseS3Saver):
-    """LangGraph checkpoint saver storing threads as S3 objects (async only).
+    """LangGraph checkpoint saver storing threads as S3 objects (async).
 
-    Prefer ``from_conn_string``, which owns the client. See ``base`` for the
-    key layout and ``errors`` for what can be raised.
-
-    Args:
-        client: An open aiobotocore S3 client; the caller closes it.
-        bucket: The bucket.
-        prefix: Key prefix (may be empty), normalised to end in one ``/``.
-        serde: Serializer; the default never unpickles.
+    Prefer ``from_conn_string``, which owns the client; the constructor's
+    arguments are ``BaseS3Saver``'s, with an aiobotocore client. One saver
+    instance is one writer: a write fails with ``CheckpointConflict`` when
+    another writer moved the thread since this saver last read or wrote it.
     """
 
-    def __init__(
-        self,
-        client: Any,
-        bucket: str,
-        prefix: str = "",
-        *,
-        serde: SerializerProtocol | None = None,
-    ) -> None:
-        super().__init__(prefix=prefix, serde=serde)
-        self._store = ObjectStore(client, bucket)
-        # Shared, not copied, by the clones LangGraph makes with ``with_allowlist``.
-        self._views = Views()
+    _store: AsyncStore
+
+    def _open_store(self, client: Any, bucket: str, retry: RetryPolicy) -> AsyncStore:
+        return AsyncStore(client, bucket, retry)
 
     @classmethod
     @asynccontextmanager
@@ -96,6 +57,8 @@ class AsyncS3Saver(BaseS3Saver):
         region_name: str | None = None,
         *,
         serde: SerializerProtocol | None = None,
+        keep_last: int | None = None,
+        retry: RetryPolicy | None = None,
     ) -> AsyncIterator[Self]:
         """Open a saver on ``s3://BUCKET/PREFIX`` for the life of the context.
 
@@ -107,6 +70,8 @@ class AsyncS3Saver(BaseS3Saver):
             endpoint_url: A non-AWS endpoint (MinIO, moto...), or ``None``.
             region_name: The region, or ``None`` for the AWS default.
             serde: Serializer; the default never unpickles.
+            keep_last: Keep this many checkpoints per thread; ``None`` keeps all.
+            retry: Retries of throttled or failed requests.
 
         Yields:
             The saver.
@@ -117,14 +82,9 @@ class AsyncS3Saver(BaseS3Saver):
         bucket, prefix = parse_conn_string(conn_string)
         session = aioboto3.Session()
         async with session.client(
-            "s3", endpoint_url=endpoint_url, region_name=region_name, config=_CLIENT_CONFIG
+            "s3", endpoint_url=endpoint_url, region_name=region_name, config=CLIENT_CONFIG
         ) as client:
-            yield cls(client, bucket, prefix, serde=serde)
-
-    @property
-    def client(self) -> Any:
-        """The underlying aiobotocore S3 client (e.g. to register event hooks)."""
-        return self._store.client
+            yield cls(client, bucket, prefix, serde=serde, keep_last=keep_last, retry=retry)
 
     async def setup(self) -> None:
         """Check that the bucket exists and answers; creates nothing.
@@ -133,15 +93,7 @@ class AsyncS3Saver(BaseS3Saver):
             S3Unavailable: If S3 cannot be reached or is failing.
             S3SaverError: If the bucket is missing or not accessible.
         """
-        bucket = self._store.bucket
-        try:
-            await self._store.head_bucket()
-        except S3Unavailable as exc:
-            raise S3Unavailable(f"S3 is unreachable for bucket {bucket!r}: {exc}") from exc
-        except S3SaverError as exc:
-            raise S3SaverError(
-                f"S3 bucket {bucket!r} is missing or not accessible: {exc}"
-            ) from exc
+        await self._run(plans.setup(self))
 
     async def aping(self) -> None:
         """Cheap readiness probe: one HEAD of the bucket.
@@ -150,10 +102,13 @@ class AsyncS3Saver(BaseS3Saver):
             S3Unavailable: If S3 cannot be reached or is failing.
             S3SaverError: If the bucket is missing or not accessible.
         """
-        await self._store.head_bucket()
+        await self._run(plans.ping(self))
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """Fetch one checkpoint: ``checkpoint_id`` from the config, else the latest.
+
+        Costs one GET of the head (304 if this saver holds it already), plus
+        one of its base when the head is a delta over one. Never LISTs.
 
         Args:
             config: ``configurable`` holds ``thread_id``, optionally
@@ -168,25 +123,7 @@ class AsyncS3Saver(BaseS3Saver):
             S3Unavailable: If S3 is down.
             S3SaverError: On other storage failures.
         """
-        thread_id, ns, checkpoint_id = config_target(config)
-        if checkpoint_id is not None:
-            return await self._read_tuple(thread_id, ns, checkpoint_id, fetch_writes=True)
-        # Under the lock, so a reply to this GET cannot overwrite the view
-        # left by one of our own concurrent head writes.
-        async with self._views.lock(thread_id, ns):
-            head = await self._fetch_head(thread_id, ns)
-            self._views.remember(thread_id, ns, head)
-        if head is None:
-            return None
-        found = await self._read_tuple(
-            thread_id, ns, head.checkpoint_id, fetch_writes=head.has_writes
-        )
-        if found is None:
-            raise S3SaverError(
-                f"head of thread {thread_id!r} (ns {ns!r}) names missing checkpoint "
-                f"{head.checkpoint_id!r}"
-            )
-        return found
+        return await self._run(plans.get_tuple(self, config))
 
     async def alist(
         self,
@@ -196,10 +133,10 @@ class AsyncS3Saver(BaseS3Saver):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
-        """List checkpoints, newest (highest checkpoint id) first.
+        """List checkpoints, newest (highest checkpoint id) first within each thread.
 
-        One LIST of the thread (or namespace, or whole prefix), then GETs in
-        small concurrent batches until ``limit`` results matched.
+        Reads each namespace once (1-2 GETs); a LIST finds the namespaces when
+        the config names none. Only the checkpoints yielded are decoded.
 
         Args:
             config: Restricts to a thread, and to a namespace if
@@ -217,48 +154,14 @@ class AsyncS3Saver(BaseS3Saver):
             S3Unavailable: If S3 is down.
             S3SaverError: On other storage failures.
         """
-        if limit is not None and limit <= 0:
-            return
-        prefix, want_ns, want_id = self._list_scope(config)
-        before_id = (before or {}).get("configurable", {}).get("checkpoint_id")
-        parsed = [p for k in await self._store.list_keys(prefix) if (p := self.keys.parse(k))]
-        with_writes = {
-            (p.thread_id, p.checkpoint_ns, p.checkpoint_id) for p in parsed if p.kind == "writes"
-        }
-        candidates = sorted(
-            (
-                (p.checkpoint_id, p.thread_id, p.checkpoint_ns)
-                for p in parsed
-                if p.kind == "checkpoint"
-                and p.checkpoint_id is not None
-                and (want_ns is None or p.checkpoint_ns == want_ns)
-                and (want_id is None or p.checkpoint_id == want_id)
-                and (not before_id or p.checkpoint_id < before_id)
-            ),
-            reverse=True,
+        cursor = PlanCursor(
+            plans.list_checkpoints(self, config, filter=filter, before=before, limit=limit)
         )
-        remaining = limit
-        for start in range(0, len(candidates), _LIST_BATCH):
-            found = await asyncio.gather(
-                *(
-                    self._read_tuple(
-                        thread_id,
-                        ns,
-                        cid,
-                        fetch_writes=(thread_id, ns, cid) in with_writes,
-                        metadata_filter=filter,
-                    )
-                    for cid, thread_id, ns in candidates[start : start + _LIST_BATCH]
-                )
-            )
-            for tup in found:
-                if tup is None:
-                    continue
-                yield tup
-                if remaining is not None:
-                    remaining -= 1
-                    if remaining == 0:
-                        return
+        while (step := cursor.next()) is not None:
+            if isinstance(step, Emit):
+                yield step.value
+            else:
+                await self._perform(cursor, step)
 
     async def aput(
         self,
@@ -267,40 +170,31 @@ class AsyncS3Saver(BaseS3Saver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        """Store a checkpoint and make it the latest of its thread and namespace.
+        """Store a checkpoint; with the highest id it becomes the latest.
+
+        After a read of the thread by this saver, one conditional PUT of the
+        head (two when it freezes a grown head into a base). Only values not
+        stored for an earlier version are written, and a list only its new
+        elements.
 
         Args:
             config: Target thread/namespace; its ``checkpoint_id`` is the parent.
             checkpoint: The checkpoint, with all its channel values.
             metadata: Its metadata.
-            new_versions: Unused: every checkpoint object holds all its values.
+            new_versions: Channels whose version changed (values are stored
+                by version, so this is implied by the checkpoint).
 
         Returns:
             The config of the stored checkpoint.
 
         Raises:
             ValueError: If an id is not a safe id.
-            CheckpointConflict: If another writer moved the thread's head since
-                this saver last read it (the checkpoint is then removed again).
+            CheckpointConflict: If another writer moved the thread since this
+                saver read it (nothing is stored then).
             S3Unavailable: If S3 is down.
             S3SaverError: On other storage failures.
         """
-        thread_id, ns, parent_id = config_target(config)
-        checkpoint_id = validate_id(checkpoint["id"], "checkpoint_id")
-        body = self._dump_checkpoint(
-            checkpoint, get_checkpoint_metadata(config, metadata), parent_id
-        )
-        key = self.keys.checkpoint(thread_id, ns, checkpoint_id)
-        async with self._views.lock(thread_id, ns):
-            # Checkpoint first: a reader must never find a head naming a missing object.
-            await self._store.put(key, body)
-            try:
-                await self._move_head(thread_id, ns, checkpoint_id, parent_id)
-            except CheckpointConflict:
-                with suppress(S3SaverError):
-                    await self._store.delete([key])
-                raise
-        return checkpoint_config(thread_id, ns, checkpoint_id)
+        return await self._run(plans.put(self, config, checkpoint, metadata, new_versions))
 
     async def aput_writes(
         self,
@@ -325,19 +219,7 @@ class AsyncS3Saver(BaseS3Saver):
             S3Unavailable: If S3 is down.
             S3SaverError: On other storage failures.
         """
-        thread_id, ns, checkpoint_id = config_target(config)
-        if checkpoint_id is None:
-            raise ValueError("aput_writes needs config['configurable']['checkpoint_id']")
-        new = self._dump_writes(writes, task_id, task_path)
-        async with self._views.lock(thread_id, ns):
-            await self._merge_writes(
-                self.keys.writes(thread_id, ns, checkpoint_id),
-                new,
-                # Usually the first writes of a checkpoint: create without a GET.
-                probably_absent=not self._views.has_writes(thread_id, ns, checkpoint_id),
-            )
-            self._views.note_writes(thread_id, ns, checkpoint_id)
-            await self._flag_writes(thread_id, ns, checkpoint_id)
+        await self._run(plans.put_writes(self, config, writes, task_id, task_path))
 
     async def adelete_thread(self, thread_id: str) -> None:
         """Delete every checkpoint and write of a thread, in all namespaces.
@@ -351,131 +233,158 @@ class AsyncS3Saver(BaseS3Saver):
             S3Unavailable: If S3 is down.
             S3SaverError: On other storage failures.
         """
-        thread_id = config_target({"configurable": {"thread_id": thread_id}})[0]
-        keys = await self._store.list_keys(self.keys.thread(thread_id))
-        # Heads first, so readers stop finding the thread before its checkpoints go.
-        keys.sort(key=lambda k: not k.endswith("/head"))
-        await self._store.delete(keys)
-        self._views.forget_thread(thread_id)
+        await self._run(plans.delete_thread(self, thread_id))
 
-    # --- internals ---------------------------------------------------------
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy every checkpoint and write of a thread to another, in all namespaces.
 
-    async def _fetch_head(self, thread_id: str, ns: str) -> Head | None:
-        found = await self._store.get(self.keys.head(thread_id, ns))
-        if found is None:
-            return None
-        checkpoint_id, has_writes = load_head(found[0])
-        return Head(checkpoint_id, found[1], has_writes)
+        What the target already holds is kept; a checkpoint with the same id
+        is taken from the source.
 
-    async def _move_head(
-        self, thread_id: str, ns: str, checkpoint_id: str, parent_id: str | None
-    ) -> None:
-        key = self.keys.head(thread_id, ns)
-        seen = self._views.head(thread_id, ns)
-        # LangGraph may have stored this checkpoint's writes before the checkpoint.
-        has_writes = self._views.has_writes(thread_id, ns, checkpoint_id)
-        body = dump_head(checkpoint_id, has_writes)
+        Args:
+            source_thread_id: The thread to copy.
+            target_thread_id: The thread to copy into.
+
+        Raises:
+            ValueError: If a thread id is not a safe id.
+            S3Unavailable: If S3 is down.
+            S3SaverError: On other storage failures.
+        """
+        await self._run(plans.copy_thread(self, source_thread_id, target_thread_id))
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints and writes of runs (metadata ``run_id``), everywhere.
+
+        An administrative scan: it reads every thread under the prefix.
+
+        Args:
+            run_ids: The runs.
+
+        Raises:
+            S3Unavailable: If S3 is down.
+            S3SaverError: On other storage failures.
+        """
+        await self._run(plans.delete_for_runs(self, run_ids))
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """Prune threads: keep the latest checkpoint per namespace, or delete them.
+
+        ``"keep_latest"`` also keeps the ancestors whose writes rebuild a
+        DeltaChannel of the latest checkpoint, and rewrites the thread so
+        nothing pruned survives in an old base.
+
+        Args:
+            thread_ids: The threads.
+            strategy: ``"keep_latest"`` or ``"delete"``.
+
+        Raises:
+            TypeError: If ``thread_ids`` is a single string.
+            ValueError: If the strategy is unknown or an id is not safe.
+            S3Unavailable: If S3 is down.
+            S3SaverError: On other storage failures.
+        """
+        await self._run(plans.prune(self, thread_ids, strategy))
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> dict[str, DeltaChannelHistory]:
+        """Writes and seed to rebuild DeltaChannels of a checkpoint (LangGraph beta API).
+
+        Served from the namespace as just loaded: no request when LangGraph
+        asks right after ``aget_tuple``, one read otherwise.
+
+        Args:
+            config: Names the checkpoint (the latest if no ``checkpoint_id``).
+            channels: The channels to rebuild.
+
+        Returns:
+            Per channel, its writes oldest first and its seed, if any.
+        """
+        return await self._run(plans.delta_history(self, config, channels))
+
+    # --- running plans --------------------------------------------------
+
+    async def _run(self, plan: Plan[T]) -> T:
+        cursor = PlanCursor(plan)
+        while (step := cursor.next()) is not None:
+            await self._perform(cursor, step)
+        return cast(T, cursor.value)
+
+    async def _perform(self, cursor: PlanCursor, step: Step) -> None:
         try:
-            if seen is not None:
-                etag = await self._store.put(key, body, if_match=seen.etag)
+            if isinstance(step, Locked):
+                async with self._lock(step.thread_id, step.checkpoint_ns):
+                    cursor.reply(await self._run(step.plan))
+            elif isinstance(step, Emit):
+                raise TypeError("only list plans emit results")
             else:
-                etag = await self._blind_put_head(thread_id, ns, body, parent_id)
-        except CheckpointConflict as exc:
-            raise CheckpointConflict(
-                f"thread {thread_id!r} (ns {ns!r}) was changed by another writer since "
-                "this saver read it; reload the latest checkpoint and retry"
-            ) from exc
-        self._views.remember(thread_id, ns, Head(checkpoint_id, etag, has_writes))
+                cursor.reply(await self._store.execute(step))
+        except S3SaverError as exc:
+            cursor.fail(exc)
 
-    async def _blind_put_head(
-        self, thread_id: str, ns: str, body: bytes, parent_id: str | None
-    ) -> str:
-        # This saver never saw the head (new thread, or forgotten): create it, or
-        # move it only if the new checkpoint builds on the current one.
-        key = self.keys.head(thread_id, ns)
-        try:
-            return await self._store.put(key, body, if_none_match=True)
-        except CheckpointConflict:
-            current = await self._fetch_head(thread_id, ns)
-            if current is None or current.checkpoint_id != parent_id:
-                raise
-            return await self._store.put(key, body, if_match=current.etag)
+    def _lock(self, thread_id: str, checkpoint_ns: str) -> asyncio.Lock:
+        lock: asyncio.Lock | None = self._locks.get((thread_id, checkpoint_ns))
+        if lock is None:
+            lock = self._locks[(thread_id, checkpoint_ns)] = asyncio.Lock()
+        return lock
 
-    async def _merge_writes(
-        self, key: str, new: list[WriteRecord], *, probably_absent: bool
-    ) -> None:
-        # Read-merge-write under ETag conditions; retrying is safe as merging is idempotent.
-        existing: list[WriteRecord] = []
-        etag: str | None = None
-        for _ in range(_WRITE_ATTEMPTS):
-            if not probably_absent:
-                found = await self._store.get(key)
-                existing, etag = (load_write_records(found[0]), found[1]) if found else ([], None)
-            merged = merge_writes(existing, new)
-            if merged is None:
-                return
-            try:
-                await self._store.put(
-                    key, dump_write_records(merged), if_match=etag, if_none_match=etag is None
-                )
-                return
-            except CheckpointConflict:
-                probably_absent = False
-        raise CheckpointConflict(f"pending writes at {key!r} kept changing; gave up")
+    # Sync API: not offered by the async saver (last, so ``list`` shadows nothing above).
 
-    async def _flag_writes(self, thread_id: str, ns: str, checkpoint_id: str) -> None:
-        # Mark the head when its checkpoint gets writes, so latest reads fetch them.
-        seen = self._views.head(thread_id, ns)
-        head = seen or await self._fetch_head(thread_id, ns)
-        if head is None or head.checkpoint_id != checkpoint_id or head.has_writes:
-            return
-        try:
-            etag = await self._store.put(
-                self.keys.head(thread_id, ns), dump_head(checkpoint_id, True), if_match=head.etag
-            )
-        except CheckpointConflict:
-            # Someone else moved the head: the flag no longer matters, and keeping
-            # the old view makes this saver's next aput report the conflict.
-            return
-        if seen is not None:
-            self._views.remember(thread_id, ns, head._replace(etag=etag, has_writes=True))
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """Not supported: use ``aget_tuple``.
 
-    async def _read_tuple(
+        Raises:
+            NotImplementedError: Always.
+        """
+        raise NotImplementedError(_SYNC_MESSAGE.format("aget_tuple"))
+
+    def list(
         self,
-        thread_id: str,
-        ns: str,
-        checkpoint_id: str,
+        config: RunnableConfig | None,
         *,
-        fetch_writes: bool,
-        metadata_filter: dict[str, Any] | None = None,
-    ) -> CheckpointTuple | None:
-        checkpoint_get = self._store.get(self.keys.checkpoint(thread_id, ns, checkpoint_id))
-        if fetch_writes:
-            found, writes_found = await asyncio.gather(
-                checkpoint_get, self._store.get(self.keys.writes(thread_id, ns, checkpoint_id))
-            )
-        else:
-            found, writes_found = await checkpoint_get, None
-        if found is None:
-            return None
-        stored = self._load_checkpoint(found[0], metadata_filter)
-        if stored is None:
-            return None
-        records = load_write_records(writes_found[0]) if writes_found else []
-        parent = stored.parent_id
-        return CheckpointTuple(
-            config=checkpoint_config(thread_id, ns, checkpoint_id),
-            checkpoint=stored.checkpoint,
-            metadata=stored.metadata,
-            parent_config=checkpoint_config(thread_id, ns, parent) if parent else None,
-            pending_writes=self._load_writes(records),
-        )
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        """Not supported: use ``alist``.
 
-    def _list_scope(self, config: RunnableConfig | None) -> tuple[str, str | None, str | None]:
-        if config is None:
-            return self.keys.prefix, None, None
-        thread_id, _, checkpoint_id = config_target(config)
-        ns = config.get("configurable", {}).get("checkpoint_ns")
-        if ns is None:
-            return self.keys.thread(thread_id), None, checkpoint_id
-        return self.keys.namespace(thread_id, ns), ns, checkpoint_id
+        Raises:
+            NotImplementedError: Always.
+        """
+        raise NotImplementedError(_SYNC_MESSAGE.format("alist"))
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Not supported: use ``aput``.
+
+        Raises:
+            NotImplementedError: Always.
+        """
+        raise NotImplementedError(_SYNC_MESSAGE.format("aput"))
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Not supported: use ``aput_writes``.
+
+        Raises:
+            NotImplementedError: Always.
+        """
+        raise NotImplementedError(_SYNC_MESSAGE.format("aput_writes"))
+
+    def delete_thread(self, thread_id: str) -> None:
+        """Not supported: use ``adelete_thread``.
+
+        Raises:
+            NotImplementedError: Always.
+        """
+        raise NotImplementedError(_SYNC_MESSAGE.format("adelete_thread"))

@@ -1,31 +1,150 @@
-"""AsyncS3Saver against a real S3 server (moto in server mode): graphs, safety, cost."""
+"""The S3 savers against a real S3 server (moto in server mode): graphs, safety, cost.
+
+Most tests run on both savers: ``AsyncS3Saver``, and the sync ``S3Saver``
+behind ``ThreadedS3Saver``, which only moves each call to a worker thread so
+that one async test body drives the sync code.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
+import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypedDict
 
+import aioboto3
+import boto3
 import pytest
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import Checkpoint, empty_checkpoint
+from langgraph.channels import DeltaChannel
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    empty_checkpoint,
+)
 from langgraph.graph import END, START, StateGraph
-from langgraph.graph.message import add_messages
+from langgraph.graph.message import _messages_delta_reducer, add_messages
 from langgraph.types import Command, interrupt
 
-from shared.checkpoint import AsyncS3Saver, CheckpointConflict, S3SaverError, S3Unavailable
+from shared.checkpoint import (
+    AsyncS3Saver,
+    CheckpointConflict,
+    RetryPolicy,
+    S3Saver,
+    S3SaverError,
+    S3Unavailable,
+    make_serde,
+)
+from shared.checkpoint._s3 import CLIENT_CONFIG
 from tests import servers
 
 PREFIX = "chat_histories/"
+VARIANTS = ["async", "sync"]
+FAST_RETRY = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.01)
+
+
+class ThreadedS3Saver(S3Saver):
+    """The sync saver behind the async API, one thread hop per call."""
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await asyncio.to_thread(self.get_tuple, config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        found = await asyncio.to_thread(
+            lambda: list(self.list(config, filter=filter, before=before, limit=limit))
+        )
+        for item in found:
+            yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await asyncio.to_thread(self.delete_thread, thread_id)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await asyncio.to_thread(self.delete_for_runs, run_ids)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
+
+    async def aget_delta_channel_history(self, *, config: RunnableConfig,
+                                         channels: Sequence[str]) -> Any:
+        return await asyncio.to_thread(
+            lambda: self.get_delta_channel_history(config=config, channels=channels)
+        )
+
+    async def asetup(self) -> None:
+        await asyncio.to_thread(self.setup)
+
+
+@asynccontextmanager
+async def open_saver(variant: str, endpoint: str, bucket: str, prefix: str = PREFIX,
+                     **options: Any) -> AsyncIterator[Any]:
+    """An open saver of either variant; both answer the async API."""
+    url = f"s3://{bucket}/{prefix}"
+    if variant == "async":
+        async with AsyncS3Saver.from_conn_string(
+            url, endpoint_url=endpoint, region_name="us-east-1", **options
+        ) as saver:
+            yield saver
+    else:
+        with ThreadedS3Saver.from_conn_string(
+            url, endpoint_url=endpoint, region_name="us-east-1", **options
+        ) as sync_saver:
+            yield sync_saver
+
+
+async def setup(saver: Any) -> None:
+    await (saver.asetup() if isinstance(saver, ThreadedS3Saver) else saver.setup())
 
 
 class State(TypedDict):
     messages: Annotated[list[AnyMessage], add_messages]
 
 
+class DeltaState(TypedDict):
+    messages: Annotated[list[AnyMessage], DeltaChannel(_messages_delta_reducer,
+                                                      snapshot_frequency=3)]
+
+
 async def echo(state: State) -> dict[str, list[AnyMessage]]:
+    return {"messages": [AIMessage(content=f"echo: {state['messages'][-1].content}")]}
+
+
+async def delta_echo(state: DeltaState) -> dict[str, list[AnyMessage]]:
     return {"messages": [AIMessage(content=f"echo: {state['messages'][-1].content}")]}
 
 
@@ -34,8 +153,8 @@ async def approve(state: State) -> dict[str, list[AnyMessage]]:
     return {"messages": [AIMessage(content=f"approved: {answer}")]}
 
 
-def chat_graph(saver: AsyncS3Saver, node: Any = echo) -> Any:
-    builder = StateGraph(State)
+def chat_graph(saver: Any, node: Any = echo, schema: Any = State) -> Any:
+    builder = StateGraph(schema)
     builder.add_node("reply", node)
     builder.add_edge(START, "reply")
     builder.add_edge("reply", END)
@@ -43,31 +162,81 @@ def chat_graph(saver: AsyncS3Saver, node: Any = echo) -> Any:
 
 
 class RequestCounter:
-    """Counts the HTTP requests a client sends, by S3 operation."""
+    """Counts the HTTP requests a client sends, by S3 operation, and the bytes PUT.
+
+    A context manager: the client is shared by the module's tests.
+    """
 
     def __init__(self, client: Any) -> None:
+        self.client = client
         self.ops: Counter[str] = Counter()
-        client.meta.events.register("before-send.s3", self._on_send)
+        self.put_bytes = 0
+
+    def __enter__(self) -> RequestCounter:
+        self.client.meta.events.register("before-send.s3", self._on_send)
+        self.client.meta.events.register("provide-client-params.s3.PutObject", self._on_put)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.client.meta.events.unregister("before-send.s3", self._on_send)
+        self.client.meta.events.unregister("provide-client-params.s3.PutObject", self._on_put)
 
     def _on_send(self, event_name: str, **_: Any) -> None:
         self.ops[event_name.rsplit(".", 1)[-1]] += 1
+
+    def _on_put(self, params: dict[str, Any], **_: Any) -> None:
+        self.put_bytes += len(params.get("Body") or b"")
 
     def take(self) -> Counter[str]:
         ops, self.ops = self.ops, Counter()
         return ops
 
 
-def open_saver(endpoint: str, bucket: str, prefix: str = PREFIX) -> Any:
-    return AsyncS3Saver.from_conn_string(
-        f"s3://{bucket}/{prefix}", endpoint_url=endpoint, region_name="us-east-1"
-    )
+@pytest.fixture(scope="module")
+def bucket(s3_endpoint: str) -> str:
+    """One bucket per module; each test works under its own prefix."""
+    return servers.create_bucket(s3_endpoint)
+
+
+@pytest.fixture(scope="module")
+def sync_client(s3_endpoint: str) -> Any:
+    return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+                        config=CLIENT_CONFIG)
+
+
+@pytest.fixture(scope="module")
+async def async_client(s3_endpoint: str) -> AsyncIterator[Any]:
+    async with aioboto3.Session().client(
+        "s3", endpoint_url=s3_endpoint, region_name="us-east-1", config=CLIENT_CONFIG
+    ) as client:
+        yield client
 
 
 @pytest.fixture
-async def saver(s3_endpoint: str, s3_bucket: str) -> AsyncIterator[AsyncS3Saver]:
-    async with open_saver(s3_endpoint, s3_bucket) as opened:
-        await opened.setup()
-        yield opened
+def prefix() -> str:
+    return f"{uuid.uuid4().hex[:12]}/"
+
+
+@pytest.fixture
+def make_saver(request: pytest.FixtureRequest, sync_client: Any, async_client: Any,
+               bucket: str, prefix: str) -> Any:
+    """Builds savers of this test's variant on the shared clients, under its prefix."""
+    variant = getattr(request, "param", "async")
+
+    def build(**options: Any) -> Any:
+        if variant == "async":
+            return AsyncS3Saver(async_client, bucket, prefix, **options)
+        return ThreadedS3Saver(sync_client, bucket, prefix, **options)
+
+    return build
+
+
+@pytest.fixture(params=VARIANTS)
+def saver(request: pytest.FixtureRequest, sync_client: Any, async_client: Any, bucket: str,
+          prefix: str) -> Any:
+    if request.param == "async":
+        return AsyncS3Saver(async_client, bucket, prefix)
+    return ThreadedS3Saver(sync_client, bucket, prefix)
 
 
 def thread(thread_id: str, ns: str = "") -> RunnableConfig:
@@ -81,13 +250,20 @@ def new_checkpoint(**values: Any) -> Checkpoint:
     return checkpoint
 
 
-async def all_keys(saver: AsyncS3Saver, bucket: str) -> list[str]:
-    response = await saver.client.list_objects_v2(Bucket=bucket)
-    return [item["Key"] for item in response.get("Contents", [])]
+async def all_objects(sync_client: Any, bucket: str, prefix: str) -> dict[str, bytes]:
+    def read() -> dict[str, bytes]:
+        listed = sync_client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+        return {
+            o["Key"][len(prefix):]: sync_client.get_object(Bucket=bucket, Key=o["Key"])[
+                "Body"].read()
+            for o in listed
+        }
+
+    return await asyncio.to_thread(read)
 
 
 @pytest.mark.parametrize("durability", ["exit", "async", "sync"])
-async def test_graph_two_turns_keep_all_messages(saver: AsyncS3Saver, durability: Any) -> None:
+async def test_graph_turns_keep_all_messages(saver: Any, durability: Any) -> None:
     graph = chat_graph(saver)
     config = thread("chat-1")
     await graph.ainvoke({"messages": [HumanMessage("hello")]}, config, durability=durability)
@@ -98,16 +274,14 @@ async def test_graph_two_turns_keep_all_messages(saver: AsyncS3Saver, durability
     assert latest is not None
     messages = latest.checkpoint["channel_values"]["messages"]
     assert [(type(m), m.content) for m in messages] == [
-        (HumanMessage, "hello"),
-        (AIMessage, "echo: hello"),
-        (HumanMessage, "again"),
-        (AIMessage, "echo: again"),
+        (HumanMessage, "hello"), (AIMessage, "echo: hello"),
+        (HumanMessage, "again"), (AIMessage, "echo: again"),
     ]
     assert latest.parent_config is not None
     assert latest.metadata["source"] == "loop"
 
 
-async def test_interrupt_and_resume_round_trip_pending_writes(saver: AsyncS3Saver) -> None:
+async def test_interrupt_and_resume_round_trip_pending_writes(saver: Any) -> None:
     graph = chat_graph(saver, approve)
     config = thread("chat-interrupt")
     await graph.ainvoke({"messages": [HumanMessage("deploy")]}, config, durability="exit")
@@ -121,7 +295,7 @@ async def test_interrupt_and_resume_round_trip_pending_writes(saver: AsyncS3Save
 
 
 async def test_delete_thread_leaves_threads_sharing_its_prefix(
-    saver: AsyncS3Saver, s3_bucket: str
+    saver: Any, sync_client: Any, bucket: str, prefix: str
 ) -> None:
     for thread_id in ("t1", "t10", "t1.x"):
         for ns in ("", "child:1"):
@@ -135,7 +309,8 @@ async def test_delete_thread_leaves_threads_sharing_its_prefix(
     for survivor in ("t10", "t1.x"):
         found = await saver.aget_tuple(thread(survivor))
         assert found is not None and found.pending_writes == [("task-1", "ch", survivor)]
-    assert not [k for k in await all_keys(saver, s3_bucket) if k.startswith(f"{PREFIX}t1/")]
+    keys = await all_objects(sync_client, bucket, prefix)
+    assert keys and not [k for k in keys if k.startswith("t1/")]
     # The thread can start over after a delete.
     assert await saver.aput(thread("t1"), new_checkpoint(), {"step": 0}, {})
 
@@ -143,27 +318,26 @@ async def test_delete_thread_leaves_threads_sharing_its_prefix(
 @pytest.mark.parametrize(
     "bad_id", ["../x", "a/b", "", "..", ".", "a b", "x" * 257, "t\n1", "é", None]
 )
-async def test_unsafe_thread_ids_are_rejected_before_any_request(
-    saver: AsyncS3Saver, bad_id: Any
-) -> None:
-    requests = RequestCounter(saver.client)
+async def test_unsafe_thread_ids_are_rejected_before_any_request(saver: Any, bad_id: Any) -> None:
     config = thread(bad_id)
+    with RequestCounter(saver.client) as requests:
+        with pytest.raises(ValueError, match="thread_id"):
+            await saver.aget_tuple(config)
+        with pytest.raises(ValueError, match="thread_id"):
+            await saver.aput(config, new_checkpoint(), {}, {})
+        with pytest.raises(ValueError, match="thread_id"):
+            await saver.aput_writes({"configurable": {**config["configurable"],
+                                                      "checkpoint_id": "x"}}, [], "t")
+        with pytest.raises(ValueError, match="thread_id"):
+            await saver.adelete_thread(bad_id)
+        with pytest.raises(ValueError, match="thread_id"):
+            _ = [t async for t in saver.alist(config)]
+        assert sum(requests.take().values()) == 0
 
-    with pytest.raises(ValueError, match="thread_id"):
-        await saver.aget_tuple(config)
-    with pytest.raises(ValueError, match="thread_id"):
-        await saver.aput(config, new_checkpoint(), {}, {})
-    with pytest.raises(ValueError, match="thread_id"):
-        await saver.aput_writes({**config, "configurable": {**config["configurable"],
-                                                            "checkpoint_id": "x"}}, [], "t")
-    with pytest.raises(ValueError, match="thread_id"):
-        await saver.adelete_thread(bad_id)
-    with pytest.raises(ValueError, match="thread_id"):
-        _ = [t async for t in saver.alist(config)]
-    assert sum(requests.take().values()) == 0
 
-
-async def test_namespaces_are_encoded_into_safe_keys(saver: AsyncS3Saver, s3_bucket: str) -> None:
+async def test_namespaces_are_encoded_into_safe_keys(
+    saver: Any, sync_client: Any, bucket: str, prefix: str
+) -> None:
     namespaces = ["", "parent:abc|child:def", "../../etc/passwd", "a/b", "ünï cödé"]
     for ns in namespaces:
         metadata: Any = {"ns": ns}
@@ -174,43 +348,40 @@ async def test_namespaces_are_encoded_into_safe_keys(saver: AsyncS3Saver, s3_buc
         found = await saver.aget_tuple(thread("t-ns", ns))
         assert found is not None
         assert found.checkpoint["channel_values"] == {"ns": ns}
-        assert found.config["configurable"]["checkpoint_ns"] == ns
-    keys = await all_keys(saver, s3_bucket)
-    assert keys and all(k.startswith(f"{PREFIX}t-ns/ns.") for k in keys)
-    assert all(k.count("/") in (3, 4) and ".." not in k for k in keys)
+    listed = [t.config["configurable"]["checkpoint_ns"]
+              async for t in saver.alist({"configurable": {"thread_id": "t-ns"}})]
+    assert sorted(listed) == sorted(namespaces)  # across namespaces, when none is named
+    keys = await all_objects(sync_client, bucket, prefix)
+    assert keys and all(k.startswith("t-ns/ns.") and ".." not in k for k in keys)
 
 
-async def test_stale_writer_gets_conflict_and_leaves_nothing(
-    s3_endpoint: str, s3_bucket: str
-) -> None:
+@pytest.mark.parametrize("make_saver", VARIANTS, indirect=True)
+async def test_stale_writer_gets_conflict_and_leaves_nothing(make_saver: Any) -> None:
     config = thread("shared-thread")
-    async with (
-        open_saver(s3_endpoint, s3_bucket) as a,
-        open_saver(s3_endpoint, s3_bucket) as b,
-    ):
-        root = await a.aput(config, new_checkpoint(), {"step": 0}, {})
-        seen_by_a = await a.aget_tuple(config)
-        seen_by_b = await b.aget_tuple(config)
-        assert seen_by_a is not None and seen_by_b is not None
+    a, b = make_saver(), make_saver()
+    root = await a.aput(config, new_checkpoint(), {"step": 0}, {})
+    seen_by_a = await a.aget_tuple(config)
+    seen_by_b = await b.aget_tuple(config)
+    assert seen_by_a is not None and seen_by_b is not None
 
-        winner = new_checkpoint(turn="a")
-        await a.aput(seen_by_a.config, winner, {"step": 1}, {})
-        with pytest.raises(CheckpointConflict, match="another writer"):
-            await b.aput(seen_by_b.config, new_checkpoint(turn="b"), {"step": 1}, {})
+    winner = new_checkpoint(turn="a")
+    await a.aput(seen_by_a.config, winner, {"step": 1}, {})
+    with pytest.raises(CheckpointConflict, match="another writer"):
+        await b.aput(seen_by_b.config, new_checkpoint(turn="b"), {"step": 1}, {})
 
-        latest = await b.aget_tuple(config)
-        assert latest is not None and latest.checkpoint["id"] == winner["id"]
-        listed = [t.checkpoint["id"] async for t in b.alist(config)]
-        assert listed == [winner["id"], root["configurable"]["checkpoint_id"]]
+    latest = await b.aget_tuple(config)
+    assert latest is not None and latest.checkpoint["id"] == winner["id"]
+    listed = [t.checkpoint["id"] async for t in b.alist(config)]
+    assert listed == [winner["id"], root["configurable"]["checkpoint_id"]]
 
-        # Having re-read the thread, B writes on top of A's turn.
-        retried = new_checkpoint(turn="b")
-        await b.aput(latest.config, retried, {"step": 2}, {})
-        newest = await a.aget_tuple(config)
-        assert newest is not None and newest.checkpoint["id"] == retried["id"]
+    # Having re-read the thread, B writes on top of A's turn.
+    retried = new_checkpoint(turn="b")
+    await b.aput(latest.config, retried, {"step": 2}, {})
+    newest = await a.aget_tuple(config)
+    assert newest is not None and newest.checkpoint["id"] == retried["id"]
 
 
-async def test_single_writer_never_conflicts_with_itself(saver: AsyncS3Saver) -> None:
+async def test_single_writer_never_conflicts_with_itself(saver: Any) -> None:
     config = thread("busy")
     for step in range(5):
         stored = await saver.aput(config, new_checkpoint(step=step), {"step": step}, {})
@@ -220,64 +391,63 @@ async def test_single_writer_never_conflicts_with_itself(saver: AsyncS3Saver) ->
     assert latest is not None and latest.pending_writes == [("task-4", "ch", 4)]
 
 
-async def test_s3_down_raises_unavailable() -> None:
+@pytest.mark.parametrize("variant", VARIANTS)
+async def test_s3_down_raises_unavailable(variant: str) -> None:
     closed = f"http://127.0.0.1:{servers.free_port()}"
-    async with AsyncS3Saver.from_conn_string(
-        "s3://any-bucket/p", endpoint_url=closed, region_name="us-east-1"
-    ) as saver:
-        # Concurrently: each call spends a few seconds in botocore's retries.
+    async with open_saver(variant, closed, "any-bucket", "p", retry=FAST_RETRY) as saver:
         outcomes = await asyncio.gather(
-            saver.setup(), saver.aget_tuple(thread("t1")), return_exceptions=True
+            setup(saver), saver.aget_tuple(thread("t1")), return_exceptions=True
         )
     assert all(isinstance(o, S3Unavailable) for o in outcomes), outcomes
     assert all(isinstance(o, BaseException) and o.__cause__ is not None for o in outcomes)
 
 
-async def test_missing_bucket_is_an_error_not_an_outage(s3_endpoint: str) -> None:
-    async with open_saver(s3_endpoint, "no-such-bucket-here") as saver:
+@pytest.mark.parametrize("variant", VARIANTS)
+async def test_missing_bucket_is_an_error_not_an_outage(s3_endpoint: str, variant: str) -> None:
+    async with open_saver(variant, s3_endpoint, "no-such-bucket-here") as saver:
         with pytest.raises(S3SaverError, match="no-such-bucket-here") as raised:
-            await saver.setup()
+            await setup(saver)
         assert not isinstance(raised.value, S3Unavailable)
 
 
-async def test_requests_per_turn_do_not_grow(saver: AsyncS3Saver) -> None:
-    graph = chat_graph(saver)
+@pytest.mark.parametrize("make_saver", VARIANTS, indirect=True)
+async def test_a_turn_costs_at_most_three_requests_and_history_two(make_saver: Any) -> None:
     config = thread("long-chat")
-    requests = RequestCounter(saver.client)
     per_turn: list[Counter[str]] = []
-    for turn in range(20):
+    with RequestCounter(make_saver().client) as requests:
+        for turn in range(30):
+            worker = make_saver(keep_last=5)  # each turn on a fresh saver: a random worker
+            worker.spill_over = 600  # small, so that this short chat goes through spills
+            await chat_graph(worker).ainvoke(
+                {"messages": [HumanMessage(f"turn {turn} {os.urandom(16).hex()}")]}, config,
+                durability="exit",
+            )
+            per_turn.append(requests.take())
+
+        assert max(sum(ops.values()) for ops in per_turn) == 3
+        assert all(set(ops) <= {"GetObject", "PutObject"} for ops in per_turn)  # no LIST
+        history = make_saver()
+        latest = await history.aget_tuple(config)
+        assert sum(requests.take().values()) <= 2
+        assert latest is not None and len(latest.checkpoint["channel_values"]["messages"]) == 60
+        listed = [t async for t in history.alist(config, limit=2)]
+        assert len(listed) == 2 and requests.take() == Counter(GetObject=1)  # 304, cached base
+
+
+@pytest.mark.parametrize("make_saver", VARIANTS, indirect=True)
+async def test_keep_last_keeps_history_whole(make_saver: Any) -> None:
+    graph = chat_graph(make_saver(keep_last=3))
+    config = thread("pruned")
+    for turn in range(8):
         await graph.ainvoke({"messages": [HumanMessage(f"turn {turn}")]}, config,
                             durability="exit")
-        per_turn.append(requests.take())
-
-    assert per_turn[0] == Counter(GetObject=1, PutObject=2)  # head miss, checkpoint, head
-    assert per_turn[1] == Counter(GetObject=2, PutObject=2)
-    assert per_turn[19] == per_turn[1]
-
-    latest = await saver.aget_tuple(config)
-    assert requests.take() == Counter(GetObject=2)
-    assert latest is not None and len(latest.checkpoint["channel_values"]["messages"]) == 40
+    listed = [t async for t in make_saver().alist(config)]
+    assert len(listed) == 3
+    assert len(listed[0].checkpoint["channel_values"]["messages"]) == 16
+    assert listed[-1].parent_config is None
 
 
-async def test_latest_read_fetches_writes_only_when_flagged(saver: AsyncS3Saver) -> None:
-    stored = await saver.aput(thread("flag"), new_checkpoint(), {"step": 0}, {})
-    requests = RequestCounter(saver.client)
-
-    await saver.aput_writes(stored, [("a", 1), ("b", 2)], "task")
-    assert requests.take() == Counter(PutObject=2)  # create writes object, flag the head
-
-    found = await saver.aget_tuple(thread("flag"))
-    assert requests.take() == Counter(GetObject=3)
-    assert found is not None and found.pending_writes == [("task", "a", 1), ("task", "b", 2)]
-
-    await saver.aput(stored, new_checkpoint(), {"step": 1}, {})
-    requests.take()
-    child = await saver.aget_tuple(thread("flag"))
-    assert requests.take() == Counter(GetObject=2)
-    assert child is not None and child.pending_writes == []
-
-
-async def test_writes_stored_before_their_checkpoint_are_found(saver: AsyncS3Saver) -> None:
+async def test_writes_stored_before_their_checkpoint_are_found(saver: Any) -> None:
     # LangGraph's async durability may save a step's writes before its checkpoint.
     parent = await saver.aput(thread("early"), new_checkpoint(), {"step": 0}, {})
     child = new_checkpoint()
@@ -290,3 +460,67 @@ async def test_writes_stored_before_their_checkpoint_are_found(saver: AsyncS3Sav
     latest = await saver.aget_tuple(thread("early"))
     assert latest is not None and latest.checkpoint["id"] == child["id"]
     assert latest.pending_writes == [("task", "ch", "early")]
+
+
+@pytest.mark.parametrize("make_saver", VARIANTS, indirect=True)
+async def test_delta_channel_graphs_survive_pruning(make_saver: Any) -> None:
+    graph = chat_graph(make_saver(keep_last=2), delta_echo, DeltaState)
+    config = thread("delta")
+    for turn in range(7):
+        result = await graph.ainvoke({"messages": [HumanMessage(f"turn {turn}")]}, config,
+                                     durability="exit")
+        assert len(result["messages"]) == 2 * (turn + 1)
+    plain = make_saver()
+    await plain.aprune(["delta"], strategy="keep_latest")
+    result = await chat_graph(plain, delta_echo, DeltaState).ainvoke(
+        {"messages": [HumanMessage("after prune")]}, config, durability="exit")
+    assert [m.content for m in result["messages"]][-4:] == [
+        "turn 6", "echo: turn 6", "after prune", "echo: after prune"]
+    assert len(result["messages"]) == 16
+
+
+async def test_copied_threads_go_on_independently(saver: Any) -> None:
+    graph = chat_graph(saver)
+    await graph.ainvoke({"messages": [HumanMessage("one")]}, thread("original"))
+    await saver.acopy_thread("original", "copy")
+    await graph.ainvoke({"messages": [HumanMessage("two")]}, thread("copy"))
+    copy = await saver.aget_tuple(thread("copy"))
+    original = await saver.aget_tuple(thread("original"))
+    assert copy is not None and original is not None
+    assert [m.content for m in copy.checkpoint["channel_values"]["messages"]] == [
+        "one", "echo: one", "two", "echo: two"]
+    assert len(original.checkpoint["channel_values"]["messages"]) == 2
+
+
+async def test_prune_leaves_no_old_base_behind(
+    saver: Any, sync_client: Any, bucket: str, prefix: str
+) -> None:
+    saver.spill_over = 300
+    graph = chat_graph(saver)
+    for turn in range(6):
+        await graph.ainvoke({"messages": [HumanMessage(f"secret {turn} " * 10)]},
+                            thread("purged"), durability="exit")
+    assert any("/base/" in k for k in await all_objects(sync_client, bucket, prefix))
+    await saver.aprune(["purged"])
+    assert list(await all_objects(sync_client, bucket, prefix)) == ["purged/ns./head"]
+    latest = await saver.aget_tuple(thread("purged"))
+    assert latest is not None and len(latest.checkpoint["channel_values"]["messages"]) == 12
+
+
+async def test_encryption_at_rest(
+    s3_endpoint: str, sync_client: Any, bucket: str, prefix: str
+) -> None:
+    key = base64.b64encode(os.urandom(32)).decode()
+    async with open_saver("async", s3_endpoint, bucket, prefix, serde=make_serde(key)) as saver:
+        await chat_graph(saver).ainvoke({"messages": [HumanMessage("my password is hunter2")]},
+                                        thread("private"))
+        latest = await saver.aget_tuple(thread("private"))
+        assert latest is not None
+        assert latest.checkpoint["channel_values"]["messages"][0].content.endswith("hunter2")
+    stored = await all_objects(sync_client, bucket, prefix)
+    assert stored and not any(b"hunter2" in body for body in stored.values())
+    wrong_key = base64.b64encode(os.urandom(32)).decode()
+    async with open_saver("async", s3_endpoint, bucket, prefix,
+                          serde=make_serde(wrong_key)) as wrong:
+        with pytest.raises(S3SaverError, match="unreadable"):
+            await wrong.aget_tuple(thread("private"))

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from api.schemas import NOT_BLANK
 from shared.settings import Settings
 from tests.servers import free_port
 
 
 def app_client(**env: object) -> TestClient:
-    # Ports where nothing listens: Redis and S3 are "down".
-    settings = Settings(_env_file=None, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",  # type: ignore[call-arg]
-                        S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}", **env)
+    # Ports where nothing listens: Redis and S3 are "down" (unless given).
+    down = {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+            "S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
+    settings = Settings(_env_file=None, **{**down, **env})  # type: ignore[arg-type]
     return TestClient(create_app(settings), raise_server_exceptions=False)
 
 
@@ -105,3 +108,46 @@ def test_openapi_documents_every_endpoint(client: TestClient) -> None:
                           "/chat/history/{thread_id}", "/chat/jobs/{job_id}/events",
                           "/healthz", "/readyz"}
     assert "202" in paths["/chat"]["post"]["responses"]
+
+
+def test_streams_need_a_key_too() -> None:
+    with app_client(API_KEYS="k1") as client:
+        for method, path in [("POST", "/chat?stream=true"), ("GET", "/chat/jobs/abc/events")]:
+            reply = client.request(method, path, json={"message": "hi"})
+            assert reply.status_code == 401, path
+            assert reply.headers["content-type"] == "application/json"
+
+
+def test_openapi_documents_auth_and_the_limits_on_every_protected_operation(
+        client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if path in ("/healthz", "/readyz"):
+                assert "security" not in operation
+                continue
+            assert operation["security"] == [{"HTTPBearer": []}], (method, path)
+            assert {"401", "413", "422", "429", "503"} <= set(operation["responses"])
+            assert "Retry-After" in operation["responses"]["429"]["headers"]
+    events = spec["paths"]["/chat/jobs/{job_id}/events"]["get"]["responses"]["200"]["content"]
+    assert "itemSchema" in events["text/event-stream"]
+
+
+def test_unknown_query_parameters_are_422(client: TestClient) -> None:
+    reply = client.post("/chat", params={"wiat": "false"}, json={"message": "hi"})
+    assert reply.status_code == 422
+    assert "wiat" in reply.json()["detail"]
+
+
+def test_405_names_every_method_of_the_path(client: TestClient) -> None:
+    reply = client.put("/chat/history/abc")
+    assert reply.status_code == 405
+    assert reply.headers["allow"] == "DELETE, GET, HEAD"
+
+
+def test_the_schema_s_blank_pattern_is_exactly_what_strip_removes() -> None:
+    blank = re.compile(NOT_BLANK)
+    for code in range(0x3100):  # past U+3000, the last whitespace character
+        char = chr(code)
+        assert (blank.fullmatch(char) is None) == char.isspace(), hex(code)

@@ -1,9 +1,12 @@
-"""The S3 saver's storage layout and (de)serialisation, without any server."""
+"""The S3 saver's layout, object format and value storage, without any server."""
 
 from __future__ import annotations
 
+import base64
+import os
 import pickle
 import uuid
+import zlib
 from datetime import date
 from typing import Any
 
@@ -11,33 +14,48 @@ import ormsgpack
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.base import Checkpoint, empty_checkpoint
-from langgraph.checkpoint.serde.types import ERROR, INTERRUPT
+from langgraph.checkpoint.serde.types import ERROR, INTERRUPT, _DeltaSnapshot
 
-from shared.checkpoint import AsyncS3Saver, S3SaverError
-from shared.checkpoint.base import (
-    BaseS3Saver,
+from shared.checkpoint import S3SaverError, _codec, make_serde
+from shared.checkpoint._codec import FORMAT_VERSION, MAGIC, pack, unpack
+from shared.checkpoint._layout import (
     KeyLayout,
     ParsedKey,
-    WriteRecord,
     decode_ns,
-    dump_head,
-    dump_write_records,
     encode_ns,
-    load_head,
-    load_write_records,
-    merge_writes,
     normalise_prefix,
     parse_conn_string,
     validate_id,
 )
+from shared.checkpoint._state import (
+    Blob,
+    Record,
+    Segment,
+    State,
+    WriteRecord,
+    compact,
+    decode,
+    diff,
+    encode,
+    expand,
+    merge,
+    retain,
+    to_ranges,
+    union,
+)
+from shared.checkpoint.base import BaseS3Saver, merge_writes
 
 GOOD_IDS = ["t1", "thread-0", str(uuid.uuid4()), "a:b.c_d-e", "x" * 256, "..a"]
 BAD_IDS: list[Any] = ["", ".", "..", "../x", "a/b", "a b", "x" * 257, "t\n1", "é", None, 7]
+KEY = base64.b64encode(bytes(range(32))).decode()
 
 
 @pytest.fixture
 def saver() -> BaseS3Saver:
     return BaseS3Saver(prefix="chat_histories")
+
+
+# --- layout -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("value", GOOD_IDS)
@@ -61,10 +79,6 @@ def test_namespaces_round_trip_through_safe_segments(ns: str) -> None:
     assert decode_ns(segment) == ns
 
 
-def test_root_namespace_segment() -> None:
-    assert encode_ns("") == "ns."
-
-
 @pytest.mark.parametrize("ns", ["x" * 513, "\ud800", None])
 def test_unusable_namespaces_are_rejected(ns: Any) -> None:
     with pytest.raises(ValueError, match="checkpoint_ns"):
@@ -78,8 +92,7 @@ def test_foreign_segments_do_not_decode(segment: str) -> None:
 
 @pytest.mark.parametrize(
     ("prefix", "expected"),
-    [("", ""), ("/", ""), ("chat_histories", "chat_histories/"),
-     ("chat_histories/", "chat_histories/"), ("/a/b//", "a/b/")],
+    [("", ""), ("/", ""), ("chat_histories", "chat_histories/"), ("/a/b//", "a/b/")],
 )
 def test_prefix_is_normalised(prefix: str, expected: str) -> None:
     assert normalise_prefix(prefix) == expected
@@ -87,9 +100,8 @@ def test_prefix_is_normalised(prefix: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     ("conn", "expected"),
-    [("s3://bucket", ("bucket", "")), ("s3://bucket/", ("bucket", "")),
-     ("s3://my.bucket-1/chat_histories", ("my.bucket-1", "chat_histories/")),
-     ("s3://bucket/a/b//", ("bucket", "a/b/"))],
+    [("s3://bucket", ("bucket", "")), ("s3://my.bucket-1/chat_histories",
+                                       ("my.bucket-1", "chat_histories/"))],
 )
 def test_conn_string_is_parsed(conn: str, expected: tuple[str, str]) -> None:
     assert parse_conn_string(conn) == expected
@@ -105,19 +117,13 @@ def test_bad_conn_strings_are_rejected(conn: str) -> None:
 
 def test_keys_live_under_the_thread_prefix() -> None:
     keys = KeyLayout("p/")
-    assert keys.thread("t1") == "p/t1/"
     assert keys.head("t1", "") == "p/t1/ns./head"
-    assert keys.checkpoint("t1", "child:1", "cp-1") == "p/t1/ns.Y2hpbGQ6MQ/c/cp-1"
-    assert keys.writes("t1", "", "cp-1") == "p/t1/ns./w/cp-1"
+    assert keys.base("t1", "child:1", 1) == "p/t1/ns.Y2hpbGQ6MQ/base/1"
     assert not keys.head("t10", "").startswith(keys.thread("t1"))
-
-
-def test_key_builders_reject_unsafe_ids() -> None:
-    keys = KeyLayout("")
+    with pytest.raises(ValueError):
+        keys.base("t1", "", 2)
     with pytest.raises(ValueError):
         keys.head("../etc", "")
-    with pytest.raises(ValueError):
-        keys.checkpoint("t1", "", "../../x")
 
 
 @pytest.mark.parametrize("prefix", ["", "p/", "a/b/"])
@@ -125,112 +131,245 @@ def test_keys_parse_back(prefix: str) -> None:
     keys = KeyLayout(prefix)
     ns = "parent:abc|child:def"
     assert keys.parse(keys.head("t1", ns)) == ParsedKey("t1", ns, "head", None)
-    assert keys.parse(keys.checkpoint("t1", ns, "c1")) == ParsedKey("t1", ns, "checkpoint", "c1")
-    assert keys.parse(keys.writes("t1", "", "c1")) == ParsedKey("t1", "", "writes", "c1")
+    assert keys.parse(keys.base("t1", "", 0)) == ParsedKey("t1", "", "base", 0)
 
 
 @pytest.mark.parametrize(
     "key",
-    ["other/t1/ns./head", "p/t1/ns./head/x", "p/t1/bad/head", "p/../ns./head", "p/t1/ns./c/..",
-     "p/t1/ns./x/c1", "p/t1/ns./c", "p/t1", "p/t1/ns./c/a/b"],
+    ["other/t1/ns./head", "p/t1/ns./head/x", "p/t1/bad/head", "p/../ns./head", "p/t1/ns./base/2",
+     "p/t1/ns./c/c1", "p/t1/ns./base", "p/t1", "p/t1/ns./base/0/x"],
 )
 def test_foreign_keys_do_not_parse(key: str) -> None:
     assert KeyLayout("p/").parse(key) is None
 
 
-def record(
-    task: str, idx: int, value: bytes = b"v", channel: str = "ch", path: str = ""
-) -> WriteRecord:
-    return WriteRecord(task, idx, channel, ("msgpack", value), path)
+# --- object format ------------------------------------------------------------
 
 
-def test_regular_writes_keep_the_first_value() -> None:
-    first = [record("t", 0, b"first")]
-    assert merge_writes(first, [record("t", 0, b"second")]) is None
-    assert merge_writes(first, [record("t", 1, b"x")]) == [*first, record("t", 1, b"x")]
-    assert merge_writes([], first) == first
+def test_objects_carry_magic_and_version_and_deflate_when_large() -> None:
+    small = pack({"a": b"\x00\xff"})
+    assert small.startswith(MAGIC + bytes((FORMAT_VERSION, 0)))
+    assert ormsgpack.unpackb(small[6:]) == {"a": b"\x00\xff"}  # raw binary, not base64
+    large = pack({"a": "x" * 5000})
+    assert large[5] == 1 and len(large) < 200
+    assert unpack(large, "test") == {"a": "x" * 5000}
 
 
-def test_special_writes_replace_earlier_ones() -> None:
-    earlier = [record("t", -1, b"old", ERROR)]
-    assert merge_writes(earlier, [record("t", -1, b"new", ERROR)]) == [
-        record("t", -1, b"new", ERROR)
-    ]
-    assert merge_writes(earlier, earlier) is None
+@pytest.mark.parametrize(
+    "body", [b"", b"LGS3", b"not ours", MAGIC + bytes((FORMAT_VERSION, 0)) + b"\xc1",
+             MAGIC + bytes((FORMAT_VERSION, 1)) + b"not zlib"],
+)
+def test_corrupt_objects_raise_saver_errors(body: bytes) -> None:
+    with pytest.raises(S3SaverError, match="corrupt"):
+        unpack(body, "head")
 
 
-def test_writes_get_langgraph_indexes(saver: BaseS3Saver) -> None:
+def test_other_format_versions_are_refused_before_decoding() -> None:
+    with pytest.raises(S3SaverError, match="format version 1"):
+        unpack(MAGIC + bytes((1, 1)) + b"junk", "head")
+
+
+def test_inflating_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_codec, "_MAX_INFLATED", 2**20)
+    bomb = MAGIC + bytes((FORMAT_VERSION, 1)) + zlib.compress(b"\x00" * 2**21, 9)
+    with pytest.raises(S3SaverError, match="inflates past"):
+        unpack(bomb, "head")
+
+
+# --- the state model ------------------------------------------------------------
+
+
+def record(rid: str, parent: str | None = None, versions: dict[str, Any] | None = None,
+           replay: tuple[str, ...] = (), run_id: str | None = None) -> Record:
+    return Record(rid, parent, ("msgpack", b"c"), ("msgpack", b"m"), versions or {}, run_id,
+                  replay)
+
+
+def item(n: int) -> tuple[str, bytes]:
+    return ("msgpack", ormsgpack.packb(n))
+
+
+def test_ranges_run_length_encode_indexes() -> None:
+    assert to_ranges([0, 1, 2, 7, 8, 3]) == (0, 3, 7, 9, 3, 4)
+    assert expand((0, 3, 7, 9, 3, 4)) == [0, 1, 2, 7, 8, 3]
+    assert to_ranges([]) == ()
+
+
+def test_compact_drops_unused_values_and_renumbers_items() -> None:
+    state = State(
+        records={"c2": record("c2", "c1", {"m": 2, "x": 1})},
+        blobs={("m", 1): Blob("l", ranges=(0, 2)), ("m", 2): Blob("l", ranges=(1, 2, 4, 6)),
+               ("x", 1): Blob("v", ("msgpack", b"x"))},
+        items=[item(i) for i in range(6)],
+        writes={"c2": (), "c0": (), "c9": ()},
+    )
+    small = compact(state)
+    assert set(small.blobs) == {("m", 2), ("x", 1)}
+    assert small.items == [item(1), item(4), item(5)]
+    assert [small.items[i] for i in expand(small.blobs[("m", 2)].ranges)] == [
+        item(1), item(4), item(5)]
+    assert set(small.writes) == {"c2", "c9"}  # c9: written before its checkpoint
+
+
+def test_a_head_diffed_over_its_base_merges_back() -> None:
+    base_state = State({"c1": record("c1")}, {("m", 1): Blob("l", ranges=(0, 1))}, [item(0)],
+                       {"c1": ()})
+    base = Segment(base_state, b"t")
+    state = base_state.copy()
+    state.records["c2"] = record("c2", "c1", {"m": 2})
+    state.items.append(item(1))
+    state.blobs[("m", 2)] = Blob("l", ranges=(0, 2))
+    state.blobs[("x", 9)] = Blob("v", ("msgpack", b"only a pruned checkpoint used it"))
+    del state.records["c1"]
+    del state.writes["c1"]
+    delta = diff(state, base)
+    assert delta is not None
+    head = Segment(delta[0], b"u", base=(0, "etag"), items_start=1, dropped=delta[1])
+    assert delta[1] == {"c1"} and delta[0].items == [item(1)]
+    assert ("x", 9) not in delta[0].blobs
+    del state.blobs[("x", 9)]
+    assert merge(decode(encode(head, compress_over=10), "head"), base) == state
+
+
+def test_a_state_that_drops_writes_alone_is_not_a_delta() -> None:
+    base = Segment(State({"c1": record("c1")}, {}, [], {"c1": ()}), b"t")
+    assert diff(State({"c1": record("c1")}), base) is None
+
+
+def test_retain_keeps_the_newest_and_the_ancestors_their_delta_channels_need() -> None:
+    blobs = {("msgs", "v1"): Blob("v", ("msgpack", b"snap"))}
+    state = State(
+        records={
+            "c1": record("c1", None, {"msgs": "v1"}),
+            "c2": record("c2", "c1", {"msgs": "v2"}, replay=("msgs",)),
+            "c3": record("c3", "c2", {"msgs": "v3"}, replay=("msgs",)),
+            "c4": record("c4", "c3", {"msgs": "v4"}, replay=("msgs",)),
+        },
+        blobs=blobs,
+        writes={c: () for c in ("c1", "c2", "c3", "c4")},
+    )
+    kept = retain(state, 2)
+    assert set(kept.records) == {"c1", "c2", "c3", "c4"}  # back to the snapshot at c1
+    plain = State({k: r._replace(replay=()) for k, r in state.records.items()}, blobs)
+    assert set(retain(plain, 2).records) == {"c3", "c4"}
+    assert retain(plain, 9) is plain
+
+
+def test_union_keeps_the_item_log_of_the_target() -> None:
+    into = State({"a": record("a", None, {"m": 1})}, {("m", 1): Blob("l", ranges=(0, 1))},
+                 [item(0)])
+    other = State({"b": record("b", None, {"m": 2})}, {("m", 2): Blob("l", ranges=(0, 1))},
+                  [item(9)])
+    both = union(into, other)
+    assert both.blobs[("m", 2)].ranges == (1, 2) and both.items == [item(0), item(9)]
+
+
+def test_segments_round_trip() -> None:
+    state = State(
+        {"c1": record("c1", None, {"a": 1, "b": "2.5"}, ("b",), "run")},
+        {("a", 1): Blob("v", ("bytes", b"\x00")), ("b", "2.5"): Blob("s", ranges=(0, 1))},
+        [item(3)],
+        {"c1": (WriteRecord("t", -1, ERROR, ("msgpack", b"e"), "p"),)},
+    )
+    segment = Segment(state, b"tok", slots=("e0", None), last_slot=0, spent=7)
+    assert decode(encode(segment, compress_over=0), "head") == segment
+
+
+# --- values, checkpoints and writes through the serde ---------------------------------
+
+
+def checkpoint_with(values: dict[str, Any], version: int = 1) -> Checkpoint:
+    checkpoint = empty_checkpoint()
+    checkpoint["channel_values"] = values
+    checkpoint["channel_versions"] = dict.fromkeys(values, version)
+    return checkpoint
+
+
+def store(saver: BaseS3Saver, state: State, checkpoint: Checkpoint,
+          parent: str | None = None) -> Record:
+    rec = saver._dump_record({}, checkpoint, {"step": 1}, parent)
+    state.records[rec.id] = rec
+    saver._store_values(state, rec, checkpoint["channel_values"])
+    return rec
+
+
+def test_checkpoints_round_trip(saver: BaseS3Saver) -> None:
+    checkpoint = checkpoint_with({
+        "messages": [HumanMessage("hi", id="1"), AIMessage("hello", id="2")],
+        "blob": b"\x00raw", "day": date(2024, 1, 2), "nothing": None, "list": [1, 2, 3],
+    })
+    state = State()
+    rec = store(saver, state, checkpoint)
+    loaded = saver._load_tuple("t", "", state, rec)
+    assert loaded.checkpoint == checkpoint
+    assert loaded.metadata == {"step": 1}
+    assert loaded.parent_config is None
+
+
+def test_a_list_stores_only_its_new_elements(saver: BaseS3Saver) -> None:
+    state = State()
+    history = [HumanMessage(f"m{i}", id=str(i)) for i in range(50)]
+    first = store(saver, state, checkpoint_with({"messages": history}))
+    longer = [*history, AIMessage("answer", id="a")]
+    second = store(saver, state, checkpoint_with({"messages": longer}, 2), first.id)
+    assert len(state.items) == 51
+    assert state.blobs[("messages", 2)].ranges == (0, 51)
+    assert saver._load_tuple("t", "", state, second).checkpoint["channel_values"] == {
+        "messages": longer}
+
+
+def test_edited_lists_reuse_what_they_still_share(saver: BaseS3Saver) -> None:
+    state = State()
+    history = [HumanMessage(f"m{i}", id=str(i)) for i in range(10)]
+    first = store(saver, state, checkpoint_with({"messages": history}))
+    edited = [*history[:3], HumanMessage("changed", id="3"), *history[5:]]
+    second = store(saver, state, checkpoint_with({"messages": edited}, 2), first.id)
+    assert len(state.items) == 11
+    assert saver._load_tuple("t", "", state, second).checkpoint["channel_values"][
+        "messages"] == edited
+
+
+def test_delta_channel_snapshots_of_lists_share_elements(saver: BaseS3Saver) -> None:
+    state = State()
+    first = store(saver, state, checkpoint_with({"m": [1, 2, 3]}))
+    snapshot = _DeltaSnapshot([1, 2, 3, 4])
+    second = store(saver, state, checkpoint_with({"m": snapshot}, 2), first.id)
+    assert len(state.items) == 4 and state.blobs[("m", 2)].kind == "s"
+    assert saver._load_tuple("t", "", state, second).checkpoint["channel_values"] == {
+        "m": snapshot}
+
+
+def test_unchanged_channels_are_not_stored_again(saver: BaseS3Saver) -> None:
+    state = State()
+    first = store(saver, state, checkpoint_with({"a": "x" * 100, "b": 1}))
+    blobs = dict(state.blobs)
+    checkpoint = checkpoint_with({"a": "x" * 100, "b": 2})
+    checkpoint["channel_versions"] = {"a": 1, "b": 2}
+    store(saver, state, checkpoint, first.id)
+    assert set(state.blobs) - set(blobs) == {("b", 2)}
+
+
+def test_regular_writes_keep_the_first_value_special_ones_are_replaced() -> None:
+    first = [WriteRecord("t", 0, "ch", ("msgpack", b"first"), "")]
+    assert merge_writes(first, [WriteRecord("t", 0, "ch", ("msgpack", b"2nd"), "")]) is None
+    error = [WriteRecord("t", -1, ERROR, ("msgpack", b"old"), "")]
+    new = [WriteRecord("t", -1, ERROR, ("msgpack", b"new"), "")]
+    assert merge_writes(error, new) == new
+    assert merge_writes(new, new) is None
+
+
+def test_writes_get_langgraph_indexes_and_load_sorted(saver: BaseS3Saver) -> None:
     records = saver._dump_writes([("a", 1), (ERROR, "boom"), (INTERRUPT, {"x": 1})], "t", "p")
-    assert [(r.channel, r.idx, r.task_path) for r in records] == [
-        ("a", 0, "p"), (ERROR, -1, "p"), (INTERRUPT, -3, "p")
-    ]
-
-
-def test_pending_writes_load_sorted_by_path_task_and_index(saver: BaseS3Saver) -> None:
-    records = [
+    assert [(r.channel, r.idx) for r in records] == [("a", 0), (ERROR, -1), (INTERRUPT, -3)]
+    mixed = [
         *saver._dump_writes([("x", "b0"), ("y", "b1")], "task-b", "~path-2"),
         *saver._dump_writes([("x", "a1")], "task-a", "path-1"),
         *saver._dump_writes([("z", "c0")], "task-c", ""),
     ]
-    assert saver._load_writes(list(reversed(records))) == [
-        ("task-c", "z", "c0"), ("task-a", "x", "a1"), ("task-b", "x", "b0"), ("task-b", "y", "b1"),
+    assert saver._load_writes(list(reversed(mixed))) == [
+        ("task-c", "z", "c0"), ("task-a", "x", "a1"), ("task-b", "x", "b0"),
+        ("task-b", "y", "b1"),
     ]
-
-
-def test_write_records_round_trip() -> None:
-    records = [record("t", 0, b"\x00\xff", path="a:b"), record("u", -3, b"", INTERRUPT)]
-    assert load_write_records(dump_write_records(records)) == records
-
-
-def checkpoint_with_messages() -> Checkpoint:
-    checkpoint = empty_checkpoint()
-    checkpoint["channel_values"] = {
-        "messages": [HumanMessage("hi", id="1"), AIMessage("hello", id="2")],
-        "blob": b"\x00raw",
-        "day": date(2024, 1, 2),
-        "nothing": None,
-    }
-    checkpoint["channel_versions"] = {"messages": "00000000000000000000000000000001.1"}
-    return checkpoint
-
-
-def test_checkpoints_round_trip(saver: BaseS3Saver) -> None:
-    checkpoint = checkpoint_with_messages()
-    metadata: Any = {"source": "loop", "step": 3, "parents": {}, "score": 4.5}
-
-    stored = saver._load_checkpoint(saver._dump_checkpoint(checkpoint, metadata, "parent-1"))
-
-    assert stored is not None
-    assert stored.checkpoint == checkpoint
-    assert stored.metadata == metadata
-    assert stored.parent_id == "parent-1"
-
-
-def test_checkpoint_objects_are_compact_msgpack(saver: BaseS3Saver) -> None:
-    body = saver._dump_checkpoint(checkpoint_with_messages(), {"step": 1}, None)
-    fields = ormsgpack.unpackb(body)
-    assert fields["v"] == 1 and fields["parent"] is None
-    assert fields["values"]["blob"] == ["bytes", b"\x00raw"]  # raw binary, not base64
-
-
-def test_metadata_filter(saver: BaseS3Saver) -> None:
-    body = saver._dump_checkpoint(empty_checkpoint(), {"source": "input", "step": -1}, None)
-    assert saver._load_checkpoint(body, {"source": "input", "step": -1}) is not None
-    assert saver._load_checkpoint(body, {"source": "loop"}) is None
-    assert saver._load_checkpoint(body, {"missing": None}) is not None
-
-
-@pytest.mark.parametrize("body", [b"", b"not msgpack \xc1", ormsgpack.packb([1, 2])])
-def test_corrupt_objects_raise_saver_errors(saver: BaseS3Saver, body: bytes) -> None:
-    with pytest.raises(S3SaverError):
-        saver._load_checkpoint(body)
-
-
-def test_unknown_format_versions_are_refused(saver: BaseS3Saver) -> None:
-    with pytest.raises(S3SaverError, match="format version 2"):
-        saver._load_checkpoint(ormsgpack.packb({"v": 2}))
-    with pytest.raises(S3SaverError, match="head"):
-        load_head(ormsgpack.packb({"id": "x"}))
 
 
 def test_nothing_is_ever_unpickled(saver: BaseS3Saver) -> None:
@@ -241,11 +380,6 @@ def test_nothing_is_ever_unpickled(saver: BaseS3Saver) -> None:
         saver.serde.dumps_typed(object())
 
 
-def test_head_round_trip() -> None:
-    assert load_head(dump_head("cp-1", True)) == ("cp-1", True)
-    assert load_head(dump_head("cp-2", False)) == ("cp-2", False)
-
-
 def test_versions_increase_in_string_order(saver: BaseS3Saver) -> None:
     versions: list[str] = []
     current: str | int | None = None
@@ -254,10 +388,48 @@ def test_versions_increase_in_string_order(saver: BaseS3Saver) -> None:
         versions.append(current)
     assert versions == sorted(versions) and len(set(versions)) == 200
     assert saver.get_next_version(7, None).startswith(f"{8:032}.")
-    assert saver.get_next_version(None, None).startswith(f"{1:032}.")
 
 
-def test_sync_api_points_to_the_async_one() -> None:
+def test_keep_last_must_keep_something() -> None:
+    with pytest.raises(ValueError, match="keep_last"):
+        BaseS3Saver(keep_last=0)
+
+
+# --- encryption at rest ---------------------------------------------------------------
+
+
+def test_without_a_key_the_serde_is_the_strict_default() -> None:
+    assert make_serde(None).dumps_typed("x")[0] == "msgpack"
+    assert make_serde("").dumps_typed("x")[0] == "msgpack"
+
+
+def test_encrypted_values_round_trip_and_hide_their_content() -> None:
+    saver = BaseS3Saver(serde=make_serde(KEY))
+    state = State()
+    secret = "my card number is 4111"
+    history = [HumanMessage(secret, id="1")]
+    first = store(saver, state, checkpoint_with({"messages": history}))
+    longer = [*history, AIMessage("noted", id="2")]
+    second = store(saver, state, checkpoint_with({"messages": longer}, 2), first.id)
+    body = encode(Segment(state, b"t"), compress_over=1 << 30)
+    assert secret.encode() not in body and b"noted" not in body
+    assert len(state.items) == 2  # elements are still shared, by decrypted content
+    assert saver._load_tuple("t", "", state, second).checkpoint["channel_values"] == {
+        "messages": longer}
+    other = BaseS3Saver(serde=make_serde(base64.b64encode(os.urandom(32)).decode()))
+    with pytest.raises(S3SaverError, match="unreadable"):
+        other._load_tuple("t", "", state, second)
+
+
+@pytest.mark.parametrize("key", ["not base64!", base64.b64encode(b"short").decode()])
+def test_malformed_keys_are_refused(key: str) -> None:
+    with pytest.raises(ValueError, match="CHECKPOINT_ENCRYPTION_KEY"):
+        make_serde(key)
+
+
+def test_the_async_saver_points_sync_callers_to_the_async_api() -> None:
+    from shared.checkpoint import AsyncS3Saver
+
     saver = AsyncS3Saver(client=None, bucket="bucket")
     with pytest.raises(NotImplementedError, match="aget_tuple"):
         saver.get_tuple({"configurable": {"thread_id": "t"}})

@@ -37,6 +37,8 @@ def test_provider_is_echo_without_a_key_and_groq_with_one() -> None:
     ({"S3_BUCKET_NAME": "Bad_Bucket"}, "S3_BUCKET_NAME"),
     ({"S3_PREFIX": "../up/"}, "S3_PREFIX"),
     ({"CHAT_WAIT_TIMEOUT": 301}, "CHAT_WAIT_TIMEOUT"),
+    ({"CHECKPOINT_ENCRYPTION_KEY": "c2hvcnQ="}, "CHECKPOINT_ENCRYPTION_KEY"),
+    ({"CHECKPOINT_KEEP_LAST": -1}, "CHECKPOINT_KEEP_LAST"),
 ])
 def test_a_wrong_setting_is_named_in_one_line(env: dict[str, object], named: str) -> None:
     with pytest.raises(ValidationError) as caught:

@@ -1,0 +1,73 @@
+"""Which API key a thread belongs to.
+
+The record that lasts is in the thread's storage: the worker writes the
+owner (its key's digest) into the metadata of every checkpoint it saves
+(worker/turn.py), so it survives restarts and Redis losing its data. Reads
+of a stored thread check that metadata.
+
+Posting needs an answer before the first checkpoint exists, and one answer
+across all gateways, so Redis holds a cache: the first key to post to a
+thread claims it with SET NX. On a cache miss the checkpoint decides, when
+there is one. A thread stored without an owner (made while auth was off)
+belongs to no key.
+
+With auth off every owner is "" and nothing here is consulted.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from langgraph.checkpoint.base import CheckpointTuple
+from redis.asyncio import Redis
+
+from shared.checkpoint import AsyncS3Saver
+
+OWNER_FIELD = "owner"
+
+
+def owner_key(thread_id: str) -> str:
+    return f"chat:thread:{thread_id}:owner"
+
+
+def stored_owner(saved: CheckpointTuple) -> str:
+    """The owner recorded in a checkpoint's metadata; "" for none."""
+    owner = saved.metadata.get(OWNER_FIELD, "")
+    return owner if isinstance(owner, str) else ""
+
+
+async def load(saver: AsyncS3Saver, thread_id: str) -> CheckpointTuple | None:
+    """The thread's latest checkpoint, or None if it has none."""
+    config: dict[str, Any] = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    return await saver.aget_tuple(config)  # type: ignore[arg-type]
+
+
+class ThreadOwners:
+    """The accept path's view of thread ownership: Redis, backed by storage."""
+
+    def __init__(self, redis: Redis, saver: AsyncS3Saver, ttl: int) -> None:
+        self.redis = redis
+        self.saver = saver
+        # Renewed on every post, so the cache outlives no idle thread by much.
+        self.ttl = ttl
+
+    async def claim_new(self, thread_id: str, owner: str) -> None:
+        """Records the owner of a thread whose id the gateway has just made."""
+        await self.redis.set(owner_key(thread_id), owner, ex=self.ttl)
+
+    async def claim(self, thread_id: str, owner: str) -> bool:
+        """True if the thread is `owner`'s, taking it if no one has it yet."""
+        key = owner_key(thread_id)
+        cached = cast(str | None, await self.redis.get(key))
+        if cached is None:
+            saved = await load(self.saver, thread_id)
+            candidate = owner if saved is None else stored_owner(saved)
+            # NX: of gateways racing for a new thread, exactly one wins.
+            if await self.redis.set(key, candidate, nx=True, ex=self.ttl):
+                cached = candidate
+            else:
+                cached = cast(str | None, await self.redis.get(key))
+        if cached != owner:
+            return False
+        await self.redis.expire(key, self.ttl)
+        return True
