@@ -20,6 +20,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--turns", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--new-threads", action="store_true",
+                        help="a new conversation each turn (else one growing conversation)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, \
             launch_all(Path(tmp), workers=1, LLM_PROVIDER="echo") as stack:
@@ -33,7 +35,7 @@ def main() -> None:
             elapsed = time.perf_counter() - started
             done_at = time.time()
             reply.raise_for_status()
-            thread = reply.json()["thread_id"]
+            thread = None if args.new_threads else reply.json()["thread_id"]
             if n >= args.warmup:
                 times.append(elapsed * 1000)
                 job = stack.client.get(f"/chat/jobs/{reply.json()['job_id']}").json()
@@ -43,7 +45,8 @@ def main() -> None:
                 delivered.append((done_at - record["finished_at"]) * 1000)
         times.sort()
         pct = statistics.quantiles(times, n=100)
-        print(f"{args.turns} sequential turns on one thread, echo model, loopback")
+        where = "each on a new thread" if args.new_threads else "on one thread"
+        print(f"{args.turns} sequential turns {where}, echo model, loopback")
         print(f"  p50 {statistics.median(times):.1f} ms   p90 {pct[89]:.1f} ms   "
               f"p99 {pct[98]:.1f} ms   min {times[0]:.1f} ms   max {times[-1]:.1f} ms")
         print(f"  of which (p50): accepted->started {statistics.median(queued):.1f} ms, "
