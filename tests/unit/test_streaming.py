@@ -1,0 +1,44 @@
+"""Token batching toward the job's event stream (no servers)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from worker.streaming import BATCH_SECONDS, TokenBatcher
+
+
+async def test_the_first_token_goes_out_at_once_then_tokens_share_batches() -> None:
+    sent: list[str] = []
+
+    async def send(text: str) -> None:
+        sent.append(text)
+
+    batcher = TokenBatcher(send)
+    await batcher.add("Hello")
+    assert sent == ["Hello"]
+
+    for word in [" a", " b", " c"]:
+        await batcher.add(word)
+    assert sent == ["Hello"]  # inside the window: held back
+    await asyncio.sleep(BATCH_SECONDS * 3)
+    assert sent == ["Hello", " a b c"]  # flushed by the timer, without a next token
+
+    await batcher.add(" d")
+    await batcher.close()
+    assert "".join(sent) == "Hello a b c d"
+
+
+async def test_close_sends_what_is_left_and_empty_tokens_send_nothing() -> None:
+    sent: list[str] = []
+
+    async def send(text: str) -> None:
+        sent.append(text)
+
+    batcher = TokenBatcher(send)
+    await batcher.add("")
+    assert sent == []
+    await batcher.add("x")
+    await batcher.add("y")
+    await batcher.close()
+    await asyncio.sleep(BATCH_SECONDS * 2)
+    assert sent == ["x", "y"]
