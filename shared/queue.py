@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from kombu.entity import Queue
 
 from shared.settings import Settings
 
@@ -16,6 +17,10 @@ TURN_TASK = "chat.run_turn"
 CLEANUP_TASK = "chat.cleanup"
 RECOVER_TASK = "chat.recover"
 QUEUE = "chat"
+# Beat's tasks go to their own queue, which every worker also consumes: the
+# Redis transport takes from its queues in turn, so a recovery sweep is not
+# stuck behind a backlog of chat turns.
+MAINTENANCE_QUEUE = "chat-maintenance"
 
 # The longest countdown a turn's retry may ask for. It must stay well below the
 # visibility timeout, or Redis hands the delayed message to a second worker.
@@ -42,6 +47,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_serializer": "json",
         "accept_content": ["json"],
         "task_default_queue": QUEUE,
+        "task_queues": [Queue(QUEUE), Queue(MAINTENANCE_QUEUE)],
+        "task_routes": {RECOVER_TASK: {"queue": MAINTENANCE_QUEUE},
+                        CLEANUP_TASK: {"queue": MAINTENANCE_QUEUE}},
         # Job outcomes live in our own records (shared.jobs); Celery's are unused.
         "task_ignore_result": True,
         "task_acks_late": True,

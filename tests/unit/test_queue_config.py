@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from shared.queue import (
+    CLEANUP_TASK,
+    MAINTENANCE_QUEUE,
+    QUEUE,
+    RECOVER_TASK,
+    TURN_TASK,
+    make_celery,
+    visibility_timeout,
+)
+from shared.settings import Settings
+
+
+def test_beat_tasks_have_their_own_queue_and_workers_consume_both() -> None:
+    app = make_celery(Settings(_env_file=None))  # type: ignore[call-arg]
+
+    routes = app.conf.task_routes
+    assert routes[RECOVER_TASK]["queue"] == routes[CLEANUP_TASK]["queue"] == MAINTENANCE_QUEUE
+    assert TURN_TASK not in routes
+    assert {q.name for q in app.conf.task_queues} == {QUEUE, MAINTENANCE_QUEUE}
+
+
+def test_reliability_settings() -> None:
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    conf = make_celery(settings).conf
+
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.accept_content == ["json"]
+    # A live worker must never lose its job to redelivery: longer than a whole turn.
+    assert conf.broker_transport_options["visibility_timeout"] == visibility_timeout(settings)
+    assert visibility_timeout(settings) > settings.TURN_TIME_LIMIT + 60
