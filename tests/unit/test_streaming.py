@@ -7,13 +7,18 @@ import asyncio
 from worker.streaming import BATCH_SECONDS, TokenBatcher
 
 
-async def test_the_first_token_goes_out_at_once_then_tokens_share_batches() -> None:
+def recording_batcher() -> tuple[TokenBatcher, list[str]]:
+    """A batcher whose sends land in a list."""
     sent: list[str] = []
 
     async def send(text: str) -> None:
         sent.append(text)
 
-    batcher = TokenBatcher(send)
+    return TokenBatcher(send), sent
+
+
+async def test_the_first_token_goes_out_at_once_then_tokens_share_batches() -> None:
+    batcher, sent = recording_batcher()
     await batcher.add("Hello")
     assert sent == ["Hello"]
 
@@ -29,12 +34,7 @@ async def test_the_first_token_goes_out_at_once_then_tokens_share_batches() -> N
 
 
 async def test_close_sends_what_is_left_and_empty_tokens_send_nothing() -> None:
-    sent: list[str] = []
-
-    async def send(text: str) -> None:
-        sent.append(text)
-
-    batcher = TokenBatcher(send)
+    batcher, sent = recording_batcher()
     await batcher.add("")
     assert sent == []
     await batcher.add("x")
