@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from api.deps import Services
 from api.errors import install_handlers
+from api.events import EventHub
 from api.middleware import BodyLimit, RequestId
 from api.owners import ThreadOwners
 from api.ratelimit import ClientRateLimit
@@ -27,19 +28,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with AsyncExitStack() as stack:
         # Clients connect lazily, so the gateway starts (and /healthz answers)
         # while Redis or S3 is still down; /readyz tells when they are up.
-        redis = make_redis(settings.REDIS_URL)
+        redis = make_redis(settings.REDIS_URL, settings.REDIS_MAX_CONNECTIONS)
         stack.push_async_callback(redis.aclose)
         saver = await stack.enter_async_context(open_saver(settings))
         celery = make_celery(settings, "gateway")
         stack.callback(celery.close)
         client_limit = None
         if settings.CLIENT_RATE_LIMIT:
-            client_limit = ClientRateLimit(settings.REDIS_URL, settings.CLIENT_RATE_LIMIT,
+            client_limit = ClientRateLimit(redis, settings.CLIENT_RATE_LIMIT,
                                            settings.CLIENT_RATE_WINDOW_SECONDS)
-            stack.push_async_callback(client_limit.aclose)
+        hub = EventHub(redis, settings.GATEWAY_MAX_WAITERS)
+        hub.start()
+        stack.push_async_callback(hub.aclose)
         app.state.services = Services(
             settings, redis, JobStore(redis, settings.JOB_TTL_SECONDS), saver, celery,
-            ThreadOwners(redis, saver, settings.SESSION_TTL_SECONDS), client_limit)
+            ThreadOwners(redis, saver, settings.SESSION_TTL_SECONDS), client_limit, hub)
         yield
 
 

@@ -22,12 +22,9 @@ from langgraph.checkpoint.base import CheckpointTuple
 from redis.asyncio import Redis
 
 from shared.checkpoint import AsyncS3Saver
+from shared.keys import owner_key
 
 OWNER_FIELD = "owner"
-
-
-def owner_key(thread_id: str) -> str:
-    return f"chat:thread:{thread_id}:owner"
 
 
 def stored_owner(saved: CheckpointTuple) -> str:
@@ -54,6 +51,10 @@ class ThreadOwners:
     async def claim_new(self, thread_id: str, owner: str) -> None:
         """Records the owner of a thread whose id the gateway has just made."""
         await self.redis.set(owner_key(thread_id), owner, ex=self.ttl)
+
+    async def cached(self, thread_id: str) -> str | None:
+        """The owner Redis knows of, if any."""
+        return cast(str | None, await self.redis.get(owner_key(thread_id)))
 
     async def claim(self, thread_id: str, owner: str) -> bool:
         """True if the thread is `owner`'s, taking it if no one has it yet."""

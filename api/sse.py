@@ -12,9 +12,11 @@ import json
 import re
 from collections.abc import AsyncIterator
 
+from redis.exceptions import RedisError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.errors import ApiError
+from api.events import EventHub
 from shared.jobs import Event, Job, JobStatus, JobStore
 from shared.redis_client import MAX_BLOCK_MS
 
@@ -46,25 +48,29 @@ def _terminal_from_record(job: Job) -> Event:
     return Event("0-0", "error", {"detail": job.error or "failed", "job_id": job.job_id})
 
 
-async def job_events(jobs: JobStore, job: Job, after: str) -> AsyncIterator[ServerSentEvent]:
-    while True:
-        events = await jobs.read_events(job.job_id, after, MAX_BLOCK_MS)
-        if not events:
-            latest = await jobs.get(job.job_id)
-            if latest is None or latest.finished:
-                # Nothing more will come: the stream has expired, or the client
-                # asked to resume after its end. Close with the outcome.
-                final = _terminal_from_record(latest or job)
-                yield ServerSentEvent(json.dumps(final.data), event=final.type)
-                return
-            continue
-        for event in events:
+async def job_events(hub: EventHub, jobs: JobStore, job: Job,
+                     after: str) -> AsyncIterator[ServerSentEvent]:
+    async with hub.subscribe(job.job_id, after) as sub:
+        while True:
+            event = await sub.next(MAX_BLOCK_MS / 1000)
+            if event is None:
+                try:
+                    latest = await jobs.get(job.job_id)
+                except RedisError:
+                    continue  # Redis is down: the stream waits on, with its pings
+                if latest is None or latest.finished:
+                    # Nothing more will come: the stream has expired, or the
+                    # client asked to resume after its end. Close with the outcome.
+                    final = _terminal_from_record(latest or job)
+                    yield ServerSentEvent(json.dumps(final.data), event=final.type)
+                    return
+                continue
             yield ServerSentEvent(json.dumps(event.data), event=event.type, id=event.id)
-            after = event.id
             if event.terminal:
                 return
 
 
-def stream_response(jobs: JobStore, job: Job, after: str = "0-0") -> EventSourceResponse:
-    return EventSourceResponse(job_events(jobs, job, after), ping=KEEPALIVE_SECONDS,
+def stream_response(hub: EventHub, jobs: JobStore, job: Job,
+                    after: str = "0-0") -> EventSourceResponse:
+    return EventSourceResponse(job_events(hub, jobs, job, after), ping=KEEPALIVE_SECONDS,
                                headers={"X-Job-Id": job.job_id, "Cache-Control": "no-cache"})

@@ -26,7 +26,7 @@ from shared.checkpoint import AsyncS3Saver
 from shared.ids import new_id
 from shared.logging import configure_logging
 from shared.settings import Settings
-from shared.threads import ACTIVITY_KEY, RECONCILED_KEY
+from shared.keys import ACTIVITY_KEY, RECONCILED_KEY
 from tests import servers
 from worker.cleanup import Cleanup
 

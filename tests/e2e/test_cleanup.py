@@ -17,7 +17,7 @@ import redis
 from celery import Celery
 
 from shared.queue import CLEANUP_TASK, QUEUE
-from shared.threads import ACTIVITY_KEY
+from shared.keys import ACTIVITY_KEY
 from tests import servers
 from tests.stack import Stack, launch
 

@@ -10,7 +10,8 @@ from typing import Any, cast
 import pytest
 from langgraph.checkpoint.base import CheckpointTuple, empty_checkpoint
 
-from api.owners import ThreadOwners, owner_key
+from api.owners import ThreadOwners
+from shared.keys import owner_key
 from shared.checkpoint import AsyncS3Saver
 from shared.redis_client import make_redis
 
@@ -30,7 +31,7 @@ class StoredThreads:
 
 @pytest.fixture
 async def make_owners(redis_url: str) -> AsyncIterator[Any]:
-    redis = make_redis(redis_url)
+    redis = make_redis(redis_url, 8)
 
     def build(stored: StoredThreads) -> ThreadOwners:
         return ThreadOwners(redis, cast(AsyncS3Saver, stored), ttl=60)
