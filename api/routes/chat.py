@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api import idempotency, owners
 from api.deps import ClientDep, OwnerDep, ServicesDep, limit_client
-from api.errors import BUSY_RETRY_AFTER, Conflict, JobFailed, NotFound, TooManyRequests
+from api.errors import BUSY_RETRY_AFTER, ApiError, Conflict, JobFailed, NotFound, TooManyRequests
 from api.openapi_responses import SSE_CONTENT, errors
 from api.schemas import ChatQuery, ChatReply, ChatRequest, History, HistoryMessage, JobAccepted
 from api.sse import stream_response
@@ -127,6 +127,8 @@ async def post_chat(
     log.info("job_accepted", chars=len(body.message), user_message=body.message)
     try:
         return await _respond(services, job, query)
+    except ApiError:
+        raise  # the job's own outcome: failed (502/504) or cancelled (409)
     except Exception:
         # Queued is queued: the job goes on, and the client gets it to poll,
         # never an error it might answer by sending the message again.

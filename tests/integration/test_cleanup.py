@@ -15,7 +15,6 @@ from redis.asyncio.lock import Lock
 
 from shared.checkpoint import AsyncS3Saver, S3Unavailable
 from shared.ids import new_id
-from shared.settings import Settings
 from shared.keys import (
     ACTIVITY_KEY,
     CLEANUP_LOCK_KEY,
@@ -23,6 +22,7 @@ from shared.keys import (
     inbox_key,
     thread_lock_key,
 )
+from shared.settings import Settings
 from worker import cleanup
 from worker.cleanup import Cleanup, Outcome, cleanup_idle_threads
 

@@ -10,8 +10,8 @@ import pytest
 
 from api.errors import TooManyRequests
 from api.ratelimit import ClientRateLimit
-from shared.redis_client import make_redis
 from shared.ids import is_valid_id
+from shared.redis_client import make_redis
 from tests.unit.test_api import app_client
 
 

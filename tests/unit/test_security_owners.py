@@ -11,8 +11,8 @@ import pytest
 from langgraph.checkpoint.base import CheckpointTuple, empty_checkpoint
 
 from api.owners import ThreadOwners
-from shared.keys import owner_key
 from shared.checkpoint import AsyncS3Saver
+from shared.keys import owner_key
 from shared.redis_client import make_redis
 
 
