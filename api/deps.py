@@ -9,7 +9,7 @@ from typing import Annotated
 
 from celery import Celery
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from redis.asyncio import Redis
 
 from api.errors import Unauthorized
@@ -46,10 +46,15 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 # Declares the scheme in OpenAPI; the check itself is `get_owner`'s.
 bearer = HTTPBearer(auto_error=False, description="One of the keys in API_KEYS; "
                     "required on every endpoint but the probes when API_KEYS is set.")
+# The header the LangGraph SDK sends its key in; worth the same as the Bearer one.
+api_key_header = APIKeyHeader(name="x-api-key", auto_error=False,
+                              description="The same key as the Bearer one, as the LangGraph "
+                                          "SDK sends it.")
 
 
-def get_owner(services: ServicesDep, credentials: Annotated[
-        HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+def get_owner(services: ServicesDep,
+              credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+              api_key: Annotated[str | None, Depends(api_key_header)]) -> str:
     """The caller's identity: a digest of its API key ("" when auth is off).
 
     Keys are compared in constant time and never stored or logged: only a
@@ -58,13 +63,13 @@ def get_owner(services: ServicesDep, credentials: Annotated[
     keys = services.settings.api_keys
     if not keys:
         return ""
-    token = credentials.credentials if credentials is not None else ""
+    token = credentials.credentials if credentials is not None else api_key
     # Digests of equal length are compared, against every key, so the time
     # taken says nothing about a key's length or which one matched.
-    offered = hashlib.sha256(token.encode()).digest()
+    offered = hashlib.sha256((token or "").encode()).digest()
     matches = [hmac.compare_digest(offered, hashlib.sha256(key.encode()).digest())
                for key in keys]
-    if credentials is not None and any(matches):
+    if token is not None and any(matches):
         return digest_id(token)
     raise Unauthorized("missing or invalid API key", headers={"WWW-Authenticate": "Bearer"})
 

@@ -102,6 +102,13 @@ def test_with_api_keys_every_endpoint_but_probes_needs_one() -> None:
         assert right.status_code == 503  # past auth, on to the (missing) Redis
 
 
+def test_the_x_api_key_header_is_worth_the_bearer_one() -> None:
+    with app_client(API_KEYS="k1,k2") as client:
+        assert client.get("/chat/jobs/abc", headers={"x-api-key": "nope"}).status_code == 401
+        right = client.get("/chat/jobs/abc", headers={"x-api-key": "k2"})
+        assert right.status_code == 503  # past auth, on to the (missing) Redis
+
+
 def test_openapi_documents_every_endpoint(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert set(paths) == {"/chat", "/chat/jobs/{job_id}", "/chat/jobs/{job_id}/cancel",
@@ -127,7 +134,8 @@ def test_openapi_documents_auth_and_the_limits_on_every_protected_operation(
             if path in ("/healthz", "/readyz"):
                 assert "security" not in operation
                 continue
-            assert operation["security"] == [{"HTTPBearer": []}], (method, path)
+            assert operation["security"] == [{"HTTPBearer": []}, {"APIKeyHeader": []}], (
+                method, path)
             assert {"401", "413", "422", "429", "503"} <= set(operation["responses"])
             assert "Retry-After" in operation["responses"]["429"]["headers"]
     events = spec["paths"]["/chat/jobs/{job_id}/events"]["get"]["responses"]["200"]["content"]
