@@ -39,17 +39,23 @@ def parse_last_event_id(raw: str | None) -> str:
     return raw
 
 
+# The id of an outcome rebuilt from the job's record, which has no stream position.
+REBUILT = "0-0"
+
+
 def _terminal_from_record(job: Job) -> Event:
     if job.status == JobStatus.SUCCEEDED:
-        return Event("0-0", "done", {"response": job.response or "", "language": job.language,
-                                     "thread_id": job.thread_id, "job_id": job.job_id})
+        return Event(REBUILT, "done", {"response": job.response or "", "language": job.language,
+                                       "thread_id": job.thread_id, "job_id": job.job_id})
     if job.status == JobStatus.CANCELLED:
-        return Event("0-0", "cancelled", {"job_id": job.job_id})
-    return Event("0-0", "error", {"detail": job.error or "failed", "job_id": job.job_id})
+        return Event(REBUILT, "cancelled", {"job_id": job.job_id})
+    return Event(REBUILT, "error", {"detail": job.error or "failed", "job_id": job.job_id})
 
 
-async def job_events(hub: EventHub, jobs: JobStore, job: Job,
-                     after: str) -> AsyncIterator[ServerSentEvent]:
+async def job_event_log(hub: EventHub, jobs: JobStore, job: Job,
+                        after: str) -> AsyncIterator[Event | None]:
+    """The job's events after `after`, up to and including its terminal one;
+    None after each idle wait, so a caller can keep its connection alive."""
     async with hub.subscribe(job.job_id, after) as sub:
         while True:
             event = await sub.next(MAX_BLOCK_MS / 1000)
@@ -57,17 +63,26 @@ async def job_events(hub: EventHub, jobs: JobStore, job: Job,
                 try:
                     latest = await jobs.get(job.job_id)
                 except RedisError:
-                    continue  # Redis is down: the stream waits on, with its pings
+                    yield None  # Redis is down: the caller waits on
+                    continue
                 if latest is None or latest.finished:
                     # Nothing more will come: the stream has expired, or the
                     # client asked to resume after its end. Close with the outcome.
-                    final = _terminal_from_record(latest or job)
-                    yield ServerSentEvent(json.dumps(final.data), event=final.type)
+                    yield _terminal_from_record(latest or job)
                     return
+                yield None
                 continue
-            yield ServerSentEvent(json.dumps(event.data), event=event.type, id=event.id)
+            yield event
             if event.terminal:
                 return
+
+
+async def job_events(hub: EventHub, jobs: JobStore, job: Job,
+                     after: str) -> AsyncIterator[ServerSentEvent]:
+    async for event in job_event_log(hub, jobs, job, after):
+        if event is not None:
+            yield ServerSentEvent(json.dumps(event.data), event=event.type,
+                                  id=event.id if event.id != REBUILT else None)
 
 
 def stream_response(hub: EventHub, jobs: JobStore, job: Job,

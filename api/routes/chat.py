@@ -12,33 +12,23 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
 from fastapi.responses import JSONResponse
 from langgraph.checkpoint.base import CheckpointTuple
 from pydantic.json_schema import SkipJsonSchema
-from redis.asyncio.lock import Lock
-from redis.exceptions import LockError
-from starlette.concurrency import run_in_threadpool
 
-from api import idempotency, owners
+from api import conversations, idempotency, owners
 from api.deps import ClientDep, OwnerDep, ServicesDep, limit_client
-from api.errors import BUSY_RETRY_AFTER, ApiError, Conflict, JobFailed, NotFound, TooManyRequests
+from api.errors import ApiError, Conflict, JobFailed, NotFound
 from api.openapi_responses import SSE_CONTENT, errors
+from api.queueing import queue_job
 from api.schemas import ChatQuery, ChatReply, ChatRequest, History, HistoryMessage, JobAccepted
 from api.sse import stream_response
 from shared.conversation import message_time, role_of
 from shared.ids import ID_PATTERN, MAX_ID_LENGTH, new_id
-from shared.jobs import Event, Job, Refused
-from shared.keys import ACTIVITY_KEY, inbox_key, thread_lock_key
-from shared.queue import TURN_TASK
+from shared.jobs import Event, Job
 
 router = APIRouter(tags=["chat"], dependencies=[Depends(limit_client)])
 log = structlog.get_logger("api.chat")
 
 ThreadIdPath = Annotated[str, Path(pattern=ID_PATTERN, max_length=MAX_ID_LENGTH)]
 NO_SUCH_THREAD = "no such thread"
-# How long a delete may hold the thread: S3 deletes of a long conversation.
-DELETE_LEASE_SECONDS = 60
-_REFUSALS = {
-    "thread": "too many messages queued on this thread; retry after the time in Retry-After",
-    "client": "too many of your jobs are queued; retry after the time in Retry-After",
-}
 
 
 def accepted(job: Job) -> JSONResponse:
@@ -106,23 +96,14 @@ async def post_chat(
     job = Job(job_id=job_id, thread_id=thread_id, message=body.message,
               language=body.language, owner=owner, client=client)
     structlog.contextvars.bind_contextvars(job_id=job_id, thread_id=thread_id)
-    settings = services.settings
     try:
-        job = await jobs.create(job, settings.MAX_QUEUED_PER_THREAD,
-                                settings.MAX_QUEUED_PER_CLIENT)
-        await run_in_threadpool(services.celery.send_task, TURN_TASK,
-                                args=[job.job_id], task_id=job.job_id)
-    except Exception as exc:
-        # Not queued: leave nothing behind that says it was (best effort, as
-        # Redis may be what failed).
-        with contextlib.suppress(Exception):
-            if idempotency_key is not None:
+        job = await queue_job(services, job, services.settings.MAX_QUEUED_PER_THREAD)
+    except Exception:
+        # Not queued: the key may be used again (best effort, as Redis may be
+        # what failed).
+        if idempotency_key is not None:
+            with contextlib.suppress(Exception):
                 await idempotency.release(services.redis, owner, idempotency_key)
-            if not isinstance(exc, Refused):
-                await jobs.delete(job)
-        if isinstance(exc, Refused):
-            raise TooManyRequests(_REFUSALS[exc.what],
-                                  headers={"Retry-After": str(BUSY_RETRY_AFTER)}) from None
         raise
     log.info("job_accepted", chars=len(body.message), user_message=body.message)
     try:
@@ -190,38 +171,7 @@ async def delete_history(thread_id: ThreadIdPath, services: ServicesDep,
                          owner: OwnerDep) -> Response:
     """Delete the conversation for good; its queued and running jobs end cancelled."""
     structlog.contextvars.bind_contextvars(thread_id=thread_id)
-    redis, jobs = services.redis, services.jobs
-    saved = await owners.load(services.saver, thread_id)
-    if saved is not None:
-        mine = not owner or owners.stored_owner(saved) == owner
-    else:  # not stored yet, but maybe on its way
-        mine = bool(await redis.llen(inbox_key(thread_id))) and (
-            not owner or await services.owners.cached(thread_id) == owner)
-    if not mine:
+    if not await conversations.exists_for(services, thread_id, owner):
         raise NotFound(NO_SUCH_THREAD)
-    await jobs.cancel_thread(thread_id)
-    # A running turn stops within a second of its cancel and releases the
-    # thread's lease without storing anything; holding the lease keeps any
-    # other turn from starting until the objects are gone. A worker that lost
-    # its lease still cannot write: the saver's conditional write fails on a
-    # deleted head.
-    lease = Lock(redis, thread_lock_key(thread_id), timeout=DELETE_LEASE_SECONDS,
-                 blocking_timeout=services.settings.THREAD_LEASE_SECONDS)
-    leased = await lease.acquire()
-    if not leased:
-        log.warning("thread_delete_without_lease")
-    try:
-        await jobs.cancel_thread(thread_id)  # those accepted while we waited
-        await services.saver.adelete_thread(thread_id)
-        await redis.zrem(ACTIVITY_KEY, thread_id)
-    finally:
-        if leased:
-            with contextlib.suppress(LockError):
-                await lease.release()
-    # Messages sent since start a new conversation; their nudges found the
-    # lease taken, so the thread is handed on here.
-    head = await redis.lindex(inbox_key(thread_id), 0)
-    if head is not None:
-        await run_in_threadpool(services.celery.send_task, TURN_TASK, args=[head])
-    log.info("thread_deleted")
+    await conversations.erase(services, thread_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,59 @@
+"""Deleting a conversation, for DELETE /chat/history and DELETE /threads alike."""
+
+from __future__ import annotations
+
+import contextlib
+
+import structlog
+from redis.asyncio.lock import Lock
+from redis.exceptions import LockError
+from starlette.concurrency import run_in_threadpool
+
+from api import owners
+from api.deps import Services
+from shared.keys import ACTIVITY_KEY, inbox_key, thread_lock_key
+from shared.queue import TURN_TASK
+
+log = structlog.get_logger("api.conversations")
+
+# How long a delete may hold the thread: S3 deletes of a long conversation.
+DELETE_LEASE_SECONDS = 60
+
+
+async def exists_for(services: Services, thread_id: str, owner: str) -> bool:
+    """True if the thread is stored, or has turns on their way, and is `owner`'s."""
+    saved = await owners.load(services.saver, thread_id)
+    if saved is not None:
+        return not owner or owners.stored_owner(saved) == owner
+    return bool(await services.redis.llen(inbox_key(thread_id))) and (
+        not owner or await services.owners.cached(thread_id) == owner)
+
+
+async def erase(services: Services, thread_id: str) -> None:
+    """Deletes the conversation for good; its queued and running jobs end cancelled."""
+    redis, jobs = services.redis, services.jobs
+    await jobs.cancel_thread(thread_id)
+    # A running turn stops within a second of its cancel and releases the
+    # thread's lease without storing anything; holding the lease keeps any
+    # other turn from starting until the objects are gone. A worker that lost
+    # its lease still cannot write: the saver's conditional write fails on a
+    # deleted head.
+    lease = Lock(redis, thread_lock_key(thread_id), timeout=DELETE_LEASE_SECONDS,
+                 blocking_timeout=services.settings.THREAD_LEASE_SECONDS)
+    leased = await lease.acquire()
+    if not leased:
+        log.warning("thread_delete_without_lease")
+    try:
+        await jobs.cancel_thread(thread_id)  # those accepted while we waited
+        await services.saver.adelete_thread(thread_id)
+        await redis.zrem(ACTIVITY_KEY, thread_id)
+    finally:
+        if leased:
+            with contextlib.suppress(LockError):
+                await lease.release()
+    # Messages sent since start a new conversation; their nudges found the
+    # lease taken, so the thread is handed on here.
+    head = await redis.lindex(inbox_key(thread_id), 0)
+    if head is not None:
+        await run_in_threadpool(services.celery.send_task, TURN_TASK, args=[head])
+    log.info("thread_deleted")

@@ -1,0 +1,47 @@
+"""Queueing a job: the one path from an accepted turn to the workers.
+
+POST /chat and the runs of the LangGraph Server API both come through here,
+so both get the same limits and leave nothing behind when queueing fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import Services
+from api.errors import BUSY_RETRY_AFTER, ApiError, TooManyRequests
+from shared.jobs import Job, Refused
+from shared.queue import TURN_TASK
+
+_REFUSALS = {
+    "thread": "too many messages queued on this thread; retry after the time in Retry-After",
+    "client": "too many of your jobs are queued; retry after the time in Retry-After",
+}
+
+
+async def queue_job(services: Services, job: Job, max_in_thread: int,
+                    busy: ApiError | None = None) -> Job:
+    """Records the job at the end of its thread's inbox and sends its task.
+
+    Raises TooManyRequests (429) when the thread already holds
+    `max_in_thread` jobs, or `busy` instead if given, or when the client is
+    over its limit; nothing is queued then. On any other failure the job's
+    record is removed (best effort, as Redis may be what failed).
+    """
+    try:
+        job = await services.jobs.create(job, max_in_thread,
+                                         services.settings.MAX_QUEUED_PER_CLIENT)
+        await run_in_threadpool(services.celery.send_task, TURN_TASK,
+                                args=[job.job_id], task_id=job.job_id)
+    except Refused as exc:
+        if exc.what == "thread" and busy is not None:
+            raise busy from None
+        raise TooManyRequests(_REFUSALS[exc.what],
+                              headers={"Retry-After": str(BUSY_RETRY_AFTER)}) from None
+    except Exception:
+        with contextlib.suppress(Exception):
+            await services.jobs.delete(job)
+        raise
+    return job
