@@ -3,6 +3,7 @@
     ApiError (status_code)
      ├── NotFound           404
      ├── Conflict           409
+     ├── Invalid            422
      ├── Unauthorized       401
      ├── TooManyRequests    429 (Retry-After)
      ├── JobFailed          502 / 504, with the job id
@@ -53,6 +54,12 @@ class NotFound(ApiError):
 
 class Conflict(ApiError):
     status_code = 409
+
+
+class Invalid(ApiError):
+    """A well-formed request this server cannot carry out as asked."""
+
+    status_code = 422
 
 
 class Unauthorized(ApiError):

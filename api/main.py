@@ -7,6 +7,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
+from api import agent
 from api.deps import Services
 from api.errors import install_handlers
 from api.events import EventHub
@@ -61,8 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The last added runs first: every request, even a refused one, has an id.
     app.add_middleware(BodyLimit, limit=settings.MAX_BODY_BYTES)
     app.add_middleware(RequestId)
-    for module in (chat, jobs, health):
-        app.include_router(module.router)
+    for router in (chat.router, jobs.router, health.router, *agent.routers):
+        app.include_router(router)
     return app
 
 

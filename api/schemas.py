@@ -18,6 +18,18 @@ NOT_BLANK = r"[^\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u
 # A letter, then letters (with their combining marks, as in "हिन्दी"), spaces or hyphens.
 LANGUAGE = r"^\p{L}[\p{L}\p{M} -]{0,63}$"
 
+
+def check_language(value: str) -> str:
+    """`value` if it is 1-64 letters, spaces or hyphens starting with a letter
+    (what LANGUAGE says); ValueError otherwise."""
+    def kind(char: str) -> str:
+        return " " if char in " -" else unicodedata.category(char)[0]
+
+    if kind(value[0]) != "L" or not all(kind(c) in "LM " for c in value[1:]):
+        raise ValueError("must be 1-64 letters, spaces or hyphens, starting with a letter")
+    return value
+
+
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -41,12 +53,7 @@ class ChatRequest(BaseModel):
     @field_validator("language")
     @classmethod
     def _letters(cls, value: str) -> str:
-        def kind(char: str) -> str:
-            return " " if char in " -" else unicodedata.category(char)[0]
-
-        if kind(value[0]) != "L" or not all(kind(c) in "LM " for c in value[1:]):
-            raise ValueError("must be 1-64 letters, spaces or hyphens, starting with a letter")
-        return value
+        return check_language(value)
 
 
 class ChatQuery(BaseModel):

@@ -16,8 +16,12 @@ CREATED_AT = "created_at"
 
 def human_message(job_id: str, text: str, created_at: float) -> HumanMessage:
     """The turn's input; its id is the job's, so a re-run replaces rather than appends."""
-    return HumanMessage(content=text, id=f"{job_id}-human",
+    return HumanMessage(content=text, id=human_id(job_id),
                         additional_kwargs={CREATED_AT: created_at})
+
+
+def human_id(job_id: str) -> str:
+    return f"{job_id}-human"
 
 
 def reply_id(job_id: str) -> str:

@@ -164,6 +164,9 @@ class Job:
     http_status: int | None = None
     task_id: str = ""
     cancel_requested: float | None = None
+    # A job made as a run of the LangGraph Server API: the run's own fields
+    # (JSON), kept in the job's record so they live and expire with it.
+    run: str | None = None
 
     def to_redis(self) -> dict[str, str]:
         return {k: str(v) for k, v in self.__dict__.items() if v is not None}
@@ -191,6 +194,7 @@ class Job:
             http_status=int(http_status) if http_status else None,
             task_id=raw.get("task_id", ""),
             cancel_requested=number("cancel_requested"),
+            run=raw.get("run"),
         )
 
     @property

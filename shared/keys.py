@@ -63,6 +63,23 @@ def owner_key(thread_id: str) -> str:
     return f"{PREFIX}thread:{thread_id}:owner"
 
 
+def agent_thread_key(thread_id: str) -> str:
+    """Hash: a thread of the LangGraph Server API: created_at, updated_at, owner,
+    and each metadata key as a field `m:<key>` holding its JSON value."""
+    return f"{PREFIX}thread:{thread_id}:agent"
+
+
+def agent_threads_key(owner: str) -> str:
+    """Sorted set: an owner's threads of the LangGraph Server API by last update
+    (`owner` is a digest; "" with auth off)."""
+    return f"{PREFIX}agent:threads:{owner or 'anyone'}"
+
+
+def thread_runs_key(thread_id: str) -> str:
+    """Sorted set: the thread's runs of the LangGraph Server API (job ids) by creation."""
+    return f"{PREFIX}thread:{thread_id}:runs"
+
+
 def client_jobs_key(client: str) -> str:
     """Set of a client's unfinished job ids (`client` is a digest)."""
     return f"{PREFIX}client:{client}:jobs"

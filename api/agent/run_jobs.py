@@ -1,0 +1,151 @@
+"""A run of the LangGraph Server API is a job: the one mapping between the two.
+
+The job carries the turn (thread, message, language, owner) like any other,
+so a run gets the same queue, order, rate limit, retries and recovery as a
+POST /chat; the run's own fields ride in the job's record.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from api import conversations, owners
+from api.agent import state
+from api.agent.assistants import resolve
+from api.agent.records import ThreadRecords, scan_index
+from api.agent.schemas import Run, RunCreate, RunStatus
+from api.deps import Services
+from api.errors import Conflict, NotFound
+from api.queueing import queue_job
+from api.sse import job_event_log
+from shared.ids import new_id
+from shared.jobs import Job, JobStatus
+from shared.keys import thread_runs_key
+
+NO_SUCH_THREAD = "no such thread"
+NO_SUCH_RUN = "no such run (unknown, or expired after its retention time)"
+_STATUS: dict[JobStatus, RunStatus] = {
+    JobStatus.QUEUED: "pending", JobStatus.RUNNING: "running", JobStatus.SUCCEEDED: "success",
+    JobStatus.FAILED: "error", JobStatus.CANCELLED: "interrupted"}
+
+
+def _time(stamp: float) -> datetime:
+    return datetime.fromtimestamp(stamp, UTC)
+
+
+def fields_of(job: Job) -> dict[str, Any]:
+    """The run's own fields, as start() recorded them."""
+    fields: dict[str, Any] = json.loads(job.run or "{}")
+    return fields
+
+
+def run_view(job: Job) -> Run:
+    fields = fields_of(job)
+    status = _STATUS[job.status]
+    if job.status == JobStatus.FAILED and job.http_status == 504:
+        status = "timeout"
+    return Run(run_id=job.job_id, thread_id=job.thread_id, assistant_id=fields["assistant_id"],
+               created_at=_time(job.created_at),
+               updated_at=_time(job.finished_at or job.started_at or job.created_at),
+               status=status, metadata=fields["metadata"],
+               multitask_strategy=fields["multitask_strategy"])
+
+
+async def _check_thread(services: Services, records: ThreadRecords, thread_id: str,
+                        owner: str, create: bool) -> None:
+    """404 unless the thread exists and is `owner`'s, or may be created."""
+    record = await records.get(thread_id)
+    if record is not None:
+        if record.owner != owner:
+            raise NotFound(NO_SUCH_THREAD)
+    elif not create and not await conversations.exists_for(services, thread_id, owner):
+        raise NotFound(NO_SUCH_THREAD)
+    if owner and not await services.owners.claim(thread_id, owner):
+        raise NotFound(NO_SUCH_THREAD)
+
+
+async def start(services: Services, records: ThreadRecords, owner: str, client: str,
+                body: RunCreate, thread_id: str | None) -> Job:
+    """Queues the run's turn on the thread, or on a new one for a stateless run
+    (`thread_id` None), following its multitask strategy."""
+    assistant_id = resolve(body.assistant_id)
+    if thread_id is None:
+        thread_id = new_id()
+        if owner:
+            await services.owners.claim_new(thread_id, owner)
+    else:
+        await _check_thread(services, records, thread_id, owner,
+                            create=body.if_not_exists == "create")
+    await records.write(thread_id, owner, "ensure")
+    if body.multitask_strategy == "interrupt":
+        # Queued runs never start; the running one stops before it stores anything.
+        await services.jobs.cancel_thread(thread_id)
+    fields = {"assistant_id": assistant_id, "metadata": body.metadata or {},
+              "multitask_strategy": body.multitask_strategy, "stream_mode": body.modes()}
+    job = Job(job_id=new_id(), thread_id=thread_id, message=body.input.messages[0].content,
+              language=body.language(), owner=owner, client=client, run=json.dumps(fields))
+    # "reject": a thread holding any unfinished job refuses, in the same atomic
+    # step that would queue it.
+    settings = services.settings
+    job = await queue_job(
+        services, job, 1 if body.multitask_strategy == "reject" else settings.MAX_QUEUED_PER_THREAD,
+        busy=Conflict("the thread has a run pending or running (multitask_strategy reject)"))
+    await records.add_run(thread_id, job.job_id, job.created_at, settings.JOB_TTL_SECONDS)
+    return job
+
+
+async def find(services: Services, thread_id: str, run_id: str, owner: str) -> Job:
+    """The run; 404 if unknown or expired, on another thread, or another key's."""
+    job = await services.jobs.get(run_id)
+    if job is None or job.run is None or job.owner != owner or job.thread_id != thread_id:
+        raise NotFound(NO_SUCH_RUN)
+    return job
+
+
+async def list_runs(services: Services, thread_id: str, owner: str, offset: int, limit: int,
+                    status: RunStatus | None) -> list[Run]:
+    """The thread's runs, newest first."""
+    async def load(run_ids: list[str]) -> list[Job | None]:
+        return [await services.jobs.get(run_id) for run_id in run_ids]
+
+    def keep(job: Job) -> bool:
+        return job.owner == owner and (status is None or run_view(job).status == status)
+
+    jobs = await scan_index(services.redis, thread_runs_key(thread_id), True, offset, limit,
+                            load, keep)
+    return [run_view(job) for job in jobs]
+
+
+async def outcome(services: Services, job: Job) -> dict[str, Any]:
+    """What a wait or a join answers once the run has ended: the thread's
+    state values, or the run's error."""
+    if job.status == JobStatus.FAILED:
+        return {"__error__": {"error": "RunError", "message": job.error or "failed"}}
+    return state.values_of(await owners.load(services.saver, job.thread_id))
+
+
+async def forget_thread(services: Services, records: ThreadRecords, thread_id: str,
+                        owner: str) -> None:
+    """Deletes the thread for good: its conversation, its record and its runs' index."""
+    await conversations.erase(services, thread_id)
+    await records.delete(thread_id, owner)
+
+
+async def waited(services: Services, job: Job,
+                 then: Callable[[], Awaitable[None]] | None = None) -> AsyncIterator[bytes]:
+    """The body of a wait or a join: a blank line whenever the run is still
+    going (JSON ignores it; proxies see a live connection), then its outcome.
+
+    `then` runs once the outcome is read (a stateless run deletes its thread).
+    """
+    async for event in job_event_log(services.hub, services.jobs, job, "0-0"):
+        if event is None:
+            yield b"\n"
+    ended = await services.jobs.get(job.job_id) or job
+    body = await outcome(services, ended)
+    if then is not None:
+        await then()
+    yield json.dumps(body, default=str).encode()

@@ -1,0 +1,279 @@
+"""The HTTP models of the LangGraph Server API, as far as this gateway serves it.
+
+Shapes follow the API the `langgraph-sdk` client speaks. Fields the gateway
+does not honour are typed `null` (what the SDK sends when they are unset):
+a request that sets one is refused with a 422 naming it, rather than run
+without it. The schema so says exactly what is accepted.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from api.schemas import LANGUAGE, MAX_MESSAGE_CHARS, NOT_BLANK, check_language
+from shared.ids import ID_PATTERN, MAX_ID_LENGTH
+
+GRAPH_ID = "chat"
+StreamModeName = Literal["values", "updates", "messages-tuple"]
+MultitaskStrategy = Literal["reject", "enqueue", "interrupt"]
+RunStatus = Literal["pending", "running", "error", "success", "timeout", "interrupted"]
+ThreadStatus = Literal["idle", "busy"]
+Metadata = dict[str, Any]
+Id = Annotated[str, Field(pattern=ID_PATTERN, max_length=MAX_ID_LENGTH)]
+Language = Annotated[str, Field(min_length=1, max_length=64,
+                                json_schema_extra={"pattern": LANGUAGE})]
+Unsupported = Annotated[None, Field(None, description="Not supported here: omit it, or null.")]
+
+
+class Strict(BaseModel):
+    # A misspelt or unknown field is refused, not ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+def _unsupported(value: object) -> None:
+    if value is not None:
+        raise ValueError("not supported by this server")
+
+
+def refuse_unsupported(*names: str) -> Any:
+    """A validator that refuses any value but null in the fields `names`."""
+    return field_validator(*names, mode="before")(lambda _cls, value: _unsupported(value))
+
+
+# --- assistants ---------------------------------------------------------------
+
+class Assistant(BaseModel):
+    assistant_id: str
+    graph_id: str
+    config: dict[str, Any]
+    context: dict[str, Any]
+    metadata: Metadata
+    version: int
+    name: str
+    description: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class AssistantSearch(Strict):
+    graph_id: str | None = None
+    metadata: Metadata | None = None
+    name: str | None = None
+    limit: int = Field(10, ge=1, le=1000)
+    offset: int = Field(0, ge=0)
+    sort_by: Literal["assistant_id", "graph_id", "name", "created_at",
+                     "updated_at"] | None = None
+    sort_order: Literal["asc", "desc"] | None = None
+    select: Unsupported = None
+
+    _refused = refuse_unsupported("select")
+
+
+class GraphSchema(BaseModel):
+    graph_id: str
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+    state_schema: dict[str, Any]
+    config_schema: dict[str, Any]
+    context_schema: dict[str, Any]
+
+
+# --- the run's input, config and context ------------------------------------------
+
+class InputMessage(Strict):
+    """The user's message, as a LangChain message dict or an OpenAI-style one."""
+
+    content: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS,
+                         json_schema_extra={"pattern": NOT_BLANK},
+                         description="The user's message; not only whitespace.")
+    role: Literal["user", "human"] | None = None
+    type: Literal["human"] | None = None
+    id: str | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be only whitespace")
+        return value
+
+
+class RunInput(Strict):
+    """One turn: exactly one message from the user."""
+
+    messages: list[InputMessage] = Field(min_length=1, max_length=1)
+
+
+class Configurable(BaseModel):
+    # Other keys are the caller's own (ids of its users...); the graph reads only these.
+    model_config = ConfigDict(extra="allow")
+
+    language: Language | None = Field(None, description="The reply language.")
+    thread_id: str | None = None
+
+    @field_validator("language")
+    @classmethod
+    def _letters(cls, value: str | None) -> str | None:
+        return None if value is None else check_language(value)
+
+
+class RunConfig(Strict):
+    configurable: Configurable | None = None
+    tags: list[str] | None = None
+    recursion_limit: int | None = None
+
+
+class RunContext(Strict):
+    language: Language | None = Field(None, description="The reply language.")
+
+    @field_validator("language")
+    @classmethod
+    def _letters(cls, value: str | None) -> str | None:
+        return None if value is None else check_language(value)
+
+
+class RunCreate(Strict):
+    """A run: one chat turn on the thread (or on a new one, for a stateless run)."""
+
+    assistant_id: str = Field(description=f'"{GRAPH_ID}", or the assistant\'s id.')
+    input: RunInput
+    config: RunConfig | None = None
+    context: RunContext | None = None
+    metadata: Metadata | None = None
+    stream_mode: StreamModeName | list[StreamModeName] = "values"
+    stream_subgraphs: bool = False
+    # Every run's events are kept (for the job's retention time), so every
+    # stream can be resumed with Last-Event-ID.
+    stream_resumable: bool = False
+    multitask_strategy: MultitaskStrategy = "enqueue"
+    if_not_exists: Literal["create", "reject"] = "reject"
+    on_disconnect: Literal["continue"] | None = None
+    on_completion: Literal["delete", "keep"] | None = None
+    # Each turn stores one checkpoint when it ends, whatever is asked.
+    durability: Literal["sync", "async", "exit"] | None = None
+    command: Unsupported = None
+    checkpoint: Unsupported = None
+    checkpoint_id: Unsupported = None
+    checkpoint_during: Unsupported = None
+    interrupt_before: Unsupported = None
+    interrupt_after: Unsupported = None
+    feedback_keys: Unsupported = None
+    webhook: Unsupported = None
+    after_seconds: Unsupported = None
+    langsmith_tracer: Unsupported = None
+    strict_resume: Unsupported = None
+
+    _refused = refuse_unsupported(
+        "command", "checkpoint", "checkpoint_id", "checkpoint_during", "interrupt_before",
+        "interrupt_after", "feedback_keys", "webhook", "after_seconds", "langsmith_tracer",
+        "strict_resume")
+
+    def language(self) -> str:
+        """From `context.language`, else `config.configurable.language`, else English."""
+        configurable = self.config.configurable if self.config else None
+        return ((self.context and self.context.language)
+                or (configurable and configurable.language) or "English")
+
+    def modes(self) -> list[str]:
+        return [self.stream_mode] if isinstance(self.stream_mode, str) else list(self.stream_mode)
+
+
+class Run(BaseModel):
+    run_id: str
+    thread_id: str
+    assistant_id: str
+    created_at: datetime
+    updated_at: datetime
+    status: RunStatus
+    metadata: Metadata
+    multitask_strategy: MultitaskStrategy
+
+
+# --- threads --------------------------------------------------------------------
+
+class Thread(BaseModel):
+    thread_id: str
+    created_at: datetime
+    updated_at: datetime
+    metadata: Metadata
+    status: ThreadStatus
+    values: dict[str, Any]
+    interrupts: dict[str, list[Any]]
+
+
+class ThreadCreate(Strict):
+    thread_id: Id | None = None
+    metadata: Metadata | None = None
+    if_exists: Literal["raise", "do_nothing"] | None = None
+    supersteps: Unsupported = None
+    ttl: Unsupported = None
+
+    _refused = refuse_unsupported("supersteps", "ttl")
+
+
+class ThreadPatch(Strict):
+    metadata: Metadata | None = None
+    ttl: Unsupported = None
+
+    _refused = refuse_unsupported("ttl")
+
+
+class ThreadSearch(Strict):
+    metadata: Metadata | None = None
+    ids: list[Id] | None = Field(None, max_length=1000)
+    status: ThreadStatus | None = None
+    limit: int = Field(10, ge=1, le=100)
+    offset: int = Field(0, ge=0, le=10_000)
+    sort_by: Literal["updated_at"] | None = None
+    sort_order: Literal["asc", "desc"] | None = None
+    values: Unsupported = None
+    select: Unsupported = None
+    extract: Unsupported = None
+
+    _refused = refuse_unsupported("values", "select", "extract")
+
+
+class CheckpointRef(BaseModel):
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str | None
+    checkpoint_map: dict[str, Any] | None = None
+
+
+class ThreadState(BaseModel):
+    values: dict[str, Any]
+    next: list[str]
+    tasks: list[dict[str, Any]]
+    checkpoint: CheckpointRef
+    metadata: Metadata
+    created_at: str | None
+    parent_checkpoint: CheckpointRef | None
+    interrupts: list[Any]
+
+
+class CheckpointSelector(Strict):
+    """A checkpoint of the thread's root graph (the only namespace it has)."""
+
+    checkpoint_id: Id | None = None
+    checkpoint_ns: Literal[""] = ""
+    thread_id: str | None = None
+    checkpoint_map: dict[str, Any] | None = None
+
+
+class HistoryQuery(Strict):
+    limit: int = Field(10, ge=1, le=1000)
+    before: Id | CheckpointSelector | None = Field(
+        None, description="A checkpoint id, or a checkpoint: only older ones are listed.")
+    metadata: Metadata | None = None
+    checkpoint: CheckpointSelector | None = None
+    select: Unsupported = None
+
+    _refused = refuse_unsupported("select")
+
+    def before_id(self) -> str | None:
+        if isinstance(self.before, CheckpointSelector):
+            return self.before.checkpoint_id
+        return self.before

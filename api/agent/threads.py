@@ -1,0 +1,174 @@
+"""Threads: made, found, searched, annotated, copied and deleted; their state and history.
+
+A thread is a conversation like any other: one made by POST /chat can be
+read here, and one made here can be posted to. Only threads made or run
+through this API have a record (metadata) and are found by search.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Response
+from langgraph.checkpoint.base import CheckpointTuple
+
+from api import owners
+from api.agent import run_jobs, state
+from api.agent.records import RecordsDep, ThreadRecord, ThreadRecords
+from api.agent.schemas import (
+    HistoryQuery,
+    Thread,
+    ThreadCreate,
+    ThreadPatch,
+    ThreadSearch,
+    ThreadState,
+)
+from api.deps import OwnerDep, Services, ServicesDep, limit_client
+from api.errors import Conflict, NotFound
+from api.openapi_responses import errors
+from shared.ids import ID_PATTERN, MAX_ID_LENGTH, new_id
+from shared.keys import inbox_key
+
+router = APIRouter(tags=["threads"], dependencies=[Depends(limit_client)])
+
+IdPath = Annotated[str, Path(pattern=ID_PATTERN, max_length=MAX_ID_LENGTH)]
+NO_SUCH_THREAD = run_jobs.NO_SUCH_THREAD
+
+
+def _time(stamp: float) -> datetime:
+    return datetime.fromtimestamp(stamp, UTC)
+
+
+async def _view(services: Services, thread_id: str, record: ThreadRecord | None,
+                saved: CheckpointTuple | None) -> Thread:
+    if record is not None:
+        created, updated = _time(record.created_at), _time(record.updated_at)
+        busy, metadata = record.busy, record.metadata
+    else:
+        assert saved is not None
+        created = updated = state.saved_at(saved)
+        busy, metadata = bool(await services.redis.llen(inbox_key(thread_id))), {}
+    return Thread(thread_id=thread_id, created_at=created, updated_at=updated,
+                  metadata=metadata, status="busy" if busy else "idle",
+                  values=state.values_of(saved), interrupts={})
+
+
+async def _find(services: Services, records: ThreadRecords, thread_id: str,
+                owner: str) -> tuple[ThreadRecord | None, CheckpointTuple | None]:
+    """The thread's record and latest checkpoint; 404 unless it has one of them
+    and is `owner`'s."""
+    record = await records.get(thread_id)
+    if record is not None and record.owner != owner:
+        raise NotFound(NO_SUCH_THREAD)
+    saved = await owners.load(services.saver, thread_id)
+    if record is None and (saved is None or (owner and owners.stored_owner(saved) != owner)):
+        raise NotFound(NO_SUCH_THREAD)
+    return record, saved
+
+
+@router.post("/threads", response_model=Thread, responses=errors(409))
+async def create_thread(body: ThreadCreate, services: ServicesDep, records: RecordsDep,
+                        owner: OwnerDep) -> Thread:
+    """Make a thread (with the given id, or a new one)."""
+    thread_id = body.thread_id or new_id()
+    taken = Conflict("a thread with this id exists")
+    may_exist = body.if_exists == "do_nothing"
+    if owner and body.thread_id is None:
+        await services.owners.claim_new(thread_id, owner)
+    elif owner and not await services.owners.claim(thread_id, owner):
+        raise taken  # another key's
+    # A conversation made by POST /chat exists without a record.
+    if (body.thread_id and not may_exist
+            and await owners.load(services.saver, thread_id) is not None):
+        raise taken
+    if not await records.write(thread_id, owner, "create", body.metadata) and not may_exist:
+        raise taken
+    record, saved = await _find(services, records, thread_id, owner)
+    return await _view(services, thread_id, record, saved)
+
+
+@router.post("/threads/search", response_model=list[Thread], responses=errors())
+async def search_threads(body: ThreadSearch, services: ServicesDep, records: RecordsDep,
+                         owner: OwnerDep) -> list[Thread]:
+    """The caller's threads that match, most recently updated first (by default)."""
+    ids = set(body.ids) if body.ids is not None else None
+
+    def keep(record: ThreadRecord) -> bool:
+        return (record.matches(body.metadata or {})
+                and (ids is None or record.thread_id in ids)
+                and (body.status is None or (body.status == "busy") == record.busy))
+
+    found = await records.search(owner, body.sort_order != "asc", body.offset, body.limit, keep)
+    saved = await asyncio.gather(*(owners.load(services.saver, r.thread_id) for r in found))
+    return [await _view(services, r.thread_id, r, s) for r, s in zip(found, saved, strict=True)]
+
+
+@router.get("/threads/{thread_id}", response_model=Thread, responses=errors(404))
+async def get_thread(thread_id: IdPath, services: ServicesDep, records: RecordsDep,
+                     owner: OwnerDep) -> Thread:
+    """The thread, with its current state values."""
+    record, saved = await _find(services, records, thread_id, owner)
+    return await _view(services, thread_id, record, saved)
+
+
+@router.patch("/threads/{thread_id}", response_model=Thread, responses=errors(404))
+async def update_thread(thread_id: IdPath, body: ThreadPatch, services: ServicesDep,
+                        records: RecordsDep, owner: OwnerDep) -> Thread:
+    """Merge metadata into the thread's."""
+    await _find(services, records, thread_id, owner)
+    await records.write(thread_id, owner, "ensure", body.metadata)
+    record, saved = await _find(services, records, thread_id, owner)
+    return await _view(services, thread_id, record, saved)
+
+
+@router.delete("/threads/{thread_id}", status_code=204, response_class=Response,
+               responses={**errors(404), 204: {"description": "Deleted."}})
+async def delete_thread(thread_id: IdPath, services: ServicesDep, records: RecordsDep,
+                        owner: OwnerDep) -> Response:
+    """Delete the thread for good; its pending and running runs end interrupted."""
+    await _find(services, records, thread_id, owner)
+    await run_jobs.forget_thread(services, records, thread_id, owner)
+    return Response(status_code=204)
+
+
+@router.get("/threads/{thread_id}/state", response_model=ThreadState, responses=errors(404))
+async def get_state(thread_id: IdPath, services: ServicesDep, records: RecordsDep,
+                    owner: OwnerDep) -> ThreadState:
+    """The thread's latest state."""
+    _, saved = await _find(services, records, thread_id, owner)
+    return state.thread_state(thread_id, saved)
+
+
+@router.post("/threads/{thread_id}/history", response_model=list[ThreadState],
+             responses=errors(404))
+async def get_history(thread_id: IdPath, body: HistoryQuery, services: ServicesDep,
+                      records: RecordsDep, owner: OwnerDep) -> list[ThreadState]:
+    """The thread's states at the checkpoints the store keeps, newest first."""
+    await _find(services, records, thread_id, owner)
+    config: dict[str, Any] = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    before = body.before_id()
+    if body.checkpoint is not None and body.checkpoint.checkpoint_id is not None:
+        config["configurable"]["checkpoint_id"] = body.checkpoint.checkpoint_id
+    before_config: Any = None
+    if before is not None:
+        before_config = {"configurable": {**config["configurable"], "checkpoint_id": before}}
+    return [state.thread_state(thread_id, saved) async for saved in services.saver.alist(
+        config, filter=body.metadata or None, before=before_config,  # type: ignore[arg-type]
+        limit=body.limit)]
+
+
+@router.post("/threads/{thread_id}/copy", response_model=Thread, responses=errors(404))
+async def copy_thread(thread_id: IdPath, services: ServicesDep, records: RecordsDep,
+                      owner: OwnerDep) -> Thread:
+    """Copy the thread, its state and metadata, to a new thread."""
+    record, saved = await _find(services, records, thread_id, owner)
+    copy_id = new_id()
+    if owner:
+        await services.owners.claim_new(copy_id, owner)
+    if saved is not None:
+        await services.saver.acopy_thread(thread_id, copy_id)
+    await records.write(copy_id, owner, "create", record.metadata if record else None)
+    copied, copy_saved = await _find(services, records, copy_id, owner)
+    return await _view(services, copy_id, copied, copy_saved)
