@@ -33,14 +33,13 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _unsupported(value: object) -> None:
-    if value is not None:
-        raise ValueError("not supported by this server")
-
-
 def refuse_unsupported(*names: str) -> Any:
     """A validator that refuses any value but null in the fields `names`."""
-    return field_validator(*names, mode="before")(lambda _cls, value: _unsupported(value))
+    def refuse(cls: type, value: object) -> None:
+        if value is not None:
+            raise ValueError("not supported by this server")
+
+    return field_validator(*names, mode="before")(classmethod(refuse))
 
 
 # --- assistants ---------------------------------------------------------------
