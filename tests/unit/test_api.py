@@ -109,11 +109,21 @@ def test_the_x_api_key_header_is_worth_the_bearer_one() -> None:
         assert right.status_code == 503  # past auth, on to the (missing) Redis
 
 
+AGENT_PATHS = {
+    "/assistants/search", "/assistants/{assistant_id}", "/assistants/{assistant_id}/graph",
+    "/assistants/{assistant_id}/schemas", "/threads", "/threads/search",
+    "/threads/{thread_id}", "/threads/{thread_id}/copy", "/threads/{thread_id}/history",
+    "/threads/{thread_id}/state", "/threads/{thread_id}/runs", "/threads/{thread_id}/runs/wait",
+    "/threads/{thread_id}/runs/stream", "/threads/{thread_id}/runs/{run_id}",
+    "/threads/{thread_id}/runs/{run_id}/cancel", "/threads/{thread_id}/runs/{run_id}/join",
+    "/threads/{thread_id}/runs/{run_id}/stream", "/runs", "/runs/wait", "/runs/stream"}
+
+
 def test_openapi_documents_every_endpoint(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert set(paths) == {"/chat", "/chat/jobs/{job_id}", "/chat/jobs/{job_id}/cancel",
                           "/chat/history/{thread_id}", "/chat/jobs/{job_id}/events",
-                          "/healthz", "/readyz"}
+                          "/healthz", "/readyz", *AGENT_PATHS}
     assert "202" in paths["/chat"]["post"]["responses"]
 
 

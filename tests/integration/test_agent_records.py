@@ -1,0 +1,58 @@
+"""Thread records of the LangGraph Server API against a real redis-server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from api.agent.records import SCAN_BATCH, ThreadRecord, ThreadRecords
+from shared.keys import agent_thread_key, agent_threads_key, inbox_key
+
+
+@pytest.fixture
+async def records(redis_url: str) -> AsyncIterator[ThreadRecords]:
+    redis = Redis.from_url(redis_url.removesuffix("/0") + "/6", decode_responses=True)
+    await redis.flushdb()
+    yield ThreadRecords(redis, ttl=3600)
+    await redis.aclose()
+
+
+async def test_create_once_update_only_what_exists_merge_metadata(
+        records: ThreadRecords) -> None:
+    assert await records.write("t", "o", "create", {"a": 1, "b": [1, 2]})
+    assert not await records.write("t", "o", "create", {"a": 2})
+    assert not await records.write("missing", "o", "update", {"a": 1})
+    assert await records.write("t", "o", "update", {"a": {"x": None}, "c": "new"})
+
+    record = await records.get("t")
+
+    assert record is not None and await records.get("missing") is None
+    assert record.metadata == {"a": {"x": None}, "b": [1, 2], "c": "new"}
+    assert record.owner == "o" and record.updated_at >= record.created_at
+    assert record.matches({"b": [1, 2], "c": "new"}) and not record.matches({"c": "old"})
+    assert await records.redis.ttl(agent_thread_key("t")) > 0
+
+
+async def test_search_pages_newest_first_and_forgets_expired_threads(
+        records: ThreadRecords) -> None:
+    count = SCAN_BATCH + 50  # more than one round of the index
+    for n in range(count):
+        await records.write(f"t{n}", "o", "create", {"even": n % 2 == 0})
+    await records.write("other", "someone-else", "create")
+    await records.redis.delete(agent_thread_key("t2"))  # expired
+    await records.redis.rpush(inbox_key("t4"), "job")  # busy
+
+    def even(record: ThreadRecord) -> bool:
+        return bool(record.metadata["even"])
+
+    page = await records.search("o", True, 1, 3, even)
+    last = await records.search("o", True, 0, count, even)
+
+    newest_evens = [f"t{n}" for n in range(count - 1, -1, -1) if n % 2 == 0 and n != 2]
+    assert [r.thread_id for r in page] == newest_evens[1:4]
+    assert [r.thread_id for r in last] == newest_evens
+    assert [r.busy for r in last if r.thread_id == "t4"] == [True]
+    assert await records.redis.zscore(agent_threads_key("o"), "t2") is None
+    assert await records.search("nobody", True, 0, 10, even) == []
