@@ -95,12 +95,18 @@ def _validation_detail(exc: RequestValidationError) -> str:
 
 def _allowed_methods(request: Request) -> str:
     """Every documented method on the request's path. Each route (GET and
-    DELETE of one path are two) would name only its own in its 405."""
-    methods: set[str] = set()
+    DELETE of one path are two) would name only its own in its 405.
+
+    Of the paths that match, the most literal ones are the request's:
+    /threads/search is itself, not /threads/{thread_id} searching for "search".
+    """
+    matches: dict[int, set[str]] = {}
     for template, operations in request.app.openapi()["paths"].items():
-        pattern = "[^/]+".join(re.escape(part) for part in re.split(r"\{[^/}]+\}", template))
+        parts = re.split(r"\{[^/}]+\}", template)
+        pattern = "[^/]+".join(re.escape(part) for part in parts)
         if re.fullmatch(pattern, request.url.path):
-            methods |= {method.upper() for method in operations}
+            matches.setdefault(len(parts), set()).update(m.upper() for m in operations)
+    methods = matches[min(matches)] if matches else set()
     if "GET" in methods:
         methods.add("HEAD")
     return ", ".join(sorted(methods))

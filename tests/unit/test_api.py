@@ -164,6 +164,12 @@ def test_405_names_every_method_of_the_path(client: TestClient) -> None:
     assert reply.headers["allow"] == "DELETE, GET, HEAD"
 
 
+def test_405_names_the_methods_of_the_most_literal_path(client: TestClient) -> None:
+    # /threads/search is a path of its own, not a thread named "search".
+    assert client.put("/threads/search").headers["allow"] == "POST"
+    assert client.put("/threads/t1").headers["allow"] == "DELETE, GET, HEAD, PATCH"
+
+
 def test_the_schema_s_blank_pattern_is_exactly_what_strip_removes() -> None:
     blank = re.compile(NOT_BLANK)
     for code in range(0x3100):  # past U+3000, the last whitespace character
