@@ -6,7 +6,7 @@ import unicodedata
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from shared.ids import ID_PATTERN, MAX_ID_LENGTH
@@ -19,9 +19,13 @@ NOT_BLANK = r"[^\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u
 LANGUAGE = r"^\p{L}[\p{L}\p{M} -]{0,63}$"
 
 
-def check_language(value: str) -> str:
-    """`value` if it is 1-64 letters, spaces or hyphens starting with a letter
-    (what LANGUAGE says); ValueError otherwise."""
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be only whitespace")
+    return value
+
+
+def _letters(value: str) -> str:
     def kind(char: str) -> str:
         return " " if char in " -" else unicodedata.category(char)[0]
 
@@ -30,30 +34,25 @@ def check_language(value: str) -> str:
     return value
 
 
+# A user's message: 1..32,000 characters, not only whitespace.
+MessageText = Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS,
+                                   json_schema_extra={"pattern": NOT_BLANK}),
+                        AfterValidator(_not_blank)]
+# A reply language, like "English" or "Brazilian Portuguese".
+LanguageName = Annotated[str, Field(min_length=1, max_length=64,
+                                    json_schema_extra={"pattern": LANGUAGE}),
+                         AfterValidator(_letters)]
+
+
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS,
-                         json_schema_extra={"pattern": NOT_BLANK},
-                         description="The user's message; not only whitespace.")
+    message: MessageText = Field(description="The user's message; not only whitespace.")
     thread_id: str | None = Field(
         None, pattern=ID_PATTERN, max_length=MAX_ID_LENGTH,
         description="The conversation; omitted or null starts a new one.")
-    language: str = Field("English", min_length=1, max_length=64,
-                          json_schema_extra={"pattern": LANGUAGE},
-                          description="The reply language: 1-64 letters, spaces or hyphens.")
-
-    @field_validator("message")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be only whitespace")
-        return value
-
-    @field_validator("language")
-    @classmethod
-    def _letters(cls, value: str) -> str:
-        return check_language(value)
+    language: LanguageName = Field(
+        "English", description="The reply language: 1-64 letters, spaces or hyphens.")
 
 
 class ChatQuery(BaseModel):

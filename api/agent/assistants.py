@@ -62,7 +62,7 @@ def resolve(assistant_id: str) -> str:
     return ASSISTANT_ID
 
 
-@router.post("/assistants/search", response_model=list[Assistant], responses=errors())
+@router.post("/assistants/search", response_model=list[Assistant], responses=errors(400))
 async def search_assistants(body: AssistantSearch, _: OwnerDep) -> list[Assistant]:
     """The assistants that match: the chat graph's, or none."""
     matches = ((body.graph_id in (None, GRAPH_ID)) and body.name in (None, ASSISTANT.name)

@@ -16,7 +16,7 @@ from api.agent.streams import run_path, run_stream
 from api.deps import ClientDep, OwnerDep, Services, ServicesDep, limit_client
 from api.errors import Conflict
 from api.openapi_responses import Responses, errors
-from api.sse import LAST_EVENT_ID_SCHEMA, parse_last_event_id
+from api.sse import LAST_EVENT_ID_SCHEMA, job_event_log, parse_last_event_id
 from shared.ids import ID_PATTERN, MAX_ID_LENGTH
 from shared.jobs import Job
 
@@ -87,7 +87,7 @@ def _deletes_thread(body: RunCreate) -> bool:
     return body.on_completion != "keep"
 
 
-@router.post("/threads/{thread_id}/runs", response_model=Run, responses=errors(404, 409))
+@router.post("/threads/{thread_id}/runs", response_model=Run, responses=errors(400, 404, 409))
 async def create_run(thread_id: IdPath, body: RunCreate, services: ServicesDep,
                      records: RecordsDep, owner: OwnerDep, client: ClientDep) -> Run:
     """Queue a run on the thread; it goes on in the background."""
@@ -96,7 +96,7 @@ async def create_run(thread_id: IdPath, body: RunCreate, services: ServicesDep,
 
 
 @router.post("/threads/{thread_id}/runs/wait", response_model=None,
-             responses={**errors(404, 409), **_OUTCOME})
+             responses={**errors(400, 404, 409), **_OUTCOME})
 async def wait_run(thread_id: IdPath, body: RunCreate, services: ServicesDep,
                    records: RecordsDep, owner: OwnerDep, client: ClientDep) -> Any:
     """Queue a run on the thread and answer with the thread's state once it has ended."""
@@ -105,7 +105,7 @@ async def wait_run(thread_id: IdPath, body: RunCreate, services: ServicesDep,
 
 
 @router.post("/threads/{thread_id}/runs/stream", response_class=EventSourceResponse,
-             responses={**errors(404, 409), **_RUN_STREAM})
+             responses={**errors(400, 404, 409), **_RUN_STREAM})
 async def stream_run(thread_id: IdPath, body: RunCreate, services: ServicesDep,
                      records: RecordsDep, owner: OwnerDep,
                      client: ClientDep) -> EventSourceResponse:
@@ -114,7 +114,7 @@ async def stream_run(thread_id: IdPath, body: RunCreate, services: ServicesDep,
     return run_stream(services, job, body.modes())
 
 
-@router.post("/runs", response_model=Run, responses=errors(404))
+@router.post("/runs", response_model=Run, responses=errors(400, 404))
 async def create_stateless_run(body: StatelessBackgroundRun, services: ServicesDep,
                                records: RecordsDep, owner: OwnerDep, client: ClientDep) -> Run:
     """Queue a run on a new thread; it goes on in the background."""
@@ -122,7 +122,7 @@ async def create_stateless_run(body: StatelessBackgroundRun, services: ServicesD
     return run_jobs.run_view(job)
 
 
-@router.post("/runs/wait", response_model=None, responses={**errors(404), **_OUTCOME})
+@router.post("/runs/wait", response_model=None, responses={**errors(400, 404), **_OUTCOME})
 async def wait_stateless_run(body: RunCreate, services: ServicesDep, records: RecordsDep,
                              owner: OwnerDep, client: ClientDep) -> Any:
     """Run on a new thread and answer with its state once it has ended; the thread
@@ -132,7 +132,7 @@ async def wait_stateless_run(body: RunCreate, services: ServicesDep, records: Re
 
 
 @router.post("/runs/stream", response_class=EventSourceResponse,
-             responses={**errors(404), **_RUN_STREAM})
+             responses={**errors(400, 404), **_RUN_STREAM})
 async def stream_stateless_run(body: RunCreate, services: ServicesDep, records: RecordsDep,
                                owner: OwnerDep, client: ClientDep) -> EventSourceResponse:
     """Run on a new thread and stream it; the thread is deleted once the stream
@@ -167,13 +167,16 @@ async def cancel_run(thread_id: IdPath, run_id: IdPath, services: ServicesDep,
                      owner: OwnerDep, query: Annotated[CancelQuery, Query()]) -> Response:
     """Cancel the run: a pending one never starts, a running one stops; nothing is stored."""
     job = await run_jobs.find(services, thread_id, run_id, owner)
+    if query.wait:
+        services.hub.admit()
+    # The worker claims a job before it stores its turn: a cancel after that
+    # is too late, and says so.
     if await services.jobs.ask_cancel(run_id) != "cancelling":
         raise Conflict("the run has already ended, or is storing its reply")
     await services.jobs.cancel(job, only_if_queued=True)
     if query.wait:
-        services.hub.admit()
-        async for _ in run_jobs.waited(services, job):
-            pass
+        async for _ in job_event_log(services.hub, services.jobs, job, "0-0"):
+            pass  # until its terminal event
     return Response(status_code=202)
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from api.schemas import LANGUAGE, MAX_MESSAGE_CHARS, NOT_BLANK, check_language
+from api.schemas import LanguageName, MessageText
 from shared.ids import ID_PATTERN, MAX_ID_LENGTH
 
 GRAPH_ID = "chat"
@@ -23,14 +23,23 @@ RunStatus = Literal["pending", "running", "error", "success", "timeout", "interr
 ThreadStatus = Literal["idle", "busy"]
 Metadata = dict[str, Any]
 Id = Annotated[str, Field(pattern=ID_PATTERN, max_length=MAX_ID_LENGTH)]
-Language = Annotated[str, Field(min_length=1, max_length=64,
-                                json_schema_extra={"pattern": LANGUAGE})]
 Unsupported = Annotated[None, Field(None, description="Not supported here: omit it, or null.")]
 
 
 class Strict(BaseModel):
     # A misspelt or unknown field is refused, not ignored.
     model_config = ConfigDict(extra="forbid")
+
+
+def _json_integer(value: object) -> object:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be an integer")
+    return value
+
+
+# An integer as JSON has them (3, or 3.0), not what pydantic's lax mode also
+# takes (true, "3"): the schema says which requests are accepted.
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
 
 
 def refuse_unsupported(*names: str) -> Any:
@@ -61,8 +70,8 @@ class AssistantSearch(Strict):
     graph_id: str | None = None
     metadata: Metadata | None = None
     name: str | None = None
-    limit: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    limit: JsonInt = Field(10, ge=1, le=1000)
+    offset: JsonInt = Field(0, ge=0)
     sort_by: Literal["assistant_id", "graph_id", "name", "created_at",
                      "updated_at"] | None = None
     sort_order: Literal["asc", "desc"] | None = None
@@ -85,19 +94,10 @@ class GraphSchema(BaseModel):
 class InputMessage(Strict):
     """The user's message, as a LangChain message dict or an OpenAI-style one."""
 
-    content: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS,
-                         json_schema_extra={"pattern": NOT_BLANK},
-                         description="The user's message; not only whitespace.")
+    content: MessageText = Field(description="The user's message; not only whitespace.")
     role: Literal["user", "human"] | None = None
     type: Literal["human"] | None = None
     id: str | None = None
-
-    @field_validator("content")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be only whitespace")
-        return value
 
 
 class RunInput(Strict):
@@ -110,28 +110,18 @@ class Configurable(BaseModel):
     # Other keys are the caller's own (ids of its users...); the graph reads only these.
     model_config = ConfigDict(extra="allow")
 
-    language: Language | None = Field(None, description="The reply language.")
+    language: LanguageName | None = Field(None, description="The reply language.")
     thread_id: str | None = None
-
-    @field_validator("language")
-    @classmethod
-    def _letters(cls, value: str | None) -> str | None:
-        return None if value is None else check_language(value)
 
 
 class RunConfig(Strict):
     configurable: Configurable | None = None
     tags: list[str] | None = None
-    recursion_limit: int | None = None
+    recursion_limit: JsonInt | None = None
 
 
 class RunContext(Strict):
-    language: Language | None = Field(None, description="The reply language.")
-
-    @field_validator("language")
-    @classmethod
-    def _letters(cls, value: str | None) -> str | None:
-        return None if value is None else check_language(value)
+    language: LanguageName | None = Field(None, description="The reply language.")
 
 
 class RunCreate(Strict):
@@ -143,10 +133,11 @@ class RunCreate(Strict):
     context: RunContext | None = None
     metadata: Metadata | None = None
     stream_mode: StreamModeName | list[StreamModeName] = "values"
-    stream_subgraphs: bool = False
+    # strict: `true` or `false`, as JSON has them, not 1 or "yes".
+    stream_subgraphs: bool = Field(False, strict=True)
     # Every run's events are kept (for the job's retention time), so every
     # stream can be resumed with Last-Event-ID.
-    stream_resumable: bool = False
+    stream_resumable: bool = Field(False, strict=True)
     multitask_strategy: MultitaskStrategy = "enqueue"
     if_not_exists: Literal["create", "reject"] = "reject"
     on_disconnect: Literal["continue"] | None = None
@@ -224,8 +215,8 @@ class ThreadSearch(Strict):
     metadata: Metadata | None = None
     ids: list[Id] | None = Field(None, max_length=1000)
     status: ThreadStatus | None = None
-    limit: int = Field(10, ge=1, le=100)
-    offset: int = Field(0, ge=0, le=10_000)
+    limit: JsonInt = Field(10, ge=1, le=100)
+    offset: JsonInt = Field(0, ge=0, le=10_000)
     sort_by: Literal["updated_at"] | None = None
     sort_order: Literal["asc", "desc"] | None = None
     values: Unsupported = None
@@ -263,7 +254,7 @@ class CheckpointSelector(Strict):
 
 
 class HistoryQuery(Strict):
-    limit: int = Field(10, ge=1, le=1000)
+    limit: JsonInt = Field(10, ge=1, le=1000)
     before: Id | CheckpointSelector | None = Field(
         None, description="A checkpoint id, or a checkpoint: only older ones are listed.")
     metadata: Metadata | None = None

@@ -68,7 +68,7 @@ async def _find(services: Services, records: ThreadRecords, thread_id: str,
     return record, saved
 
 
-@router.post("/threads", response_model=Thread, responses=errors(409))
+@router.post("/threads", response_model=Thread, responses=errors(400, 409))
 async def create_thread(body: ThreadCreate, services: ServicesDep, records: RecordsDep,
                         owner: OwnerDep) -> Thread:
     """Make a thread (with the given id, or a new one)."""
@@ -89,7 +89,7 @@ async def create_thread(body: ThreadCreate, services: ServicesDep, records: Reco
     return await _view(services, thread_id, record, saved)
 
 
-@router.post("/threads/search", response_model=list[Thread], responses=errors())
+@router.post("/threads/search", response_model=list[Thread], responses=errors(400))
 async def search_threads(body: ThreadSearch, services: ServicesDep, records: RecordsDep,
                          owner: OwnerDep) -> list[Thread]:
     """The caller's threads that match, most recently updated first (by default)."""
@@ -113,7 +113,7 @@ async def get_thread(thread_id: IdPath, services: ServicesDep, records: RecordsD
     return await _view(services, thread_id, record, saved)
 
 
-@router.patch("/threads/{thread_id}", response_model=Thread, responses=errors(404))
+@router.patch("/threads/{thread_id}", response_model=Thread, responses=errors(400, 404))
 async def update_thread(thread_id: IdPath, body: ThreadPatch, services: ServicesDep,
                         records: RecordsDep, owner: OwnerDep) -> Thread:
     """Merge metadata into the thread's."""
@@ -142,7 +142,7 @@ async def get_state(thread_id: IdPath, services: ServicesDep, records: RecordsDe
 
 
 @router.post("/threads/{thread_id}/history", response_model=list[ThreadState],
-             responses=errors(404))
+             responses=errors(400, 404))
 async def get_history(thread_id: IdPath, body: HistoryQuery, services: ServicesDep,
                       records: RecordsDep, owner: OwnerDep) -> list[ThreadState]:
     """The thread's states at the checkpoints the store keeps, newest first."""
