@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
 from shared.ids import new_id
 from shared.jobs import Job, JobStore
+from tests import servers
 from tests.sse import SseEvent, parse_lines
+from tests.stack import Stack, launch
 
 # Limits high enough that only the tests about them meet them.
 ROOMY = 10_000
@@ -83,3 +87,17 @@ async def crowd(base_url: str, count: int,
         await while_held(client)
         return Crowd(job_ids, await asyncio.gather(*waits), waited_until,
                      await asyncio.gather(*streams))
+
+
+@contextmanager
+def stack_of_its_own(s3_endpoint: str, workdir: Path, workers: int,
+                     **overrides: str) -> Iterator[Stack]:
+    """A stack on a redis-server of its own, so no other stack's workers take
+    its jobs and its Redis can be inspected alone."""
+    redis = servers.redis_server(workdir / "redis").start()
+    try:
+        with launch(f"redis://127.0.0.1:{redis.port}/0", s3_endpoint, workdir / "stack",
+                    workers, **overrides) as stack:
+            yield stack
+    finally:
+        redis.stop()

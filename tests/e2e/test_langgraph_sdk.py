@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,8 +17,8 @@ from langgraph_sdk import get_client, get_sync_client
 from langgraph_sdk.client import LangGraphClient, SyncLangGraphClient
 from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
 
-from tests import servers
-from tests.stack import Stack, launch
+from tests.helpers import stack_of_its_own
+from tests.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("fresh_llm")]
 
@@ -354,15 +353,10 @@ KEY_A, KEY_B = "sdk-key-a", "sdk-key-b"
 
 @pytest.fixture(scope="module")
 def secure(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A stack with two API keys, on a redis-server of its own."""
-    workdir: Path = tmp_path_factory.mktemp("sdk-secure")
-    redis = servers.redis_server(workdir / "redis").start()
-    try:
-        with launch(f"redis://127.0.0.1:{redis.port}/0", s3_endpoint, workdir / "stack",
-                    workers=1, API_KEYS=f"{KEY_A},{KEY_B}") as stack:
-            yield stack
-    finally:
-        redis.stop()
+    """A stack with two API keys."""
+    with stack_of_its_own(s3_endpoint, tmp_path_factory.mktemp("sdk-secure"), workers=1,
+                          API_KEYS=f"{KEY_A},{KEY_B}") as stack:
+        yield stack
 
 
 async def test_thread_search_shows_each_key_only_its_own(secure: Stack) -> None:
@@ -399,15 +393,10 @@ async def test_thread_search_shows_each_key_only_its_own(secure: Stack) -> None:
 @pytest.fixture(scope="module")
 def crashing(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Two workers that recover a dead one's thread fast (short leases, frequent sweeps)."""
-    workdir: Path = tmp_path_factory.mktemp("sdk-crash")
-    redis = servers.redis_server(workdir / "redis").start()
-    try:
-        with launch(f"redis://127.0.0.1:{redis.port}/0", s3_endpoint, workdir / "stack",
-                    workers=2, THREAD_LEASE_SECONDS="3", RECOVERY_INTERVAL_SECONDS="1",
-                    RECOVERY_STALL_SECONDS="3") as stack:
-            yield stack
-    finally:
-        redis.stop()
+    with stack_of_its_own(s3_endpoint, tmp_path_factory.mktemp("sdk-crash"), workers=2,
+                          THREAD_LEASE_SECONDS="3", RECOVERY_INTERVAL_SECONDS="1",
+                          RECOVERY_STALL_SECONDS="3") as stack:
+        yield stack
 
 
 async def test_a_run_whose_worker_is_sigkilled_still_succeeds_stored_once(

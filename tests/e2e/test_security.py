@@ -12,7 +12,6 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -21,6 +20,7 @@ import pytest
 import redis
 
 from tests import servers
+from tests.helpers import stack_of_its_own
 from tests.sse import read_events
 from tests.stack import Stack, launch
 
@@ -65,16 +65,11 @@ def store(secure: Stack) -> Iterator[redis.Redis]:
 
 @pytest.fixture(scope="module")
 def limited(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    workdir: Path = tmp_path_factory.mktemp("limited")
-    server = servers.redis_server(workdir / "redis").start()
-    try:
-        # No workers: whatever got queued would stay in Redis for the test to see.
-        with launch(f"redis://127.0.0.1:{server.port}/0", s3_endpoint, workdir / "stack",
-                    workers=0, API_KEYS=f"{KEY_A},{KEY_B}", CLIENT_RATE_LIMIT="5",
-                    CLIENT_RATE_WINDOW_SECONDS="2") as stack:
-            yield stack
-    finally:
-        server.stop()
+    # No workers: whatever got queued would stay in Redis for the test to see.
+    with stack_of_its_own(s3_endpoint, tmp_path_factory.mktemp("limited"), workers=0,
+                          API_KEYS=f"{KEY_A},{KEY_B}", CLIENT_RATE_LIMIT="5",
+                          CLIENT_RATE_WINDOW_SECONDS="2") as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")
