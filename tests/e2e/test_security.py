@@ -324,7 +324,11 @@ def test_logs_hold_ids_but_no_key_and_no_message(secure: Stack) -> None:
         job = reply.headers["x-job-id"]
         events = list(read_events(reply))
     assert events[-1].type == "done"
-    time.sleep(0.5)  # the worker's last lines
+    deadline = time.monotonic() + 10
+    while not any("turn_succeeded" in line and job in line  # the turn's last line
+                  for w in secure.workers for line in w.log().splitlines()):
+        assert time.monotonic() < deadline, "the worker never logged the turn's end"
+        time.sleep(0.05)
 
     gateway = secure.gateway.log()
     logs = "\n".join([gateway, *(w.log() for w in secure.workers)])
