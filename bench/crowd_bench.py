@@ -20,7 +20,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-import httpx
+import aiohttp
 
 from tests.helpers import crowd
 from tests.stack import Stack, launch_all
@@ -38,13 +38,14 @@ def quantile(values: list[float], q: float) -> float:
 
 
 def run_size(stack: Stack, size: int) -> str:
-    pid = stack.gateway.pid()
+    pid = stack.gateway.pid
     idle = rss_kib(pid)
     seen: dict[str, object] = {}
 
-    async def while_held(client: httpx.AsyncClient) -> None:
+    async def while_held(client: aiohttp.ClientSession) -> None:
         seen["rss"] = rss_kib(pid)
-        seen["ready"] = (await client.get("/readyz")).status_code
+        async with client.get("/readyz") as probe:
+            seen["ready"] = probe.status
         stack.control(hold=False)
 
     stack.control(hold=True)
@@ -52,9 +53,10 @@ def run_size(stack: Stack, size: int) -> str:
         held = asyncio.run(crowd(str(stack.client.base_url), size, while_held))
     finally:
         stack.control(hold=False)
-    ok = sum(r.status_code == 200 and r.json()["response"] == f"echo: crowd {n}"
+    ok = sum(status == 200 and reply["response"] == f"echo: crowd {n}"
              and events[-1].type == "done"
-             for n, (r, events) in enumerate(zip(held.waits, held.streams, strict=True)))
+             for n, (status, reply, events) in enumerate(
+                 zip(held.statuses, held.replies, held.streams, strict=True)))
     overhead = [(until - stack.job_record(job_id)["finished_at"]) * 1000
                 for job_id, until in zip(held.job_ids, held.waited_until, strict=True)]
     per_client = (int(seen["rss"]) - idle) * 1024 / (2 * size)  # type: ignore[call-overload]
