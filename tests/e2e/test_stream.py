@@ -118,7 +118,7 @@ def test_a_failing_job_stream_ends_with_error(stack: Stack) -> None:
 
     assert [e.type for e in events] == ["error"]
     assert events[0].data["job_id"] == job_id
-    assert "rejected" in events[0].data["detail"]
+    assert events[0].data["detail"] == "the LLM provider refused the request"
 
 
 @pytest.mark.parametrize("bad", ["abc", "1-2-3", "-1", "1" * 30 + "-0"])
