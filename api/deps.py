@@ -44,8 +44,7 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 # Declares the scheme in OpenAPI; the check itself is `get_owner`'s.
-bearer = HTTPBearer(auto_error=False, description="One of the keys in API_KEYS; "
-                    "required on every endpoint but the probes when API_KEYS is set.")
+bearer = HTTPBearer(auto_error=False, description="One of the keys in API_KEYS.")
 
 
 def get_owner(services: ServicesDep, credentials: Annotated[

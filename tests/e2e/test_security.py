@@ -132,6 +132,17 @@ def test_the_probes_need_no_key(secure: Stack) -> None:
     assert secure.client.get("/readyz").status_code == 200
 
 
+def test_the_schema_and_docs_need_a_key(secure: Stack) -> None:
+    for path in ("/openapi.json", "/docs", "/redoc"):
+        refused = secure.client.get(path)
+        assert refused.status_code == 401, path
+        assert refused.headers["www-authenticate"] == "Bearer"
+        assert "HTTPBearer" not in refused.text  # nothing of the schema leaks
+        assert secure.client.get(path, headers=A).status_code == 200, path
+    schema = secure.client.get("/openapi.json", headers=A).json()
+    assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
 def test_the_right_key_opens_every_endpoint(secure: Stack) -> None:
     first = secure.client.post("/chat", json={"message": words("mine")}, headers=A).json()
     thread, job = first["thread_id"], first["job_id"]
