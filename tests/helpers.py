@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,20 +34,22 @@ class Crowd:
     came, and the events of its stream."""
 
     job_ids: list[str]
+    ready: list[int]  # /readyz while every client was held
     statuses: list[int]
     replies: list[dict[str, Any]]
     waited_until: list[float]
     streams: list[list[SseEvent]]
 
 
-async def crowd(base_url: str, count: int,
-                while_held: Callable[[aiohttp.ClientSession], Awaitable[None]]) -> Crowd:
+async def crowd(base_url: str, count: int, release: Callable[[], None],
+                while_held: Callable[[], None] = lambda: None) -> Crowd:
     """`count` jobs, each with one client waiting on POST /chat and one reading
     its stream, all on the gateway at once.
 
-    The caller holds the LLM's answers first; `while_held` runs once every
-    stream is open, and must release them. aiohttp rather than httpx: the
-    clients' own CPU time must not be what the figures measure.
+    The caller holds the LLM's answers first. Once every stream is open this
+    calls `while_held`, probes /readyz, and calls `release`, which must let
+    the answers go. aiohttp rather than httpx: the clients' own CPU time must
+    not be what the figures measure.
     """
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=300)
@@ -90,7 +92,12 @@ async def crowd(base_url: str, count: int,
         streams = [asyncio.create_task(stream(j)) for j in job_ids]
         async with asyncio.timeout(120):
             await opened.wait()
-        await while_held(client)
+        while_held()
+        ready = []
+        for _ in range(5):
+            async with client.get("/readyz") as probe:
+                ready.append(probe.status)
+        release()
         answered = await asyncio.gather(*waits)
-        return Crowd(job_ids, [a[0] for a in answered], [a[1] for a in answered],
+        return Crowd(job_ids, ready, [a[0] for a in answered], [a[1] for a in answered],
                      waited_until, await asyncio.gather(*streams))

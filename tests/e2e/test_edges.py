@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import redis
 
@@ -57,21 +56,14 @@ def a_stored_thread(stack: Stack) -> str:
 
 def test_one_gateway_holds_a_crowd_of_waiters_and_streams(stack: Stack,
                                                           fresh_llm: None) -> None:
-    ready: list[int] = []
-
-    async def while_held(client: aiohttp.ClientSession) -> None:
-        for _ in range(5):
-            async with client.get("/readyz") as probe:
-                ready.append(probe.status)
-        stack.control(hold=False)
-
     stack.control(hold=True)
     try:
-        held = asyncio.run(crowd(str(stack.client.base_url), CROWD, while_held))
+        held = asyncio.run(crowd(str(stack.client.base_url), CROWD,
+                                 release=lambda: stack.control(hold=False)))
     finally:
         stack.control(hold=False)
 
-    assert ready == [200] * 5
+    assert held.ready == [200] * 5
     assert Counter(held.statuses) == {200: CROWD}
     for n, (reply, events, job_id) in enumerate(
             zip(held.replies, held.streams, held.job_ids, strict=True)):
