@@ -18,7 +18,7 @@ import httpx
 import pytest
 import redis
 
-from shared.keys import LLM_LIMIT_PREFIX, LLM_PAUSE_KEY
+from shared.keys import LLM_LIMIT_PREFIX, LLM_PAUSE_KEY, job_key
 from tests import servers
 from tests.sse import SseEvent, read_events, reply_of
 from tests.stack import Stack, launch
@@ -265,3 +265,22 @@ def test_jobs_wait_out_an_s3_outage(faulty: Stack) -> None:
     print(f"S3 outage: {len(job_ids)} accepted, "
           f"{sum(j['status'] == 'succeeded' for j in jobs)} succeeded")
     assert [j["status"] for j in jobs] == ["succeeded"] * len(job_ids)
+
+
+def test_a_job_that_waited_long_in_the_queue_still_waits_out_an_outage(faulty: Stack) -> None:
+    proxy: servers.TcpProxy = faulty.s3_proxy  # type: ignore[attr-defined]
+    proxy.stop()
+    try:
+        (job_id,) = post_many(faulty.client, [{"message": "patient"}])
+        with redis.Redis.from_url(faulty.env["REDIS_URL"], decode_responses=True) as store:
+            # Accepted 20 minutes ago, as behind a long backlog: it has not been
+            # failing all that time, so its outage clock starts at its first failure.
+            store.hset(job_key(job_id), "created_at", str(time.time() - 1200))
+            deadline = time.monotonic() + 30
+            while not store.hexists(job_key(job_id), "first_failure_at"):
+                assert time.monotonic() < deadline, "the job never met the outage"
+                time.sleep(0.05)
+    finally:
+        proxy.start()
+
+    assert faulty.wait_job(job_id, timeout=90)["status"] == "succeeded"
