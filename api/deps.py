@@ -44,12 +44,11 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 # Declares the scheme in OpenAPI; the check itself is `get_owner`'s.
-bearer = HTTPBearer(auto_error=False, description="One of the keys in API_KEYS; "
-                    "required on every endpoint but the probes when API_KEYS is set.")
+bearer = HTTPBearer(auto_error=False, description="One of the keys in API_KEYS.")
 # The header the LangGraph SDK sends its key in; worth the same as the Bearer one.
 api_key_header = APIKeyHeader(name="x-api-key", auto_error=False,
-                              description="The same key as the Bearer one, as the LangGraph "
-                                          "SDK sends it.")
+                              description="One of the keys in API_KEYS (the LangGraph SDK's "
+                                          "header).")
 
 
 def get_owner(services: ServicesDep,

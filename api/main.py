@@ -14,7 +14,7 @@ from api.events import EventHub
 from api.middleware import BodyLimit, RequestId
 from api.owners import ThreadOwners
 from api.ratelimit import ClientRateLimit
-from api.routes import chat, health, jobs
+from api.routes import chat, docs, health, jobs
 from shared.jobs import JobStore
 from shared.logging import configure_logging
 from shared.queue import make_celery
@@ -56,14 +56,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Queue chat turns, wait for or poll their replies, and read or delete "
                     "conversations. See README.md.",
         lifespan=lifespan,
+        # Served by api/routes/docs.py instead, behind the API key.
+        openapi_url=None, docs_url=None, redoc_url=None,
     )
     app.state.settings = settings
     install_handlers(app)
     # The last added runs first: every request, even a refused one, has an id.
     app.add_middleware(BodyLimit, limit=settings.MAX_BODY_BYTES)
     app.add_middleware(RequestId)
-    for router in (chat.router, jobs.router, health.router, *agent.routers):
+    for router in (chat.router, jobs.router, health.router, docs.router, *agent.routers):
         app.include_router(router)
+    if not settings.api_keys:
+        docs.declare_no_auth(app)
     return app
 
 

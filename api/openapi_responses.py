@@ -1,8 +1,9 @@
 """What the routes answer besides success, for the OpenAPI schema.
 
 Every route behind auth may answer 401, 413, 422, 429 and 503; `errors`
-adds the codes particular to a route. Headers a client acts on are declared
-with the status that carries them.
+adds the codes particular to a route. (Without API_KEYS no 401 is sent, and
+api/routes/docs.py takes it out of the schema.) Headers a client acts on are
+declared with the status that carries them.
 """
 
 from __future__ import annotations

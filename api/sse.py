@@ -21,9 +21,35 @@ from shared.jobs import Event, Job, JobStatus, JobStore
 from shared.redis_client import MAX_BLOCK_MS
 
 KEEPALIVE_SECONDS = 15
-_EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
+# Both parts of a Redis stream id are unsigned 64-bit integers: Redis refuses a
+# larger one, and by then the stream's 200 has been sent.
+MAX_ID_PART = 2**64 - 1
+
+
+def _at_most(limit: int) -> str:
+    """A regex of the decimal numbers 0..`limit`, as a schema pattern can say it.
+
+    Shorter numbers all fit; one of the same length fits if, at the first digit
+    where it differs from `limit`, its digit is the smaller.
+    """
+    top = str(limit)
+    options = [f"[0-9]{{1,{len(top) - 1}}}", top]
+    for index, digit in enumerate(top):
+        if digit != "0":
+            rest = len(top) - index - 1
+            options.append(top[:index] + f"[0-{int(digit) - 1}]"
+                           + (f"[0-9]{{{rest}}}" if rest else ""))
+    return "(?:" + "|".join(options) + ")"
+
+
+_PART = _at_most(MAX_ID_PART)
+_EVENT_ID = re.compile(f"{_PART}-{_PART}")
 # For the schema: checked by `parse_last_event_id`, so a bad one is a 400.
-LAST_EVENT_ID_SCHEMA = {"pattern": r"^(\d{1,20}-\d{1,20})?$", "maxLength": 41}
+LAST_EVENT_ID_SCHEMA = {
+    "pattern": f"^({_EVENT_ID.pattern})?$", "maxLength": 41,
+    "description": "The id of the last event received; the stream resumes just after it. "
+                   "Two decimal numbers joined by '-', each at most 2^64-1.",
+}
 
 
 class BadEventId(ApiError):
@@ -35,7 +61,8 @@ def parse_last_event_id(raw: str | None) -> str:
     if raw is None or raw == "":
         return "0-0"
     if _EVENT_ID.fullmatch(raw) is None:
-        raise BadEventId("Last-Event-ID must be an event id of this stream, like 1700000000000-0")
+        raise BadEventId("Last-Event-ID must be an event id of this stream, like "
+                         "1700000000000-0 (each number at most 2^64-1)")
     return raw
 
 

@@ -20,8 +20,6 @@ import statistics
 import tempfile
 from pathlib import Path
 
-import httpx
-
 from tests.helpers import crowd
 from tests.stack import Stack, launch_all
 
@@ -38,27 +36,25 @@ def quantile(values: list[float], q: float) -> float:
 
 
 def run_size(stack: Stack, size: int) -> str:
-    pid = stack.gateway.pid()
+    pid = stack.gateway.pid
     idle = rss_kib(pid)
-    seen: dict[str, object] = {}
-
-    async def while_held(client: httpx.AsyncClient) -> None:
-        seen["rss"] = rss_kib(pid)
-        seen["ready"] = (await client.get("/readyz")).status_code
-        stack.control(hold=False)
-
+    held_rss = []
     stack.control(hold=True)
     try:
-        held = asyncio.run(crowd(str(stack.client.base_url), size, while_held))
+        held = asyncio.run(crowd(str(stack.client.base_url), size,
+                                 release=lambda: stack.control(hold=False),
+                                 while_held=lambda: held_rss.append(rss_kib(pid))))
     finally:
         stack.control(hold=False)
-    ok = sum(r.status_code == 200 and r.json()["response"] == f"echo: crowd {n}"
+    ok = sum(status == 200 and reply["response"] == f"echo: crowd {n}"
              and events[-1].type == "done"
-             for n, (r, events) in enumerate(zip(held.waits, held.streams, strict=True)))
+             for n, (status, reply, events) in enumerate(
+                 zip(held.statuses, held.replies, held.streams, strict=True)))
     overhead = [(until - stack.job_record(job_id)["finished_at"]) * 1000
                 for job_id, until in zip(held.job_ids, held.waited_until, strict=True)]
-    per_client = (int(seen["rss"]) - idle) * 1024 / (2 * size)  # type: ignore[call-overload]
-    return (f"{2 * size:>7} {ok:>5}/{size:<5} {seen['ready']:>6} {per_client / 1024:>9.1f} "
+    per_client = (held_rss[0] - idle) / (2 * size)
+    ready = "200" if set(held.ready) == {200} else ",".join(map(str, held.ready))
+    return (f"{2 * size:>7} {ok:>5}/{size:<5} {ready:>6} {per_client:>9.1f} "
             f"{quantile(overhead, 0.5):>8.1f} {quantile(overhead, 0.99):>8.1f}")
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import httpx
+import aiohttp
 
 from shared.ids import new_id
 from shared.jobs import Job, JobStore
@@ -33,60 +34,77 @@ async def accept(jobs: JobStore, job: Job) -> Job:
 
 @dataclass
 class Crowd:
-    """What each client of a crowd got: its wait's reply and when it came, and
-    the events of its stream."""
+    """What each client of a crowd got: its wait's status, body and the time it
+    came, and the events of its stream."""
 
     job_ids: list[str]
-    waits: list[httpx.Response]
+    ready: list[int]  # /readyz while every client was held
+    statuses: list[int]
+    replies: list[dict[str, Any]]
     waited_until: list[float]
     streams: list[list[SseEvent]]
 
 
-async def crowd(base_url: str, count: int,
-                while_held: Callable[[httpx.AsyncClient], Awaitable[None]]) -> Crowd:
+async def crowd(base_url: str, count: int, release: Callable[[], None],
+                while_held: Callable[[], None] = lambda: None) -> Crowd:
     """`count` jobs, each with one client waiting on POST /chat and one reading
     its stream, all on the gateway at once.
 
-    The caller holds the LLM's answers first; `while_held` runs once every
-    stream is open, and must release them.
+    The caller holds the LLM's answers first. Once every stream is open this
+    calls `while_held`, probes /readyz, and calls `release`, which must let
+    the answers go. aiohttp rather than httpx: the clients' own CPU time must
+    not be what the figures measure.
     """
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    async with httpx.AsyncClient(base_url=base_url, timeout=300, limits=limits) as client:
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=300)
+    async with aiohttp.ClientSession(base_url, connector=connector, timeout=timeout) as client:
         bodies = [{"message": f"crowd {n}"} for n in range(count)]
         keys = [{"Idempotency-Key": f"crowd-{n}-{new_id()}"} for n in range(count)]
-        created = await asyncio.gather(*(
-            client.post("/chat", params={"wait": "false"}, json=body, headers=key)
-            for body, key in zip(bodies, keys, strict=True)))
-        assert {r.status_code for r in created} == {202}, created[0].text
-        job_ids = [r.json()["job_id"] for r in created]
+        accepting = asyncio.Semaphore(50)  # a crowd arrives over a moment, not in one burst
+
+        async def create(n: int) -> str:
+            async with accepting, client.post("/chat", params={"wait": "false"},
+                                              json=bodies[n], headers=keys[n]) as reply:
+                assert reply.status == 202, await reply.text()
+                job_id: str = (await reply.json())["job_id"]
+                return job_id
+
+        job_ids = await asyncio.gather(*(create(n) for n in range(count)))
         opened = asyncio.Event()
         open_streams = 0
         waited_until = [0.0] * count
 
-        async def wait(n: int) -> httpx.Response:
+        async def wait(n: int) -> tuple[int, dict[str, Any]]:
             # The same key and body: the client waits on the job made above.
-            reply = await client.post("/chat", params={"timeout": "240"}, json=bodies[n],
-                                      headers=keys[n])
-            waited_until[n] = time.time()
-            return reply
+            async with client.post("/chat", params={"timeout": "240"}, json=bodies[n],
+                                   headers=keys[n]) as reply:
+                body: dict[str, Any] = await reply.json()
+                waited_until[n] = time.time()
+                return reply.status, body
 
         async def stream(job_id: str) -> list[SseEvent]:
             nonlocal open_streams
-            async with client.stream("GET", f"/chat/jobs/{job_id}/events") as reply:
-                assert reply.status_code == 200
+            async with client.get(f"/chat/jobs/{job_id}/events") as reply:
+                assert reply.status == 200
                 open_streams += 1
                 if open_streams == count:
                     opened.set()
-                lines = [line async for line in reply.aiter_lines()]
+                lines = [line.decode().rstrip("\r\n") async for line in reply.content]
             return list(parse_lines(lines))
 
         waits = [asyncio.create_task(wait(n)) for n in range(count)]
         streams = [asyncio.create_task(stream(j)) for j in job_ids]
         async with asyncio.timeout(120):
             await opened.wait()
-        await while_held(client)
-        return Crowd(job_ids, await asyncio.gather(*waits), waited_until,
-                     await asyncio.gather(*streams))
+        while_held()
+        ready = []
+        for _ in range(5):
+            async with client.get("/readyz") as probe:
+                ready.append(probe.status)
+        release()
+        answered = await asyncio.gather(*waits)
+        return Crowd(job_ids, ready, [a[0] for a in answered], [a[1] for a in answered],
+                     waited_until, await asyncio.gather(*streams))
 
 
 @contextmanager

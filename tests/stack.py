@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from shared.keys import job_key
 from tests import servers
 
 
@@ -68,7 +69,7 @@ class Stack:
         import redis
 
         with redis.Redis.from_url(self.env["REDIS_URL"], decode_responses=True) as client:
-            raw = client.hgetall(f"chat:job:{job_id}")
+            raw = client.hgetall(job_key(job_id))
         return {k: float(raw[k]) for k in ("created_at", "started_at", "finished_at")}
 
     def add_workers(self, count: int) -> list[servers.Server]:

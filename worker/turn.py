@@ -208,7 +208,7 @@ async def _stream(res: Resources, job: Job, turn_input: dict[str, Any],
 
 async def _failed(res: Resources, job: Job, error: TurnError) -> NextStep:
     if isinstance(error, RejectedError):
-        await res.jobs.fail(job, str(error), 502)
+        await res.jobs.fail(job, error.public, 502)
         log.warning("turn_rejected", error=str(error))
         return DONE
     assert isinstance(error, TransientError)
@@ -218,15 +218,15 @@ async def _failed(res: Resources, job: Job, error: TurnError) -> NextStep:
     failures, failing_for = await res.jobs.count_failure(job.job_id, error.counts)
     if error.counts:
         if failures > res.settings.TURN_MAX_RETRIES:
-            gave_up = f"{error} (gave up after {failures} attempts)"
+            gave_up = f"{error.public} (gave up after {failures} attempts)"
     else:
         failures = min(job.attempt, 5)
         if failing_for > STORAGE_OUTAGE_LIMIT:
-            gave_up = f"{error} (gave up after {STORAGE_OUTAGE_LIMIT} s)"
+            gave_up = f"{error.public} (gave up after {STORAGE_OUTAGE_LIMIT} s)"
     delay = error.retry_after if error.retry_after is not None else backoff(failures)
     if gave_up is not None:
         await res.jobs.fail(job, gave_up, 504 if error.timed_out else 502)
-        log.warning("turn_failed", error=gave_up)
+        log.warning("turn_failed", error=str(error), outcome=gave_up)
         return DONE
     await res.jobs.requeue(job.job_id)
     log.info("turn_retry", error=str(error), retry_in=round(delay, 3))

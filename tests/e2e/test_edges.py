@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import redis
 
@@ -57,24 +56,19 @@ def a_stored_thread(stack: Stack) -> str:
 
 def test_one_gateway_holds_a_crowd_of_waiters_and_streams(stack: Stack,
                                                           fresh_llm: None) -> None:
-    ready: list[int] = []
-
-    async def while_held(client: httpx.AsyncClient) -> None:
-        ready.extend([(await client.get("/readyz")).status_code for _ in range(5)])
-        stack.control(hold=False)
-
     stack.control(hold=True)
     try:
-        held = asyncio.run(crowd(str(stack.client.base_url), CROWD, while_held))
+        held = asyncio.run(crowd(str(stack.client.base_url), CROWD,
+                                 release=lambda: stack.control(hold=False)))
     finally:
         stack.control(hold=False)
 
-    assert ready == [200] * 5
-    assert Counter(r.status_code for r in held.waits) == {200: CROWD}
+    assert held.ready == [200] * 5
+    assert Counter(held.statuses) == {200: CROWD}
     for n, (reply, events, job_id) in enumerate(
-            zip(held.waits, held.streams, held.job_ids, strict=True)):
-        assert reply.json()["job_id"] == job_id
-        assert reply.json()["response"] == f"echo: crowd {n}"
+            zip(held.replies, held.streams, held.job_ids, strict=True)):
+        assert reply["job_id"] == job_id
+        assert reply["response"] == f"echo: crowd {n}"
         assert events[-1].type == "done"
         assert events[-1].data["response"] == f"echo: crowd {n}"
     asked = Counter(c["messages"][-1]["content"] for c in stack.llm_calls())
