@@ -7,6 +7,7 @@ POST /chat; the run's own fields ride in the job's record.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -109,7 +110,7 @@ async def list_runs(services: Services, thread_id: str, owner: str, offset: int,
                     status: RunStatus | None) -> list[Run]:
     """The thread's runs, newest first."""
     async def load(run_ids: list[str]) -> list[Job | None]:
-        return [await services.jobs.get(run_id) for run_id in run_ids]
+        return list(await asyncio.gather(*(services.jobs.get(run_id) for run_id in run_ids)))
 
     def keep(job: Job) -> bool:
         return job.owner == owner and (status is None or run_view(job).status == status)
