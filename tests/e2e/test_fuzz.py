@@ -98,6 +98,16 @@ def unknown_to_this_python(body: object) -> bool:
             ) or any(unknown_to_this_python(value) for value in body.values())
 
 
+# Headers that frame the HTTP message itself: a generated value (an empty
+# Content-Length) makes a malformed request, which uvicorn refuses with a
+# plain-text 400 before the app sees it. That is the transport, not the schema.
+FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "host", "connection"})
+
+
+def breaks_http_framing(headers: Any) -> bool:
+    return any(str(name).lower() in FRAMING_HEADERS for name in (headers or {}))
+
+
 def test_each_gateway_serves_the_schema_under_test(open_stack: Stack,
                                                    keyed_stack: Stack) -> None:
     assert open_stack.client.get("/openapi.json").json() == OPEN_SPEC
@@ -107,6 +117,7 @@ def test_each_gateway_serves_the_schema_under_test(open_stack: Stack,
 
 def call(mode: str, case: Any, stack: Stack, headers: dict[str, str]) -> None:
     assume(not unknown_to_this_python(case.body))
+    assume(not breaks_http_framing(case.headers))
     examples[mode][case.operation.label] += 1
     response = case.call_and_validate(base_url=str(stack.client.base_url).rstrip("/"),
                                       headers=headers, timeout=30)
