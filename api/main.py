@@ -13,13 +13,14 @@ from api.events import EventHub
 from api.middleware import BodyLimit, RequestId
 from api.owners import ThreadOwners
 from api.ratelimit import ClientRateLimit
-from api.routes import chat, docs, health, jobs
+from api.routes import chat, docs, health, jobs, threads
 from shared.jobs import JobStore
 from shared.logging import configure_logging
 from shared.queue import make_celery
 from shared.redis_client import make_redis
 from shared.settings import Settings, get_settings
 from shared.storage import open_saver
+from shared.threads import ThreadIndex
 
 
 @asynccontextmanager
@@ -42,7 +43,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack.push_async_callback(hub.aclose)
         app.state.services = Services(
             settings, redis, JobStore(redis, settings.JOB_TTL_SECONDS), saver, celery,
-            ThreadOwners(redis, saver, settings.SESSION_TTL_SECONDS), client_limit, hub)
+            ThreadOwners(redis, saver, settings.SESSION_TTL_SECONDS), client_limit, hub,
+            ThreadIndex(redis))
         yield
 
 
@@ -63,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The last added runs first: every request, even a refused one, has an id.
     app.add_middleware(BodyLimit, limit=settings.MAX_BODY_BYTES)
     app.add_middleware(RequestId)
-    for module in (chat, jobs, health, docs):
+    for module in (chat, threads, jobs, health, docs):
         app.include_router(module.router)
     if not settings.api_keys:
         docs.declare_no_auth(app)

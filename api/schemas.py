@@ -109,3 +109,16 @@ class ErrorBody(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str] = {}
+
+
+class ThreadItem(BaseModel):
+    thread_id: str
+    title: str = Field(description="The conversation's first message, cut short.")
+    updated_at: datetime = Field(description="Its last accepted or stored turn.")
+    messages: int = Field(description="How many messages it holds.")
+
+
+class ThreadList(BaseModel):
+    threads: list[ThreadItem]
+    next_before: str | None = Field(description="The cursor of the next (older) page; "
+                                                "null on the last one.")

@@ -25,8 +25,9 @@ from api.sse import stream_response
 from shared.conversation import message_time, role_of
 from shared.ids import ID_PATTERN, MAX_ID_LENGTH, new_id
 from shared.jobs import Event, Job, Refused
-from shared.keys import ACTIVITY_KEY, inbox_key, thread_lock_key
+from shared.keys import inbox_key, thread_lock_key
 from shared.queue import TURN_TASK
+from shared.threads import stored_owner
 
 router = APIRouter(tags=["chat"], dependencies=[Depends(limit_client)])
 log = structlog.get_logger("api.chat")
@@ -166,7 +167,7 @@ async def _stored_thread(services: ServicesDep, thread_id: str,
     """The thread's latest checkpoint; 404 if none, or if another key owns it."""
     structlog.contextvars.bind_contextvars(thread_id=thread_id)
     saved = await owners.load(services.saver, thread_id)
-    if saved is None or (owner and owners.stored_owner(saved) != owner):
+    if saved is None or (owner and stored_owner(saved) != owner):
         raise NotFound(NO_SUCH_THREAD)
     return saved
 
@@ -193,7 +194,7 @@ async def delete_history(thread_id: ThreadIdPath, services: ServicesDep,
     redis, jobs = services.redis, services.jobs
     saved = await owners.load(services.saver, thread_id)
     if saved is not None:
-        mine = not owner or owners.stored_owner(saved) == owner
+        mine = not owner or stored_owner(saved) == owner
     else:  # not stored yet, but maybe on its way
         mine = bool(await redis.llen(inbox_key(thread_id))) and (
             not owner or await services.owners.cached(thread_id) == owner)
@@ -213,7 +214,7 @@ async def delete_history(thread_id: ThreadIdPath, services: ServicesDep,
     try:
         await jobs.cancel_thread(thread_id)  # those accepted while we waited
         await services.saver.adelete_thread(thread_id)
-        await redis.zrem(ACTIVITY_KEY, thread_id)
+        await services.threads.forget(thread_id)
     finally:
         if leased:
             with contextlib.suppress(LockError):
