@@ -13,7 +13,7 @@ from api.events import EventHub
 from api.middleware import BodyLimit, RequestId
 from api.owners import ThreadOwners
 from api.ratelimit import ClientRateLimit
-from api.routes import chat, docs, health, jobs, threads
+from api.routes import chat, docs, health, jobs, metrics, threads
 from shared.jobs import JobStore
 from shared.logging import configure_logging
 from shared.queue import make_celery
@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The last added runs first: every request, even a refused one, has an id.
     app.add_middleware(BodyLimit, limit=settings.MAX_BODY_BYTES)
     app.add_middleware(RequestId)
-    for module in (chat, threads, jobs, health, docs):
+    for module in (chat, threads, jobs, health, metrics, docs):
         app.include_router(module.router)
     if not settings.api_keys:
         docs.declare_no_auth(app)

@@ -18,6 +18,7 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
+from shared import metrics
 from shared.keys import (
     ACTIVITY_KEY,
     PENDING_KEY,
@@ -385,8 +386,13 @@ class JobStore:
         keys = [job_key(job.job_id), events_key(job.job_id), inbox_key(job.thread_id),
                 client_jobs_key(job.client), ACTIVITY_KEY, owner_threads_key(job.owner),
                 thread_info_key(job.thread_id)]
-        done = await self._finish(keys=keys, args=args)
-        return cast(int, done) == 1
+        done = cast(int, await self._finish(keys=keys, args=args)) == 1
+        if done:
+            metrics.TURNS.labels(status.value).inc()
+            if job.started_at is not None:
+                metrics.TURN_DURATION.labels(status.value).observe(
+                    max(0.0, time.time() - job.started_at))
+        return done
 
     async def read_events(self, job_id: str, after: str = "0-0") -> list[Event]:
         """The job's events after `after`, without waiting."""

@@ -33,6 +33,7 @@ from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockError
 
+from shared import metrics
 from shared.checkpoint import AsyncS3Saver, S3SaverError
 from shared.ids import is_valid_id
 from shared.keys import (
@@ -127,6 +128,8 @@ class Cleanup:
             counts = await self.delete_expired(lease)
         finally:
             await _release(lease)
+        metrics.CLEANUP_PASSES.inc()
+        metrics.CLEANUP_DELETED.inc(counts[Outcome.DELETED])
         log.info("cleanup_done", reindexed=reindexed, **{o.value: counts[o] for o in Outcome},
                  seconds=round(time.monotonic() - started, 3))
         return counts[Outcome.DELETED]
