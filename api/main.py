@@ -13,7 +13,7 @@ from api.events import EventHub
 from api.middleware import BodyLimit, RequestId
 from api.owners import ThreadOwners
 from api.ratelimit import ClientRateLimit
-from api.routes import chat, docs, health, jobs, metrics, threads
+from api.routes import chat, docs, health, jobs, metrics, page, threads
 from shared.jobs import JobStore
 from shared.logging import configure_logging
 from shared.queue import make_celery
@@ -61,12 +61,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=None, docs_url=None, redoc_url=None,
     )
     app.state.settings = settings
+    app.state.page_html = page.page_html(bool(settings.api_keys))
     install_handlers(app)
     # The last added runs first: every request, even a refused one, has an id.
     app.add_middleware(BodyLimit, limit=settings.MAX_BODY_BYTES)
     app.add_middleware(RequestId)
-    for module in (chat, threads, jobs, health, metrics, docs):
+    for module in (chat, threads, jobs, health, metrics, docs, page):
         app.include_router(module.router)
+    app.mount("/static", page.PageFiles(directory=page.STATIC_DIR), name="static")
     if not settings.api_keys:
         docs.declare_no_auth(app)
     return app
