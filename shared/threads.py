@@ -16,7 +16,7 @@ and the scan summarises it again.
 
 from __future__ import annotations
 
-import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
@@ -25,11 +25,14 @@ from langgraph.checkpoint.base import CheckpointTuple
 from redis.asyncio import Redis
 
 from shared.conversation import role_of
-from shared.ids import is_valid_id
+from shared.ids import MAX_ID_LENGTH
 from shared.keys import ACTIVITY_KEY, owner_threads_key, thread_info_key
 
 TITLE_CHARS = 80
 OWNER_FIELD = "owner"
+# A time as Redis prints a score (%.17g of a positive time: no exponent), and a thread id.
+CURSOR_PATTERN = rf"^([0-9]{{1,17}}(?:\.[0-9]{{1,17}})?):([A-Za-z0-9_-]{{1,{MAX_ID_LENGTH}}})$"
+CURSOR = re.compile(CURSOR_PATTERN.removeprefix("^").removesuffix("$"))
 
 # One page, newest first, after the cursor (score, thread id): ties at the
 # cursor's score come in reverse order of id, as ZRANGE REV gives them.
@@ -97,15 +100,11 @@ def cursor_of(score: str, thread_id: str) -> str:
 
 def parse_cursor(cursor: str) -> tuple[str, str]:
     """The (score, thread id) a cursor names; BadCursor if it is not one."""
-    score, _, thread_id = cursor.partition(":")
-    try:
-        value = float(score)
-    except ValueError:
-        raise BadCursor(cursor) from None
-    if not math.isfinite(value) or not is_valid_id(thread_id):
+    found = CURSOR.fullmatch(cursor)
+    if found is None:
         raise BadCursor(cursor)
     # repr: Redis parses it back to the same double, whatever spelling came in.
-    return repr(value), thread_id
+    return repr(float(found[1])), found[2]
 
 
 class ThreadIndex:
@@ -119,7 +118,7 @@ class ThreadIndex:
                    before: str | None = None) -> tuple[list[ThreadSummary], str | None]:
         """Up to `limit` of the owner's threads, newest activity first, older
         than the `before` cursor; and the cursor of the next page, if any."""
-        score, after = parse_cursor(before) if before else ("", "")
+        score, after = parse_cursor(before) if before is not None else ("", "")
         flat = cast(list[str], await self._page(keys=[owner_threads_key(owner)],
                                                 args=[limit + 1, score, after]))
         found = list(zip(flat[::2], flat[1::2], strict=True))

@@ -15,7 +15,7 @@ from api.openapi_responses import errors
 from api.schemas import ThreadItem, ThreadList
 from shared.keys import THREADS_INDEXED_KEY, THREADS_REBUILD_ASKED_KEY
 from shared.queue import CLEANUP_TASK
-from shared.threads import BadCursor
+from shared.threads import CURSOR_PATTERN, BadCursor
 
 router = APIRouter(tags=["chat"], dependencies=[Depends(limit_client)])
 log = structlog.get_logger("api.threads")
@@ -48,8 +48,10 @@ async def list_threads(
     services: ServicesDep,
     owner: OwnerDep,
     limit: Annotated[int, Query(ge=1, le=100, description="Threads per page.")] = 20,
-    before: Annotated[str | SkipJsonSchema[None], Query(max_length=200, description=(
-        "The `next_before` of the previous page; omitted = the newest."))] = None,
+    # The pattern is for the schema; parse_cursor checks it, so a bad one is a 400.
+    before: Annotated[str | SkipJsonSchema[None], Query(
+        description="The `next_before` of the previous page; omitted = the newest.",
+        json_schema_extra={"pattern": CURSOR_PATTERN})] = None,
 ) -> ThreadList:
     """Your conversations, newest activity first."""
     await ask_rebuild_if_lost(services)
