@@ -230,8 +230,14 @@ class Cleanup:
         return added
 
     async def _list(self, thread_id: str) -> None:
+        """Puts a stored thread back in its owner's list, from its latest checkpoint."""
         config: dict[str, Any] = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
-        saved = await self.saver.aget_tuple(config)  # type: ignore[arg-type]
+        try:
+            saved = await self.saver.aget_tuple(config)  # type: ignore[arg-type]
+        except Exception as exc:
+            # One unreadable thread must not keep every other one out of the lists.
+            log.warning("thread_summary_failed", thread_id=thread_id, error=type(exc).__name__)
+            return
         if saved is not None:
             await self.index.record(thread_id, saved)
 
