@@ -9,9 +9,10 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
 
 from tests.helpers import API_KEYS, bearer
 from tests.servers import ROOT
@@ -128,7 +129,7 @@ def test_a_reload_in_the_middle_of_a_reply_picks_it_up_again(page: Page,
     page.reload()
 
     expect(page.get_by_role("dialog", name="API key")).to_be_hidden()  # kept for the tab
-    expect(page.locator(".message.human").last).to_have_text("YouSurvive a reload")
+    expect(page.locator(".message.human .bubble").last).to_have_text("Survive a reload")
     expect(last_reply(page)).to_have_text(" ".join(f"w{i}" for i in range(60)))
     expect(page.get_by_role("button", name="Stop")).to_be_hidden()
     expect(page.locator(".message")).to_have_count(2)  # the turn once, from the history
@@ -168,3 +169,33 @@ def test_readable_on_a_phone(page: Page) -> None:
     toggle.click()
     expect(toggle).to_have_attribute("aria-expanded", "true")
     expect(page.locator("#threads-panel")).to_be_visible()
+
+
+def test_older_messages_load_when_scrolled_to_the_top(page: Page, keyed: Stack) -> None:
+    reply = keyed.client.post("/chat", headers=KEY, json={"message": "a long talk"})
+    assert reply.status_code == 200, reply.text
+    thread = reply.json()["thread_id"]
+    # The history pages as the API describes them: the newest page first, a
+    # cursor to the one before it. Served here, so the page is tested on its
+    # own, whatever the server's history holds.
+    pages = {None: (range(40, 80), "older"), "older": (range(0, 40), None)}
+    asked: list[str | None] = []
+
+    def history(route: Route) -> None:
+        before = parse_qs(urlparse(route.request.url).query).get("before", [None])[0]
+        asked.append(before)
+        numbers, cursor = pages[before]
+        messages = [{"content": f"m{n}", "role": "human" if n % 2 == 0 else "assistant",
+                     "timestamp": "2026-01-01T00:00:00Z"} for n in numbers]
+        route.fulfill(json={"thread_id": thread, "messages": messages, "next_before": cursor})
+
+    page.route(f"**/chat/history/{thread}?*", history)
+    sign_in(page)
+    page.locator(".threads .thread-open", has_text="a long talk").click()
+    expect(page.locator(".message .bubble").last).to_have_text("m79")
+
+    page.locator("#messages").evaluate("box => box.scrollTop = 0")
+
+    expect(page.locator(".message .bubble").first).to_have_text("m0")
+    expect(page.locator(".message")).to_have_count(80)
+    assert asked == [None, "older"]
