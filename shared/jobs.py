@@ -105,11 +105,12 @@ return redis.call('HGETALL', KEYS[1])
 # Accepts a job unless its thread's inbox or its client's jobs are full:
 # KEYS job, inbox, pending, activity, client's jobs, owner's threads, thread
 # info, the threads-indexed mark; ARGV ttl, job id, thread id, inbox limit,
-# client limit, title, owner, then field/value pairs.
+# client limit, title, owner, "1" if the gateway made the thread's id, then
+# field/value pairs.
 _CREATE = _NOW + """
 if redis.call('LLEN', KEYS[2]) >= tonumber(ARGV[4]) then return {'thread'} end
 if redis.call('SCARD', KEYS[5]) >= tonumber(ARGV[5]) then return {'client'} end
-redis.call('HSET', KEYS[1], 'created_at', now, unpack(ARGV, 8))
+redis.call('HSET', KEYS[1], 'created_at', now, unpack(ARGV, 9))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[1])
@@ -120,8 +121,8 @@ redis.call('EXPIRE', KEYS[5], ARGV[1])
 redis.call('ZADD', KEYS[6], 'GT', now, ARGV[3])
 if redis.call('HSETNX', KEYS[7], 'owner', ARGV[7]) == 1 then
   redis.call('HSET', KEYS[7], 'title', ARGV[6])
-  if redis.call('EXISTS', KEYS[8]) == 1 then
-    -- The index holds every stored thread, so one it lacks has no messages yet.
+  if ARGV[8] == '1' or redis.call('EXISTS', KEYS[8]) == 1 then
+    -- A new id, or the index holds every stored thread: it has no messages yet.
     redis.call('HSET', KEYS[7], 'messages', 0)
   else
     -- Redis lost the index: what S3 holds of this thread is not known here.
@@ -263,7 +264,8 @@ class JobStore:
         self._ask_cancel = redis.register_script(_ASK_CANCEL)
         self._failure = redis.register_script(_FAILURE)
 
-    async def create(self, job: Job, max_in_thread: int, max_for_client: int) -> Job:
+    async def create(self, job: Job, max_in_thread: int, max_for_client: int,
+                     new_thread: bool = False) -> Job:
         """Records an accepted job at the end of its thread's inbox.
 
         Raises Refused, recording nothing, when the thread's inbox already
@@ -273,7 +275,8 @@ class JobStore:
         it first in its owner's list of conversations. The
         acceptance time is Redis's clock at the moment of the append, so
         across any number of gateways the jobs of a thread are in
-        `created_at` order.
+        `created_at` order. `new_thread`: the gateway made the thread's id,
+        so nothing of it can be stored yet.
         """
         keys = [job_key(job.job_id), inbox_key(job.thread_id), PENDING_KEY, ACTIVITY_KEY,
                 client_jobs_key(job.client), owner_threads_key(job.owner),
@@ -282,7 +285,7 @@ class JobStore:
                   for item in pair]
         reply = await self._create(keys=keys, args=[
             self.ttl, job.job_id, job.thread_id, max_in_thread, max_for_client,
-            title_of(job.message), job.owner, *fields])
+            title_of(job.message), job.owner, "1" if new_thread else "0", *fields])
         if reply[0] != "ok":
             raise Refused(reply[0])
         return dataclasses.replace(job, created_at=float(reply[1]))

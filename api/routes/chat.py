@@ -110,7 +110,7 @@ async def post_chat(
     settings = services.settings
     try:
         job = await jobs.create(job, settings.MAX_QUEUED_PER_THREAD,
-                                settings.MAX_QUEUED_PER_CLIENT)
+                                settings.MAX_QUEUED_PER_CLIENT, new_thread=body.thread_id is None)
         await run_in_threadpool(services.celery.send_task, TURN_TASK,
                                 args=[job.job_id], task_id=job.job_id)
     except Exception as exc:

@@ -86,9 +86,11 @@ async def test_without_the_mark_an_unknown_thread_is_partial(redis: Redis) -> No
     await redis.delete(THREADS_INDEXED_KEY)
     job = await accept(jobs, owned(a_job(message="after a loss"), "me"))
 
+    made = await jobs.create(owned(a_job(message="new id"), "me"), 10, 10, new_thread=True)
     unknown = new_id()
 
     assert await index.unsummarized([job.thread_id, unknown]) == [job.thread_id, unknown]
+    assert await index.unsummarized([made.thread_id]) == []
     await redis.set(THREADS_INDEXED_KEY, "1")
     known = await accept(jobs, owned(a_job(message="after the scan"), "me"))
     assert await index.unsummarized([known.thread_id]) == []
