@@ -323,6 +323,8 @@ async function follow(running, item, resumed) {
   state.reading = reading;
   setBusy(true);
   const bubble = item.querySelector(".bubble");
+  // Screen readers announce the reply once it is whole, not at every token.
+  item.setAttribute("aria-busy", "true");
   let lastId = null;
   let text = "";
   for (let failures = 0; failures <= STREAM_RETRIES;) {
@@ -332,7 +334,7 @@ async function follow(running, item, resumed) {
         { headers, signal: reading.signal });
       if (!response.ok) {
         note(item, `The reply is lost: ${await detailOf(response)}`, true);
-        return ended(running, reading);
+        return ended(running, reading, item);
       }
       for await (const event of readEvents(response.body)) {
         if (event.id) lastId = event.id;
@@ -346,15 +348,15 @@ async function follow(running, item, resumed) {
           bubble.textContent = "";
         } else if (event.type === "done") {
           bubble.textContent = data.response;
-          await ended(running, reading);
+          await ended(running, reading, item);
           if (resumed) await reload(); // the history may hold this turn by now
           return;
         } else if (event.type === "error") {
           note(item, `The reply failed: ${data.detail}`, true);
-          return ended(running, reading);
+          return ended(running, reading, item);
         } else if (event.type === "cancelled") {
           note(item, "Stopped.");
-          return ended(running, reading);
+          return ended(running, reading, item);
         }
       }
     } catch (error) {
@@ -365,10 +367,12 @@ async function follow(running, item, resumed) {
     await new Promise((resolve) => setTimeout(resolve, 300 * failures));
   }
   showStatus("Lost the reply's stream. Reload the page to pick it up again.");
+  item.setAttribute("aria-busy", "false");
   setBusy(false);
 }
 
-async function ended(running, reading) {
+async function ended(running, reading, item) {
+  item.setAttribute("aria-busy", "false");
   const stored = runningJob();
   if (stored && stored.jobId === running.jobId) store.removeItem(RUNNING);
   if (state.reading === reading) {
