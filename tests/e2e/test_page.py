@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -38,10 +39,10 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-@pytest.fixture
-def page(browser: Browser, keyed: Stack) -> Iterator[Page]:
-    """A new tab on the chat page, failing the test on any console error."""
-    context = browser.new_context(base_url=str(keyed.client.base_url),
+@contextmanager
+def tab_on(browser: Browser, stack: Stack) -> Iterator[Page]:
+    """A new tab on the stack's chat page, failing the test on any console error."""
+    context = browser.new_context(base_url=str(stack.client.base_url),
                                   viewport={"width": 960, "height": 600})
     context.set_default_timeout(TIMEOUT_MS)
     tab = context.new_page()
@@ -51,6 +52,12 @@ def page(browser: Browser, keyed: Stack) -> Iterator[Page]:
     yield tab
     context.close()
     assert errors == []
+
+
+@pytest.fixture
+def page(browser: Browser, keyed: Stack) -> Iterator[Page]:
+    with tab_on(browser, keyed) as tab:
+        yield tab
 
 
 def sign_in(page: Page) -> None:
@@ -204,3 +211,13 @@ def test_older_messages_load_when_scrolled_to_the_top(page: Page, keyed: Stack) 
     expect(page.locator(".message .bubble").first).to_have_text("m0")
     expect(page.locator(".message")).to_have_count(80)
     assert asked == [None, "older"]
+
+
+@pytest.mark.usefixtures("fresh_llm")
+def test_without_auth_the_page_asks_for_no_key(browser: Browser, stack: Stack) -> None:
+    with tab_on(browser, stack) as tab:
+        tab.goto("/")
+        send(tab, "no key needed")
+
+        expect(last_reply(tab)).to_have_text("echo: no key needed")
+        expect(tab.get_by_role("dialog", name="API key")).to_be_hidden()
