@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from shared.ids import ID_PATTERN, MAX_ID_LENGTH
+from shared.threads import CURSOR_PATTERN
 
 MAX_MESSAGE_CHARS = 32_000
 # The schema's patterns say exactly what the validators below check (which
@@ -109,6 +110,18 @@ class ErrorBody(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str] = {}
+
+
+class ThreadsQuery(BaseModel):
+    # Unknown parameters are refused: a misspelt `before` must not restart the list.
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(20, ge=1, le=100, description="Threads per page.")
+    # The pattern is for the schema; shared.threads.parse_cursor checks it, so
+    # a bad cursor is a 400.
+    before: str | SkipJsonSchema[None] = Field(
+        None, description="The `next_before` of the previous page; omitted = the newest.",
+        json_schema_extra={"pattern": CURSOR_PATTERN})
 
 
 class ThreadItem(BaseModel):

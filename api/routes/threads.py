@@ -6,16 +6,15 @@ from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, Depends, Query
-from pydantic.json_schema import SkipJsonSchema
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import OwnerDep, ServicesDep, limit_client
 from api.errors import ApiError
 from api.openapi_responses import errors
-from api.schemas import ThreadItem, ThreadList
+from api.schemas import ThreadItem, ThreadList, ThreadsQuery
 from shared.keys import THREADS_INDEXED_KEY, THREADS_REBUILD_ASKED_KEY
 from shared.queue import CLEANUP_TASK
-from shared.threads import CURSOR_PATTERN, BadCursor
+from shared.threads import BadCursor
 
 router = APIRouter(tags=["chat"], dependencies=[Depends(limit_client)])
 log = structlog.get_logger("api.threads")
@@ -44,19 +43,12 @@ async def ask_rebuild_if_lost(services: ServicesDep) -> None:
 
 
 @router.get("/chat/threads", response_model=ThreadList, responses=errors(400))
-async def list_threads(
-    services: ServicesDep,
-    owner: OwnerDep,
-    limit: Annotated[int, Query(ge=1, le=100, description="Threads per page.")] = 20,
-    # The pattern is for the schema; parse_cursor checks it, so a bad one is a 400.
-    before: Annotated[str | SkipJsonSchema[None], Query(
-        description="The `next_before` of the previous page; omitted = the newest.",
-        json_schema_extra={"pattern": CURSOR_PATTERN})] = None,
-) -> ThreadList:
+async def list_threads(services: ServicesDep, owner: OwnerDep,
+                       query: Annotated[ThreadsQuery, Query()]) -> ThreadList:
     """Your conversations, newest activity first."""
     await ask_rebuild_if_lost(services)
     try:
-        found, next_before = await services.threads.page(owner, limit, before)
+        found, next_before = await services.threads.page(owner, query.limit, query.before)
     except BadCursor:
         raise BadThreadCursor("before must be the next_before of an earlier page") from None
     return ThreadList(threads=[ThreadItem(thread_id=t.thread_id, title=t.title,
