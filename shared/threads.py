@@ -10,8 +10,8 @@ thread whose every turn failed or was cancelled leaves the list).
 Redis can lose them. A full scan of S3 (cleanup's reconcile, worker/cleanup.py)
 then summarises each stored thread from its latest checkpoint, and leaves
 THREADS_INDEXED_KEY behind; until that mark exists, a thread the lists do
-not know is marked `partial`, as its stored messages are not counted here,
-and the scan summarises it again.
+not know is marked `partial` (unless the gateway has just made its id), as
+its stored messages are not counted here, and the scan summarises it again.
 """
 
 from __future__ import annotations
