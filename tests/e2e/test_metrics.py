@@ -9,9 +9,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from celery import Celery
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
+from shared.queue import CLEANUP_TASK, MAINTENANCE_QUEUE
 from tests.helpers import bearer
 from tests.stack import Stack
 
@@ -105,3 +107,24 @@ def test_counts_of_every_process_move_with_the_turns(keyed: Stack) -> None:
     counted = processes_that_counted(Path(keyed.env["PROMETHEUS_MULTIPROC_DIR"]),
                                      "chat_turns_total", "succeeded")
     assert len(counted) >= 2, counted
+
+
+def test_provider_429s_and_cleanup_passes_are_counted(keyed: Stack) -> None:
+    before = scrape(keyed)
+    keyed.control(fail_429=1, retry_after=0.2)
+
+    assert keyed.wait_job(post(keyed, "throttled once"), headers=KEY)["status"] == "succeeded"
+    sender = Celery(broker=keyed.env["REDIS_URL"])
+    try:
+        sender.send_task(CLEANUP_TASK, queue=MAINTENANCE_QUEUE)
+    finally:
+        sender.close()
+    deadline = time.monotonic() + 30
+    while moved(before, after := scrape(keyed), "chat_cleanup_passes_total") < 1:
+        assert time.monotonic() < deadline, "no cleanup pass was counted"
+        time.sleep(0.2)
+
+    assert moved(before, after, "chat_llm_rate_limited_total") == 1
+    assert moved(before, after, "chat_llm_limit_wait_seconds_total") >= 0.2
+    assert moved(before, after, "chat_llm_calls_total") == 2
+    assert ("chat_cleanup_threads_deleted_total", frozenset()) in after
