@@ -25,8 +25,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("keyed_llm")]
 KEY = bearer("page")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOT = ROOT / "docs" / "chat-page.png"
-# Long enough for a reply to be seen in the middle, short enough for a test.
+# How long any wait on the page may take: room for a machine busy with other work.
 TIMEOUT_MS = 20_000
+expect.set_options(timeout=TIMEOUT_MS)
 
 
 @pytest.fixture(scope="module")
