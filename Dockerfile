@@ -8,11 +8,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# The code stays root-owned so the service user cannot rewrite it; beat gets the
-# one directory it must write to (its schedule file).
+# The code stays root-owned so the service user cannot rewrite it; it writes only
+# beat's schedule file and the metrics of every process (a volume starts as this
+# directory, so with its owner).
 RUN groupadd --system app \
     && useradd --system --gid app --create-home --home-dir /home/app app \
-    && install -d -o app -g app /var/lib/celery-beat
+    && install -d -o app -g app /var/lib/celery-beat /var/lib/chat-metrics
 
 # Requirements first: code edits then reuse the cached dependency layer.
 # Every pinned requirement ships manylinux wheels, so slim needs no compiler.

@@ -11,8 +11,9 @@ from starlette.concurrency import run_in_threadpool
 
 from api import owners
 from api.deps import Services
-from shared.keys import ACTIVITY_KEY, inbox_key, thread_lock_key
+from shared.keys import inbox_key, thread_lock_key
 from shared.queue import TURN_TASK
+from shared.threads import stored_owner
 
 log = structlog.get_logger("api.conversations")
 
@@ -24,7 +25,7 @@ async def exists_for(services: Services, thread_id: str, owner: str) -> bool:
     """True if the thread is stored, or has turns on their way, and is `owner`'s."""
     saved = await owners.load(services.saver, thread_id)
     if saved is not None:
-        return not owner or owners.stored_owner(saved) == owner
+        return not owner or stored_owner(saved) == owner
     return bool(await services.redis.llen(inbox_key(thread_id))) and (
         not owner or await services.owners.cached(thread_id) == owner)
 
@@ -46,7 +47,7 @@ async def erase(services: Services, thread_id: str) -> None:
     try:
         await jobs.cancel_thread(thread_id)  # those accepted while we waited
         await services.saver.adelete_thread(thread_id)
-        await redis.zrem(ACTIVITY_KEY, thread_id)
+        await services.threads.forget(thread_id)
     finally:
         if leased:
             with contextlib.suppress(LockError):

@@ -20,6 +20,7 @@ from shared.checkpoint import AsyncS3Saver
 from shared.ids import digest_id
 from shared.jobs import JobStore
 from shared.settings import Settings
+from shared.threads import ThreadIndex
 
 
 @dataclass
@@ -34,6 +35,7 @@ class Services:
     owners: ThreadOwners
     client_limit: ClientRateLimit | None
     hub: EventHub
+    threads: ThreadIndex
 
 
 def get_services(request: Request) -> Services:

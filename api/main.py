@@ -14,13 +14,14 @@ from api.events import EventHub
 from api.middleware import BodyLimit, RequestId
 from api.owners import ThreadOwners
 from api.ratelimit import ClientRateLimit
-from api.routes import chat, docs, health, jobs
+from api.routes import chat, docs, health, jobs, metrics, page, threads
 from shared.jobs import JobStore
 from shared.logging import configure_logging
 from shared.queue import make_celery
 from shared.redis_client import make_redis
 from shared.settings import Settings, get_settings
 from shared.storage import open_saver
+from shared.threads import ThreadIndex
 
 
 @asynccontextmanager
@@ -43,7 +44,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack.push_async_callback(hub.aclose)
         app.state.services = Services(
             settings, redis, JobStore(redis, settings.JOB_TTL_SECONDS), saver, celery,
-            ThreadOwners(redis, saver, settings.SESSION_TTL_SECONDS), client_limit, hub)
+            ThreadOwners(redis, saver, settings.SESSION_TTL_SECONDS), client_limit, hub,
+            ThreadIndex(redis))
         yield
 
 
@@ -60,12 +62,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=None, docs_url=None, redoc_url=None,
     )
     app.state.settings = settings
+    app.state.page_html = page.page_html(bool(settings.api_keys))
     install_handlers(app)
     # The last added runs first: every request, even a refused one, has an id.
     app.add_middleware(BodyLimit, limit=settings.MAX_BODY_BYTES)
     app.add_middleware(RequestId)
-    for router in (chat.router, jobs.router, health.router, docs.router, *agent.routers):
+    for router in (chat.router, threads.router, jobs.router, health.router, metrics.router,
+                   docs.router, page.router, *agent.routers):
         app.include_router(router)
+    app.mount("/static", page.PageFiles(directory=page.STATIC_DIR), name="static")
     if not settings.api_keys:
         docs.declare_no_auth(app)
     return app

@@ -1,4 +1,5 @@
-"""ASGI middleware: request ids and the access log, and the body size limit.
+"""ASGI middleware: request ids, the access log and the request metrics, and
+the body size limit.
 
 Both are plain ASGI rather than Starlette's BaseHTTPMiddleware, which would
 run the app in another task and buffer nothing we want buffered.
@@ -14,6 +15,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared import metrics
 from shared.ids import is_valid_id, new_id
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -27,7 +29,10 @@ class RequestId:
 
     The id is bound to the log context for the request's whole life and
     echoed in the response; each request then gets one `request` log line
-    naming its route (not its raw path, which nothing has validated yet).
+    naming its route (not its raw path, which nothing has validated yet),
+    and is counted in the metrics by the same route. The latency counted is
+    the time to the response's first byte: a stream's whole life says
+    nothing of how fast the gateway answered.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -41,11 +46,13 @@ class RequestId:
         request_id = offered if is_valid_id(offered) else new_id()
         status = 500
         started = time.monotonic()
+        answered: float | None = None
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
                 status = message["status"]
+                answered = time.monotonic()
                 MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
             await send(message)
 
@@ -59,6 +66,10 @@ class RequestId:
             write = log.debug if route in PROBES else log.info
             write("request", method=scope["method"], route=route, status=status,
                   duration_ms=round((time.monotonic() - started) * 1000, 1))
+            method = scope["method"]
+            metrics.HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            metrics.HTTP_LATENCY.labels(method, route).observe(
+                (answered or time.monotonic()) - started)
 
 
 class BodyTooLarge(HTTPException):

@@ -23,14 +23,7 @@ from redis.asyncio import Redis
 
 from shared.checkpoint import AsyncS3Saver
 from shared.keys import owner_key
-
-OWNER_FIELD = "owner"
-
-
-def stored_owner(saved: CheckpointTuple) -> str:
-    """The owner recorded in a checkpoint's metadata; "" for none."""
-    owner = saved.metadata.get(OWNER_FIELD, "")
-    return owner if isinstance(owner, str) else ""
+from shared.threads import stored_owner
 
 
 async def load(saver: AsyncS3Saver, thread_id: str) -> CheckpointTuple | None:

@@ -22,17 +22,20 @@ _REFUSALS = {
 
 
 async def queue_job(services: Services, job: Job, max_in_thread: int,
-                    busy: ApiError | None = None) -> Job:
+                    busy: ApiError | None = None, new_thread: bool = False) -> Job:
     """Records the job at the end of its thread's inbox and sends its task.
 
     Raises TooManyRequests (429) when the thread already holds
     `max_in_thread` jobs, or `busy` instead if given, or when the client is
     over its limit; nothing is queued then. On any other failure the job's
     record is removed (best effort, as Redis may be what failed).
+    `new_thread`: the gateway made the thread's id just now (so the list of
+    conversations knows it starts empty).
     """
     try:
         job = await services.jobs.create(job, max_in_thread,
-                                         services.settings.MAX_QUEUED_PER_CLIENT)
+                                         services.settings.MAX_QUEUED_PER_CLIENT,
+                                         new_thread=new_thread)
         await run_in_threadpool(services.celery.send_task, TURN_TASK,
                                 args=[job.job_id], task_id=job.job_id)
     except Refused as exc:

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from shared.ids import ID_PATTERN, MAX_ID_LENGTH
+from shared.threads import CURSOR_PATTERN
 
 MAX_MESSAGE_CHARS = 32_000
 # The schema's patterns say exactly what the validators below check (which
@@ -115,3 +116,28 @@ class ErrorBody(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str] = {}
+
+
+class ThreadsQuery(BaseModel):
+    # Unknown parameters are refused: a misspelt `before` must not restart the list.
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(20, ge=1, le=100, description="Threads per page.")
+    # The pattern is for the schema; shared.threads.parse_cursor checks it, so
+    # a bad cursor is a 400.
+    before: str | SkipJsonSchema[None] = Field(
+        None, description="The `next_before` of the previous page; omitted = the newest.",
+        json_schema_extra={"pattern": CURSOR_PATTERN})
+
+
+class ThreadItem(BaseModel):
+    thread_id: str
+    title: str = Field(description="The conversation's first message, cut short.")
+    updated_at: datetime = Field(description="Its last accepted or stored turn.")
+    messages: int = Field(description="How many messages it holds.")
+
+
+class ThreadList(BaseModel):
+    threads: list[ThreadItem]
+    next_before: str | None = Field(description="The cursor of the next (older) page; "
+                                                "null on the last one.")

@@ -67,6 +67,14 @@ if [ -z "${GROQ_API_KEY:-}" ] && [ -z "${LLM_PROVIDER:-}" ]; then
   echo "LLM: no GROQ_API_KEY set, so replies come from the offline 'echo' model"
 fi
 
+# Every process writes its metrics here; the gateway's /metrics adds them up.
+# Emptied at each start, as the counts of a stopped run are not this one's.
+if [ -z "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
+  export PROMETHEUS_MULTIPROC_DIR="$PWD/$run/metrics"
+  rm -rf "$PROMETHEUS_MULTIPROC_DIR"
+  mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+fi
+
 port="${PORT:-8000}"
 uvicorn api.main:app --host 127.0.0.1 --port "$port" &
 pids+=($!)
@@ -81,7 +89,8 @@ for _ in $(seq 1 150); do
 done
 cat <<MSG
 
-The chat is up: http://127.0.0.1:$port   (API docs: http://127.0.0.1:$port/docs)
+The chat page: http://127.0.0.1:$port/
+  API docs: http://127.0.0.1:$port/docs   metrics: http://127.0.0.1:$port/metrics
   curl -s http://127.0.0.1:$port/chat -H 'Content-Type: application/json' -d '{"message": "Hello!"}'
 Press Ctrl-C to stop everything.
 MSG

@@ -3,10 +3,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh requirements-dev.txt
+sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
 if ! command -v docker-compose >/dev/null 2>&1 && [ "${CI:-}" = "true" ]; then
   # Validates docker-compose.yml offline (tests/unit/test_compose.py).
-  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq docker-compose >/dev/null 2>&1 \
     || echo "docker-compose not installable; its validation test will skip"
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+  # The chat page's browser tests (tests/e2e/test_page.py) drive Debian's
+  # chromium through Playwright; Playwright's own browser download is not used.
+  echo "installing chromium (Debian package)..."
+  { $sudo_cmd apt-get update -qq \
+    && DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+    || echo "chromium not installable; the browser tests will skip"
 fi
 exec .venv/bin/python -m pytest "$@"

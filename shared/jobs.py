@@ -18,14 +18,19 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
+from shared import metrics
 from shared.keys import (
     ACTIVITY_KEY,
     PENDING_KEY,
+    THREADS_INDEXED_KEY,
     client_jobs_key,
     events_key,
     inbox_key,
     job_key,
+    owner_threads_key,
+    thread_info_key,
 )
+from shared.threads import title_of
 
 
 class JobStatus(StrEnum):
@@ -49,22 +54,35 @@ _NOW = """
 local t = redis.call('TIME')
 local now = t[1] .. '.' .. string.format('%06d', t[2])
 """
-# Ends a job: KEYS job, events, inbox, client's jobs, activity; ARGV ttl, event
-# type, event data, stream maxlen, ",statuses it may end from,", "1" to mark
-# the thread active, then field/value pairs.
+# Ends a job: KEYS job, events, inbox, client's jobs, activity, owner's threads,
+# thread info; ARGV ttl, event type, event data, stream maxlen, ",statuses it
+# may end from,", "1" for a stored turn, the thread's title, its owner, then
+# field/value pairs.
 _FINISH = _NOW + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return -1 end
 if not string.find(ARGV[5], ',' .. status .. ',', 1, true) then return 0 end
-redis.call('HSET', KEYS[1], 'finished_at', now, unpack(ARGV, 7))
+redis.call('HSET', KEYS[1], 'finished_at', now, unpack(ARGV, 9))
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'type', ARGV[2], 'data', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[1])
 local job_id = redis.call('HGET', KEYS[1], 'job_id')
+local thread_id = redis.call('HGET', KEYS[1], 'thread_id')
 redis.call('LREM', KEYS[3], 0, job_id)
 redis.call('SREM', KEYS[4], job_id)
 if ARGV[6] == '1' then
-  redis.call('ZADD', KEYS[5], 'GT', now, redis.call('HGET', KEYS[1], 'thread_id'))
+  redis.call('ZADD', KEYS[5], 'GT', now, thread_id)
+  redis.call('ZADD', KEYS[6], 'GT', now, thread_id)
+  redis.call('HSET', KEYS[7], 'owner', ARGV[8])
+  -- The turn stored two messages; the first stored one names the thread.
+  if redis.call('HINCRBY', KEYS[7], 'messages', 2) == 2 then
+    redis.call('HSET', KEYS[7], 'title', ARGV[7])
+  end
+elseif redis.call('HGET', KEYS[7], 'messages') == '0'
+    and redis.call('LLEN', KEYS[3]) == 0 then
+  -- A new thread whose turns all ended without storing anything: no conversation.
+  redis.call('ZREM', KEYS[6], thread_id)
+  redis.call('DEL', KEYS[7])
 end
 return 1
 """
@@ -85,12 +103,14 @@ end
 return redis.call('HGETALL', KEYS[1])
 """
 # Accepts a job unless its thread's inbox or its client's jobs are full:
-# KEYS job, inbox, pending, activity, client's jobs; ARGV ttl, job id, thread
-# id, inbox limit, client limit, then field/value pairs.
+# KEYS job, inbox, pending, activity, client's jobs, owner's threads, thread
+# info, the threads-indexed mark; ARGV ttl, job id, thread id, inbox limit,
+# client limit, title, owner, "1" if the gateway made the thread's id, then
+# field/value pairs.
 _CREATE = _NOW + """
 if redis.call('LLEN', KEYS[2]) >= tonumber(ARGV[4]) then return {'thread'} end
 if redis.call('SCARD', KEYS[5]) >= tonumber(ARGV[5]) then return {'client'} end
-redis.call('HSET', KEYS[1], 'created_at', now, unpack(ARGV, 6))
+redis.call('HSET', KEYS[1], 'created_at', now, unpack(ARGV, 9))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[1])
@@ -98,6 +118,17 @@ redis.call('SADD', KEYS[3], ARGV[3])
 redis.call('ZADD', KEYS[4], 'GT', now, ARGV[3])
 redis.call('SADD', KEYS[5], ARGV[2])
 redis.call('EXPIRE', KEYS[5], ARGV[1])
+redis.call('ZADD', KEYS[6], 'GT', now, ARGV[3])
+if redis.call('HSETNX', KEYS[7], 'owner', ARGV[7]) == 1 then
+  redis.call('HSET', KEYS[7], 'title', ARGV[6])
+  if ARGV[8] == '1' or redis.call('EXISTS', KEYS[8]) == 1 then
+    -- A new id, or the index holds every stored thread: it has no messages yet.
+    redis.call('HSET', KEYS[7], 'messages', 0)
+  else
+    -- Redis lost the index: what S3 holds of this thread is not known here.
+    redis.call('HSET', KEYS[7], 'partial', 1)
+  end
+end
 return {'ok', now}
 """
 # Back to `queued` while a retry waits; a finished job is left as it is.
@@ -237,23 +268,28 @@ class JobStore:
         self._ask_cancel = redis.register_script(_ASK_CANCEL)
         self._failure = redis.register_script(_FAILURE)
 
-    async def create(self, job: Job, max_in_thread: int, max_for_client: int) -> Job:
+    async def create(self, job: Job, max_in_thread: int, max_for_client: int,
+                     new_thread: bool = False) -> Job:
         """Records an accepted job at the end of its thread's inbox.
 
         Raises Refused, recording nothing, when the thread's inbox already
         holds `max_in_thread` jobs or the client has `max_for_client`
         unfinished ones. Also marks the thread active, so cleanup spares it,
-        and pending, so the recovery sweep finds it if its worker dies. The
+        pending, so the recovery sweep finds it if its worker dies, and puts
+        it first in its owner's list of conversations. The
         acceptance time is Redis's clock at the moment of the append, so
         across any number of gateways the jobs of a thread are in
-        `created_at` order.
+        `created_at` order. `new_thread`: the gateway made the thread's id,
+        so nothing of it can be stored yet.
         """
         keys = [job_key(job.job_id), inbox_key(job.thread_id), PENDING_KEY, ACTIVITY_KEY,
-                client_jobs_key(job.client)]
+                client_jobs_key(job.client), owner_threads_key(job.owner),
+                thread_info_key(job.thread_id), THREADS_INDEXED_KEY]
         fields = [item for pair in job.to_redis().items() if pair[0] != "created_at"
                   for item in pair]
         reply = await self._create(keys=keys, args=[
-            self.ttl, job.job_id, job.thread_id, max_in_thread, max_for_client, *fields])
+            self.ttl, job.job_id, job.thread_id, max_in_thread, max_for_client,
+            title_of(job.message), job.owner, "1" if new_thread else "0", *fields])
         if reply[0] != "ok":
             raise Refused(reply[0])
         return dataclasses.replace(job, created_at=float(reply[1]))
@@ -344,7 +380,8 @@ class JobStore:
 
         Only a job in one of `from_statuses` (default: any unfinished one) is
         changed; returns False otherwise: the first outcome stands. `active`
-        marks the thread active (a stored turn).
+        marks the thread active (a stored turn) and counts its two messages
+        in the owner's list of conversations.
         """
         from_statuses = from_statuses or _UNFINISHED
         pairs: list[str | int] = ["status", status]
@@ -352,11 +389,17 @@ class JobStore:
             pairs += [name, value]
         ending = "," + ",".join(from_statuses) + ","
         args = [self.ttl, event, json.dumps(body), STREAM_MAXLEN, ending,
-                "1" if active else "0", *pairs]
+                "1" if active else "0", title_of(job.message), job.owner, *pairs]
         keys = [job_key(job.job_id), events_key(job.job_id), inbox_key(job.thread_id),
-                client_jobs_key(job.client), ACTIVITY_KEY]
-        done = await self._finish(keys=keys, args=args)
-        return cast(int, done) == 1
+                client_jobs_key(job.client), ACTIVITY_KEY, owner_threads_key(job.owner),
+                thread_info_key(job.thread_id)]
+        done = cast(int, await self._finish(keys=keys, args=args)) == 1
+        if done:
+            metrics.TURNS.labels(status.value).inc()
+            if job.started_at is not None:
+                metrics.TURN_DURATION.labels(status.value).observe(
+                    max(0.0, time.time() - job.started_at))
+        return done
 
     async def read_events(self, job_id: str, after: str = "0-0") -> list[Event]:
         """The job's events after `after`, without waiting."""

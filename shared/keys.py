@@ -80,6 +80,25 @@ def thread_runs_key(thread_id: str) -> str:
     return f"{PREFIX}thread:{thread_id}:runs"
 
 
+def thread_info_key(thread_id: str) -> str:
+    """Hash: what the list of conversations shows of the thread (shared/threads.py)."""
+    return f"{PREFIX}thread:{thread_id}:info"
+
+
+def owner_threads_key(owner: str) -> str:
+    """Sorted set: an owner's thread ids by last activity (`owner` is a digest,
+    or "" with auth off, which gets a name no digest can have)."""
+    return f"{PREFIX}owner:{owner or '-'}:threads"
+
+
+# Present once a full S3 scan has put every stored thread into the owners'
+# lists; Redis losing it means the lists may lack threads (shared/threads.py).
+THREADS_INDEXED_KEY = f"{PREFIX}threads:indexed"
+
+# Present for a while after a gateway asked for the lists to be rebuilt.
+THREADS_REBUILD_ASKED_KEY = f"{PREFIX}threads:rebuild-asked"
+
+
 def client_jobs_key(client: str) -> str:
     """Set of a client's unfinished job ids (`client` is a digest)."""
     return f"{PREFIX}client:{client}:jobs"

@@ -21,6 +21,16 @@ from tests.stack import Stack, launch
 # Limits high enough that only the tests about them meet them.
 ROOMY = 10_000
 
+# The API keys of the keyed stack (tests/e2e/conftest.py), one per use, so
+# the tests of one never see another's conversations.
+API_KEYS = {"threads": "key-threads", "other": "key-other", "metrics": "key-metrics",
+            "page": "key-page"}
+
+
+def bearer(name: str) -> dict[str, str]:
+    """The Authorization header of one of API_KEYS."""
+    return {"Authorization": f"Bearer {API_KEYS[name]}"}
+
 
 def a_job(thread_id: str | None = None, message: str = "hi", client: str = "") -> Job:
     return Job(job_id=new_id(), thread_id=thread_id or new_id(), message=message,

@@ -39,12 +39,13 @@ class Stack:
         self.groq_client.post("/_control", json=settings).raise_for_status()
 
     def wait_job(self, job_id: str, timeout: float = 30.0,
-                 until: tuple[str, ...] = ("succeeded", "failed", "cancelled")) -> dict[str, Any]:
+                 until: tuple[str, ...] = ("succeeded", "failed", "cancelled"),
+                 headers: dict[str, str] | None = None) -> dict[str, Any]:
         """Polls the job until its status is one of `until` (by default: it has
         ended). Tests only; the gateway itself never polls."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            job: dict[str, Any] = self.client.get(f"/chat/jobs/{job_id}").json()
+            job: dict[str, Any] = self.client.get(f"/chat/jobs/{job_id}", headers=headers).json()
             if job["status"] in until:
                 return job
             time.sleep(0.02)

@@ -33,16 +33,21 @@ from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockError
 
+from shared import metrics
 from shared.checkpoint import AsyncS3Saver, S3SaverError
 from shared.ids import is_valid_id
 from shared.keys import (
     ACTIVITY_KEY,
     CLEANUP_LOCK_KEY,
     RECONCILED_KEY,
+    THREADS_INDEXED_KEY,
     inbox_key,
+    owner_threads_key,
+    thread_info_key,
     thread_lock_key,
 )
 from shared.settings import Settings
+from shared.threads import ThreadIndex
 
 log = structlog.get_logger("worker.cleanup")
 
@@ -60,10 +65,13 @@ DELETE_LEASE_SECONDS = 60
 # turn could start writing while old objects are still being removed.
 DELETE_BUDGET_SECONDS = 30
 
-# The entry goes only if no turn touched the thread since it was read as expired.
+# The entries go only if no turn touched the thread since it was read as
+# expired. KEYS activity, owner's threads, thread info; ARGV thread id, cutoff.
 _FORGET = """
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if score and tonumber(score) <= tonumber(ARGV[2]) then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('DEL', KEYS[3])
   return redis.call('ZREM', KEYS[1], ARGV[1])
 end
 return 0
@@ -107,6 +115,7 @@ class Cleanup:
         self.saver = saver
         self.waiting_jobs: list[str] = []
         self._forget = redis.register_script(_FORGET)
+        self.index = ThreadIndex(redis)
 
     async def run(self) -> int:
         lease = Lock(self.redis, CLEANUP_LOCK_KEY, timeout=PASS_LEASE_SECONDS, blocking=False)
@@ -119,6 +128,8 @@ class Cleanup:
             counts = await self.delete_expired(lease)
         finally:
             await _release(lease)
+        metrics.CLEANUP_PASSES.inc()
+        metrics.CLEANUP_DELETED.inc(counts[Outcome.DELETED])
         log.info("cleanup_done", reindexed=reindexed, **{o.value: counts[o] for o in Outcome},
                  seconds=round(time.monotonic() - started, 3))
         return counts[Outcome.DELETED]
@@ -172,17 +183,21 @@ class Cleanup:
         except (S3SaverError, TimeoutError) as exc:
             log.warning("thread_delete_failed", thread_id=thread_id, error=str(exc))
             return Outcome.FAILED
-        await self._forget(keys=[ACTIVITY_KEY], args=[thread_id, repr(cutoff)])
+        owner = await self.index.owner_of(thread_id)
+        keys = [ACTIVITY_KEY, owner_threads_key(owner), thread_info_key(thread_id)]
+        await self._forget(keys=keys, args=[thread_id, repr(cutoff)])
         log.info("thread_deleted", thread_id=thread_id, idle_seconds=round(time.time() - score))
         return Outcome.DELETED
 
     async def reconcile_if_due(self, lease: Lock | None = None) -> int:
-        """Runs the full S3 scan if its time has come or the index is empty."""
+        """Runs the full S3 scan if its time has come, or the index or the
+        owners' lists of threads are gone."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.exists(RECONCILED_KEY)
             pipe.zcard(ACTIVITY_KEY)
-            marked, indexed = await pipe.execute()
-        if marked and indexed:
+            pipe.exists(THREADS_INDEXED_KEY)
+            marked, indexed, listed = await pipe.execute()
+        if marked and indexed and listed:
             return 0
         try:
             added = await self.reconcile(lease)
@@ -190,15 +205,20 @@ class Cleanup:
             # Not marked done, so the next pass tries again; deleting needs no scan.
             log.warning("cleanup_reconcile_failed", error=str(exc))
             return 0
-        await self.redis.set(RECONCILED_KEY, str(time.time()),
-                             ex=self.settings.CLEANUP_RECONCILE_SECONDS)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(RECONCILED_KEY, str(time.time()), ex=self.settings.CLEANUP_RECONCILE_SECONDS)
+            pipe.set(THREADS_INDEXED_KEY, str(time.time()))
+            await pipe.execute()
         return added
 
     async def reconcile(self, lease: Lock | None = None) -> int:
-        """Indexes every thread stored in S3 but missing from the index; returns how many."""
+        """Indexes every thread stored in S3 but missing from the index, and
+        puts those missing from their owners' lists back; returns how many
+        were missing from the index."""
         added = 0
         bucket, prefix = self.settings.S3_BUCKET_NAME, self.settings.S3_PREFIX
         async for ids in list_thread_ids(self.saver.client, bucket, prefix):
+            await _bounded(self._list(t) for t in await self.index.unsummarized(ids))
             missing = await self._unindexed(ids)
             if missing:
                 seen = await _bounded(self._last_activity(t) for t in missing)
@@ -208,6 +228,18 @@ class Cleanup:
             await _renew(lease)
         log.info("cleanup_reconciled", reindexed=added)
         return added
+
+    async def _list(self, thread_id: str) -> None:
+        """Puts a stored thread back in its owner's list, from its latest checkpoint."""
+        config: dict[str, Any] = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+        try:
+            saved = await self.saver.aget_tuple(config)  # type: ignore[arg-type]
+        except Exception as exc:
+            # One unreadable thread must not keep every other one out of the lists.
+            log.warning("thread_summary_failed", thread_id=thread_id, error=type(exc).__name__)
+            return
+        if saved is not None:
+            await self.index.record(thread_id, saved)
 
     async def _unindexed(self, ids: list[str]) -> list[str]:
         if not ids:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar, cast
 from langgraph.graph.state import CompiledStateGraph
 from redis.asyncio import Redis
 
+from shared import metrics
 from shared.checkpoint import AsyncS3Saver
 from shared.jobs import JobStore
 from shared.redis_client import make_redis
@@ -51,8 +52,13 @@ async def open_resources(settings: Settings, stack: AsyncExitStack) -> Resources
     jobs = JobStore(redis, settings.JOB_TTL_SECONDS)
     limiter = LlmRateLimit(redis, settings.RATE_LIMIT_CALLS,
                            settings.RATE_LIMIT_PERIOD)
+
+    async def before_call() -> None:
+        await limiter.acquire()  # raises when the call may not start
+        metrics.LLM_CALLS.inc()
+
     graph = build_graph(build_llm(settings), DeferredSaver(saver), settings.CONTEXT_MAX_TOKENS,
-                        before_call=limiter.acquire)
+                        before_call=before_call)
     # Compiling may derive a saver with the state's types allowed: use that one.
     checkpointer = cast(DeferredSaver, graph.checkpointer)
     return Resources(settings, redis, jobs, saver, checkpointer, graph,

@@ -23,6 +23,7 @@ class TokenBatcher:
         self._buffer: list[str] = []
         self._last_sent = 0.0
         self._timer: asyncio.Task[None] | None = None
+        self._sending = asyncio.Lock()
 
     async def add(self, text: str) -> None:
         if not text:
@@ -43,10 +44,13 @@ class TokenBatcher:
         if self._timer is not None and self._timer is not asyncio.current_task():
             self._timer.cancel()
             self._timer = None
-        if self._buffer:
-            text, self._buffer = "".join(self._buffer), []
-            self._last_sent = time.monotonic()
-            await self._send(text)
+        # One send at a time: a batch taken while the previous one is still on
+        # its way to Redis could otherwise land first, out of order.
+        async with self._sending:
+            if self._buffer:
+                text, self._buffer = "".join(self._buffer), []
+                self._last_sent = time.monotonic()
+                await self._send(text)
 
     async def close(self) -> None:
         """Sends what is left; call it before the terminal event."""

@@ -27,6 +27,7 @@ from langchain_core.runnables import RunnableConfig
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockError
 
+from shared import metrics
 from shared.conversation import human_message, reply_id
 from shared.jobs import Job
 from shared.keys import thread_lock_key
@@ -108,10 +109,13 @@ async def _run(res: Resources, job: Job, lease: Lock, task_id: str) -> NextStep:
     wait = await res.limiter.wait_needed()
     if wait > 0:
         log.info("turn_rate_limited", retry_in=round(wait, 3))
+        metrics.LLM_LIMIT_WAIT.inc(min(wait, MAX_COUNTDOWN))
         return NextStep(retry_in=min(wait, MAX_COUNTDOWN))
     started = await res.jobs.start(job.job_id, task_id)
     if started is None or started.finished:
         return DONE
+    if started.attempt == 1 and started.started_at is not None:
+        metrics.QUEUE_WAIT.observe(max(0.0, started.started_at - started.created_at))
     if started.cancel_requested is not None:  # asked while it was queued
         await res.jobs.cancel(started)
         return DONE
@@ -187,6 +191,7 @@ async def _stream(res: Resources, job: Job, turn_input: dict[str, Any],
     """Runs the graph, streaming the reply's tokens to the job's events; the final state."""
     tokens = TokenBatcher(lambda text: res.jobs.append_tokens(job.job_id, text))
     state: dict[str, Any] = {}
+    first_token = True
     # aclosing: leaving the loop early (cancel, error) must close the provider's
     # HTTP stream too, or the paid call goes on generating.
     parts = cast(AsyncGenerator[tuple[str, Any], None], res.graph.astream(
@@ -201,6 +206,10 @@ async def _stream(res: Resources, job: Job, turn_input: dict[str, Any],
             # Chunks only: the node's finished reply comes through here too, whole.
             if (isinstance(chunk, AIMessageChunk) and meta.get("langgraph_node") == "answer"
                     and isinstance(chunk.content, str)):
+                if first_token and job.started_at is not None:
+                    metrics.FIRST_TOKEN.observe(max(0.0, time.time() - job.started_at))
+                first_token = False
+                metrics.LLM_TOKENS.inc()
                 await tokens.add(chunk.content)
     await tokens.close()
     return state
@@ -212,8 +221,11 @@ async def _failed(res: Resources, job: Job, error: TurnError) -> NextStep:
         log.warning("turn_rejected", error=str(error))
         return DONE
     assert isinstance(error, TransientError)
+    if error.rate_limited:
+        metrics.LLM_RATE_LIMITED.inc()
     if error.rate_limited and error.retry_after:
         await res.limiter.pause(error.retry_after)
+        metrics.LLM_LIMIT_WAIT.inc(min(error.retry_after, MAX_COUNTDOWN))
     gave_up = None
     failures, failing_for = await res.jobs.count_failure(job.job_id, error.counts)
     if error.counts:

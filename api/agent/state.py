@@ -17,8 +17,8 @@ from langchain_core.messages import BaseMessage
 from langgraph.checkpoint.base import CheckpointTuple
 
 from api.agent.schemas import CheckpointRef, ThreadState
-from api.owners import OWNER_FIELD
 from shared.conversation import human_id, reply_id
+from shared.threads import OWNER_FIELD
 
 
 def values_of(saved: CheckpointTuple | None) -> dict[str, Any]:

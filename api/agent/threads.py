@@ -30,6 +30,7 @@ from api.errors import Conflict, NotFound
 from api.openapi_responses import errors
 from shared.ids import ID_PATTERN, MAX_ID_LENGTH, new_id
 from shared.keys import inbox_key
+from shared.threads import stored_owner
 
 router = APIRouter(tags=["threads"], dependencies=[Depends(limit_client)])
 
@@ -63,7 +64,7 @@ async def _find(services: Services, records: ThreadRecords, thread_id: str,
     if record is not None and record.owner != owner:
         raise NotFound(NO_SUCH_THREAD)
     saved = await owners.load(services.saver, thread_id)
-    if record is None and (saved is None or (owner and owners.stored_owner(saved) != owner)):
+    if record is None and (saved is None or (owner and stored_owner(saved) != owner)):
         raise NotFound(NO_SUCH_THREAD)
     return record, saved
 

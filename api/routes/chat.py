@@ -23,6 +23,7 @@ from api.sse import stream_response
 from shared.conversation import message_time, role_of
 from shared.ids import ID_PATTERN, MAX_ID_LENGTH, new_id
 from shared.jobs import Event, Job
+from shared.threads import stored_owner
 
 router = APIRouter(tags=["chat"], dependencies=[Depends(limit_client)])
 log = structlog.get_logger("api.chat")
@@ -97,7 +98,8 @@ async def post_chat(
               language=body.language, owner=owner, client=client)
     structlog.contextvars.bind_contextvars(job_id=job_id, thread_id=thread_id)
     try:
-        job = await queue_job(services, job, services.settings.MAX_QUEUED_PER_THREAD)
+        job = await queue_job(services, job, services.settings.MAX_QUEUED_PER_THREAD,
+                              new_thread=body.thread_id is None)
     except Exception:
         # Not queued: the key may be used again (best effort, as Redis may be
         # what failed).
@@ -147,7 +149,7 @@ async def _stored_thread(services: ServicesDep, thread_id: str,
     """The thread's latest checkpoint; 404 if none, or if another key owns it."""
     structlog.contextvars.bind_contextvars(thread_id=thread_id)
     saved = await owners.load(services.saver, thread_id)
-    if saved is None or (owner and owners.stored_owner(saved) != owner):
+    if saved is None or (owner and stored_owner(saved) != owner):
         raise NotFound(NO_SUCH_THREAD)
     return saved
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import servers
+from tests.helpers import API_KEYS
 from tests.stack import Stack, launch
 
 
@@ -28,4 +30,27 @@ def fresh_llm(stack: Stack) -> Iterator[None]:
     """The shared stack's Groq-like server with its faults and records cleared."""
     stack.groq_client.post("/_control/reset").raise_for_status()
     stack.groq_client.delete("/_calls").raise_for_status()
+    yield
+
+
+@pytest.fixture(scope="session")
+def keyed(s3_endpoint: str, workdir: Path) -> Iterator[Stack]:
+    """A stack with API keys on, its metrics gathered from every process, on a
+    redis-server of its own: a test may empty it without touching the others."""
+    server = servers.redis_server(workdir / "keyed-redis").start()
+    metrics = workdir / "keyed-metrics"
+    metrics.mkdir()
+    try:
+        with launch(f"redis://127.0.0.1:{server.port}/0", s3_endpoint, workdir / "keyed",
+                    API_KEYS=",".join(API_KEYS.values()),
+                    PROMETHEUS_MULTIPROC_DIR=str(metrics)) as running:
+            yield running
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def keyed_llm(keyed: Stack) -> Iterator[None]:
+    """The keyed stack's Groq-like server with its faults and records cleared."""
+    keyed.groq_client.post("/_control/reset").raise_for_status()
     yield

@@ -20,6 +20,8 @@ from shared.keys import (
     CLEANUP_LOCK_KEY,
     RECONCILED_KEY,
     inbox_key,
+    owner_threads_key,
+    thread_info_key,
     thread_lock_key,
 )
 from shared.settings import Settings
@@ -114,11 +116,16 @@ async def test_a_pass_deletes_expired_threads_and_keeps_the_rest(
         make: MakeCleanup, bucket: Bucket, redis: Redis) -> None:
     expired = await threads(bucket, redis, 5, idle=OLD)
     fresh = await threads(bucket, redis, 3, idle=1)
+    for thread in expired + fresh:  # as the job scripts list them
+        await redis.hset(thread_info_key(thread), mapping={"owner": "o", "messages": 2})
+        await redis.zadd(owner_threads_key("o"), {thread: 1.0})
 
     assert await make().run() == 5
 
     assert await bucket.thread_ids() == set(fresh)
     assert set(await redis.zrange(ACTIVITY_KEY, 0, -1)) == set(fresh)
+    assert set(await redis.zrange(owner_threads_key("o"), 0, -1)) == set(fresh)
+    assert not await redis.exists(*map(thread_info_key, expired))
     assert not await redis.exists(CLEANUP_LOCK_KEY, *map(thread_lock_key, expired))
 
 

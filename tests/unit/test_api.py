@@ -123,7 +123,7 @@ def test_openapi_documents_every_endpoint(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert set(paths) == {"/chat", "/chat/jobs/{job_id}", "/chat/jobs/{job_id}/cancel",
                           "/chat/history/{thread_id}", "/chat/jobs/{job_id}/events",
-                          "/healthz", "/readyz", *AGENT_PATHS}
+                          "/chat/threads", "/metrics", "/healthz", "/readyz", *AGENT_PATHS}
     assert "202" in paths["/chat"]["post"]["responses"]
 
 

@@ -42,3 +42,27 @@ async def test_close_sends_what_is_left_and_empty_tokens_send_nothing() -> None:
     await batcher.close()
     await asyncio.sleep(BATCH_SECONDS * 2)
     assert sent == ["x", "y"]
+
+
+async def test_a_slow_send_keeps_the_batches_in_order() -> None:
+    # The timer's batch is still being sent when the next token finds the
+    # window over: the later batch must wait for it, not overtake it.
+    sent: list[str] = []
+    first_send = asyncio.Event()
+
+    async def send(text: str) -> None:
+        if text == " b":
+            first_send.set()
+            await asyncio.sleep(BATCH_SECONDS * 3)
+        sent.append(text)
+
+    batcher = TokenBatcher(send)
+    await batcher.add("a")
+    await batcher.add(" b")  # held, then sent by the timer, slowly
+    async with asyncio.timeout(5):
+        await first_send.wait()
+    await asyncio.sleep(BATCH_SECONDS * 1.5)
+    await batcher.add(" c")
+    await batcher.close()
+
+    assert sent == ["a", " b", " c"]

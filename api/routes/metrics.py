@@ -1,0 +1,60 @@
+"""GET /metrics: the counts of the gateway and every worker, in Prometheus' text format."""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import OwnerDep, ServicesDep
+from api.openapi_responses import errors
+from shared.metrics import MULTIPROC_DIR_ENV
+from shared.queue import MAINTENANCE_QUEUE, QUEUE
+
+router = APIRouter(tags=["operations"])
+
+
+class QueueDepth(Collector):
+    """Messages waiting in the Celery queues, as read from Redis for this scrape."""
+
+    def __init__(self, depths: dict[str, int]) -> None:
+        self.depths = depths
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        family = GaugeMetricFamily("chat_queue_depth", "Tasks waiting in the Celery queue.",
+                                   labels=["queue"])
+        for queue, depth in self.depths.items():
+            family.add_metric([queue], depth)
+        return [family]
+
+
+def render(depths: dict[str, int]) -> bytes:
+    """Every process's counts (or this process's alone, without a shared
+    directory), then the queues' depths."""
+    path = os.environ.get(MULTIPROC_DIR_ENV)
+    counts = REGISTRY
+    if path:
+        counts = CollectorRegistry()
+        MultiProcessCollector(counts, path)  # type: ignore[no-untyped-call]
+    levels = CollectorRegistry()
+    levels.register(QueueDepth(depths))
+    return generate_latest(counts) + generate_latest(levels)
+
+
+@router.get("/metrics", response_class=Response, responses={
+    **errors(), 200: {"description": "Prometheus text format.",
+                      "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}})
+async def get_metrics(services: ServicesDep, _: OwnerDep) -> Response:
+    """Metrics of the gateway and all workers (needs a key when auth is on)."""
+    async with services.redis.pipeline(transaction=False) as pipe:
+        for queue in (QUEUE, MAINTENANCE_QUEUE):
+            pipe.llen(queue)
+        lengths = await pipe.execute()
+    depths = dict(zip((QUEUE, MAINTENANCE_QUEUE), lengths, strict=True))
+    body = await run_in_threadpool(render, depths)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
