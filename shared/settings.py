@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     S3_PREFIX: str = Field("chat_histories/", pattern=r"^([A-Za-z0-9_-][A-Za-z0-9_.-]*/)*$")
     # Checkpoint saver (shared/checkpoint): checkpoints kept per thread, pruned as
     # turns are saved (0 keeps all), and the base64 AES key that encrypts them at
-    # rest (unset: not encrypted); pass them as keep_last= and make_serde(key).
+    # rest (unset: not encrypted); passed as keep_last= and encryption_key=.
     CHECKPOINT_KEEP_LAST: int = Field(20, ge=0)
     CHECKPOINT_ENCRYPTION_KEY: SecretStr | None = None
 

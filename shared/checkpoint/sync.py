@@ -18,7 +18,6 @@ from langgraph.checkpoint.base import (
     Checkpoint,
     CheckpointMetadata,
     CheckpointTuple,
-    DeltaChannelHistory,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
@@ -26,7 +25,7 @@ from . import _plans as plans
 from ._layout import parse_conn_string
 from ._requests import Emit, Locked, Plan, PlanCursor, Step
 from ._s3 import CLIENT_CONFIG, RetryPolicy, SyncStore
-from .base import BaseS3Saver
+from .base import BaseS3Saver, TranscriptPage
 from .errors import S3SaverError
 
 T = TypeVar("T")
@@ -55,6 +54,8 @@ class S3Saver(BaseS3Saver):
         serde: SerializerProtocol | None = None,
         keep_last: int | None = None,
         retry: RetryPolicy | None = None,
+        encryption_key: bytes | None = None,
+        transcript: str | None = None,
     ) -> Iterator[Self]:
         """Open a saver on ``s3://BUCKET/PREFIX`` for the life of the context.
 
@@ -65,6 +66,8 @@ class S3Saver(BaseS3Saver):
             serde: Serializer; the default never unpickles.
             keep_last: Keep this many checkpoints per thread; ``None`` keeps all.
             retry: Retries of throttled or failed requests.
+            encryption_key: AES key sealing every object (AES-GCM), or ``None``.
+            transcript: The messages channel to keep a transcript of, or ``None``.
 
         Yields:
             The saver.
@@ -77,7 +80,9 @@ class S3Saver(BaseS3Saver):
             "s3", endpoint_url=endpoint_url, region_name=region_name, config=CLIENT_CONFIG
         )
         try:
-            yield cls(client, bucket, prefix, serde=serde, keep_last=keep_last, retry=retry)
+            yield cls(client, bucket, prefix, serde=serde, keep_last=keep_last, retry=retry,
+                encryption_key=encryption_key, transcript=transcript,
+            )
         finally:
             client.close()
 
@@ -219,19 +224,38 @@ class S3Saver(BaseS3Saver):
         """
         self._run(plans.prune(self, thread_ids, strategy))
 
-    def get_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> dict[str, DeltaChannelHistory]:
-        """Writes and seed to rebuild DeltaChannels of a checkpoint (LangGraph beta API).
+    def get_transcript(
+        self,
+        thread_id: str,
+        *,
+        before: int | None = None,
+        limit: int = 100,
+        checkpoint_ns: str = "",
+    ) -> TranscriptPage | None:
+        """Read a page of a thread's transcript: the messages before a position.
+
+        Costs one GET of the head (304 if this saver holds it already) and at
+        most one of a sealed segment, whatever the transcript's length; the
+        page holds fewer than ``limit`` messages when it reaches the start of
+        that segment. ``page.start`` is the ``before`` of the page before it.
 
         Args:
-            config: Names the checkpoint (the latest if no ``checkpoint_id``).
-            channels: The channels to rebuild.
+            thread_id: The thread.
+            before: Position (0-based, in the whole transcript) the page ends
+                before; ``None`` for the newest messages.
+            limit: At most this many messages.
+            checkpoint_ns: The namespace.
 
         Returns:
-            Per channel, its writes oldest first and its seed, if any.
+            The page, oldest first, with the latest checkpoint's metadata; or
+            ``None`` if the thread has no checkpoint.
+
+        Raises:
+            ValueError: If the saver keeps no transcript, or an argument is invalid.
+            S3Unavailable: If S3 is down.
+            S3SaverError: On other storage failures.
         """
-        return self._run(plans.delta_history(self, config, channels))
+        return self._run(plans.transcript_page(self, thread_id, checkpoint_ns, before, limit))
 
     # --- running plans --------------------------------------------------
 
