@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     LLM_TIMEOUT_SECONDS: float = Field(60.0, gt=0, le=600)
     LLM_MAX_TOKENS: Positive | None = None
     CONTEXT_MAX_TOKENS: Positive = 6000
+    # Messages a conversation's state keeps (the LLM sees at most these, cut to
+    # CONTEXT_MAX_TOKENS); the transcript keeps them all for history.
+    CONTEXT_WINDOW_MESSAGES: int = Field(64, ge=2, le=10_000)
 
     LANGSMITH_API_KEY: SecretStr | None = None
     LANGSMITH_TRACING: bool = False

@@ -50,7 +50,8 @@ async def open_resources(settings: Settings, stack: AsyncExitStack) -> Resources
     limiter = LlmRateLimit(redis, settings.REDIS_URL, settings.RATE_LIMIT_CALLS,
                            settings.RATE_LIMIT_PERIOD)
     graph = build_graph(build_llm(settings), saver, settings.CONTEXT_MAX_TOKENS,
-                        before_call=limiter.acquire)
+                        before_call=limiter.acquire,
+                        window_messages=settings.CONTEXT_WINDOW_MESSAGES)
     return Resources(settings, redis, jobs, saver, graph, ThreadQueue(redis, jobs), limiter)
 
 
