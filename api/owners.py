@@ -16,9 +16,9 @@ With auth off every owner is "" and nothing here is consulted.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, cast
 
-from langgraph.checkpoint.base import CheckpointTuple
 from redis.asyncio import Redis
 
 from shared.checkpoint import AsyncS3Saver
@@ -30,16 +30,15 @@ def owner_key(thread_id: str) -> str:
     return f"chat:thread:{thread_id}:owner"
 
 
-def stored_owner(saved: CheckpointTuple) -> str:
+def stored_owner(metadata: Mapping[str, Any]) -> str:
     """The owner recorded in a checkpoint's metadata; "" for none."""
-    owner = saved.metadata.get(OWNER_FIELD, "")
+    owner = metadata.get(OWNER_FIELD, "")
     return owner if isinstance(owner, str) else ""
 
 
-async def load(saver: AsyncS3Saver, thread_id: str) -> CheckpointTuple | None:
-    """The thread's latest checkpoint, or None if it has none."""
-    config: dict[str, Any] = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
-    return await saver.aget_tuple(config)  # type: ignore[arg-type]
+async def load(saver: AsyncS3Saver, thread_id: str) -> Mapping[str, Any] | None:
+    """The metadata of the thread's latest checkpoint (not its messages), or None."""
+    return await saver.aget_metadata(thread_id)
 
 
 class ThreadOwners:

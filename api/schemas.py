@@ -96,9 +96,25 @@ class HistoryMessage(BaseModel):
     timestamp: datetime
 
 
+class HistoryQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(100, ge=1, le=1000, description="At most this many messages.")
+    # SkipJsonSchema: a query parameter is absent or a string, never null.
+    before: str | SkipJsonSchema[None] = Field(
+        None, max_length=64,
+        description="The `next_before` of a page: this page holds the messages before it. "
+                    "Omitted: the newest messages.")
+
+
 class History(BaseModel):
     thread_id: str
-    messages: list[HistoryMessage]
+    messages: list[HistoryMessage] = Field(
+        description="Oldest first. A page may hold fewer than `limit` messages (it never reads "
+                    "more than one stored segment); follow `next_before` for the rest.")
+    next_before: str | None = Field(
+        description="Cursor of the page of older messages; null when this page starts at "
+                    "the conversation's first message.")
 
 
 class ErrorBody(BaseModel):

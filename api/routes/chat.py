@@ -4,22 +4,33 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
+from datetime import datetime
 from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
 from fastapi.responses import JSONResponse
-from langgraph.checkpoint.base import CheckpointTuple
+from langchain_core.messages import BaseMessage
 from pydantic.json_schema import SkipJsonSchema
 from starlette.concurrency import run_in_threadpool
 
 from api import idempotency, owners
 from api.deps import OwnerDep, ServicesDep, limit_client
-from api.errors import Conflict, JobFailed, NotFound
+from api.errors import BadRequest, Conflict, JobFailed, NotFound
 from api.responses import SSE_CONTENT, errors
-from api.schemas import ChatQuery, ChatReply, ChatRequest, History, HistoryMessage, JobAccepted
+from api.schemas import (
+    ChatQuery,
+    ChatReply,
+    ChatRequest,
+    History,
+    HistoryMessage,
+    HistoryQuery,
+    JobAccepted,
+)
 from api.sse import stream_response
-from shared.conversation import message_time, role_of
+from shared.checkpoint import TranscriptEntry
+from shared.conversation import CREATED_AT, message_time, role_of
 from shared.ids import ID_PATTERN, MAX_ID_LENGTH, new_id
 from shared.jobs import Event, Job
 from shared.queue import TURN_TASK
@@ -30,6 +41,8 @@ log = structlog.get_logger("api.chat")
 
 ThreadIdPath = Annotated[str, Path(pattern=ID_PATTERN, max_length=MAX_ID_LENGTH)]
 NO_SUCH_THREAD = "no such thread"
+# A cursor is a position in the thread's transcript; clients treat it as opaque.
+_CURSOR = re.compile(r"[0-9]{1,12}")
 
 
 def accepted(job: Job) -> JSONResponse:
@@ -121,27 +134,47 @@ async def _respond(services: ServicesDep, job: Job, query: ChatQuery) -> Any:
     return accepted(job)
 
 
-async def _stored_thread(services: ServicesDep, thread_id: str,
-                         owner: str) -> CheckpointTuple:
-    """The thread's latest checkpoint; 404 if none, or if another key owns it."""
+async def _stored_thread(services: ServicesDep, thread_id: str, owner: str) -> None:
+    """404 if the thread has no checkpoint, or if another key owns it."""
     structlog.contextvars.bind_contextvars(thread_id=thread_id)
-    saved = await owners.load(services.saver, thread_id)
-    if saved is None or (owner and owners.stored_owner(saved) != owner):
+    metadata = await owners.load(services.saver, thread_id)
+    if metadata is None or (owner and owners.stored_owner(metadata) != owner):
         raise NotFound(NO_SUCH_THREAD)
-    return saved
 
 
-@router.get("/chat/history/{thread_id}", response_model=History, responses=errors(404))
-async def get_history(thread_id: ThreadIdPath, services: ServicesDep,
-                      owner: OwnerDep) -> History:
-    """The conversation's messages, oldest first."""
-    saved = await _stored_thread(services, thread_id, owner)
-    messages = saved.checkpoint["channel_values"].get("messages", [])
-    shown = [HistoryMessage(content=str(m.content), role=role, timestamp=message_time(m))
-             for m in messages if (role := role_of(m)) is not None]
-    if not shown:
+def _position(cursor: str | None) -> int | None:
+    """The transcript position a `next_before` cursor stands for."""
+    if cursor is None:
+        return None
+    if not _CURSOR.fullmatch(cursor):
+        raise BadRequest("before must be the next_before of an earlier page")
+    return int(cursor)
+
+
+def _shown(entry: TranscriptEntry) -> HistoryMessage | None:
+    message = entry.value
+    if not isinstance(message, BaseMessage) or (role := role_of(message)) is None:
+        return None
+    # Messages carry the time they were accepted; else the time they were stored.
+    when = (message_time(message) if CREATED_AT in message.additional_kwargs
+            else datetime.fromisoformat(entry.ts))
+    return HistoryMessage(content=str(message.content), role=role, timestamp=when)
+
+
+@router.get("/chat/history/{thread_id}", response_model=History, responses=errors(400, 404))
+async def get_history(thread_id: ThreadIdPath, services: ServicesDep, owner: OwnerDep,
+                      query: Annotated[HistoryQuery, Query()]) -> History:
+    """A page of the conversation: its newest messages before the cursor, oldest first."""
+    structlog.contextvars.bind_contextvars(thread_id=thread_id)
+    before = _position(query.before)
+    page = await services.saver.aget_transcript(thread_id, before=before, limit=query.limit)
+    if page is None or (owner and owners.stored_owner(page.metadata) != owner):
         raise NotFound(NO_SUCH_THREAD)
-    return History(thread_id=thread_id, messages=shown)
+    shown = [m for entry in page.entries if (m := _shown(entry)) is not None]
+    if not shown and before is None:
+        raise NotFound(NO_SUCH_THREAD)
+    return History(thread_id=thread_id, messages=shown,
+                   next_before=str(page.start) if page.start > 0 else None)
 
 
 @router.delete("/chat/history/{thread_id}", status_code=status.HTTP_204_NO_CONTENT,

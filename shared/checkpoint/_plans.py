@@ -107,6 +107,16 @@ def get_tuple(saver: BaseS3Saver, config: RunnableConfig) -> Plan[CheckpointTupl
     return saver._load_tuple(thread_id, ns, state, record) if record else None
 
 
+def latest_metadata(
+    saver: BaseS3Saver, thread_id: str, ns: str
+) -> Plan[CheckpointMetadata | None]:
+    """The metadata of a namespace's latest checkpoint, decoding nothing else."""
+    thread_id = thread_of(thread_id)
+    loaded = yield Locked(thread_id, ns, load(saver, thread_id, ns))
+    latest = loaded.state.records.get(loaded.state.latest_id() or "") if loaded else None
+    return saver._load_metadata(latest) if latest else None
+
+
 def list_checkpoints(
     saver: BaseS3Saver,
     config: RunnableConfig | None,

@@ -224,6 +224,27 @@ class S3Saver(BaseS3Saver):
         """
         self._run(plans.prune(self, thread_ids, strategy))
 
+    def get_metadata(
+        self, thread_id: str, *, checkpoint_ns: str = ""
+    ) -> CheckpointMetadata | None:
+        """Read the metadata of a thread's latest checkpoint, decoding nothing else.
+
+        Costs one GET of the head (304 if this saver holds it already).
+
+        Args:
+            thread_id: The thread.
+            checkpoint_ns: The namespace.
+
+        Returns:
+            The metadata, or ``None`` if the thread has no checkpoint.
+
+        Raises:
+            ValueError: If the thread id is not a safe id.
+            S3Unavailable: If S3 is down.
+            S3SaverError: On other storage failures.
+        """
+        return self._run(plans.latest_metadata(self, thread_id, checkpoint_ns))
+
     def get_transcript(
         self,
         thread_id: str,
