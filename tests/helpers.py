@@ -196,3 +196,17 @@ async def all_objects(sync_client: Any, bucket: str, prefix: str) -> dict[str, b
     return await asyncio.to_thread(read)
 
 
+
+
+async def read_transcript(saver: Any, thread_id: str, limit: int = 100) -> list[Any]:
+    """Every message of a thread's transcript, walking its pages from the newest."""
+    pages: list[list[Any]] = []
+    before = None
+    while True:
+        page = await saver.aget_transcript(thread_id, before=before, limit=limit)
+        assert page is not None
+        pages.append([entry.value for entry in page.entries])
+        if page.start == 0:
+            return [value for values in reversed(pages) for value in values]
+        assert page.start < (before if before is not None else float("inf"))
+        before = page.start

@@ -26,7 +26,7 @@ from . import _plans as plans
 from ._layout import parse_conn_string
 from ._requests import Emit, Locked, Plan, PlanCursor, Step
 from ._s3 import CLIENT_CONFIG, AsyncStore, RetryPolicy
-from .base import BaseS3Saver, TranscriptPage
+from .base import SEGMENT_SIZE, BaseS3Saver, TranscriptPage
 from .errors import S3SaverError
 
 T = TypeVar("T")
@@ -60,6 +60,7 @@ class AsyncS3Saver(BaseS3Saver):
         retry: RetryPolicy | None = None,
         encryption_key: bytes | None = None,
         transcript: str | None = None,
+        segment_size: int = SEGMENT_SIZE,
     ) -> AsyncIterator[Self]:
         """Open a saver on ``s3://BUCKET/PREFIX`` for the life of the context.
 
@@ -75,6 +76,7 @@ class AsyncS3Saver(BaseS3Saver):
             retry: Retries of throttled or failed requests.
             encryption_key: AES key sealing every object (AES-GCM), or ``None``.
             transcript: The messages channel to keep a transcript of, or ``None``.
+            segment_size: Messages per sealed transcript segment.
 
         Yields:
             The saver.
@@ -88,7 +90,7 @@ class AsyncS3Saver(BaseS3Saver):
             "s3", endpoint_url=endpoint_url, region_name=region_name, config=CLIENT_CONFIG
         ) as client:
             yield cls(client, bucket, prefix, serde=serde, keep_last=keep_last, retry=retry,
-                encryption_key=encryption_key, transcript=transcript,
+                encryption_key=encryption_key, transcript=transcript, segment_size=segment_size,
             )
 
     async def setup(self) -> None:

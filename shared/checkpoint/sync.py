@@ -25,7 +25,7 @@ from . import _plans as plans
 from ._layout import parse_conn_string
 from ._requests import Emit, Locked, Plan, PlanCursor, Step
 from ._s3 import CLIENT_CONFIG, RetryPolicy, SyncStore
-from .base import BaseS3Saver, TranscriptPage
+from .base import SEGMENT_SIZE, BaseS3Saver, TranscriptPage
 from .errors import S3SaverError
 
 T = TypeVar("T")
@@ -56,6 +56,7 @@ class S3Saver(BaseS3Saver):
         retry: RetryPolicy | None = None,
         encryption_key: bytes | None = None,
         transcript: str | None = None,
+        segment_size: int = SEGMENT_SIZE,
     ) -> Iterator[Self]:
         """Open a saver on ``s3://BUCKET/PREFIX`` for the life of the context.
 
@@ -68,6 +69,7 @@ class S3Saver(BaseS3Saver):
             retry: Retries of throttled or failed requests.
             encryption_key: AES key sealing every object (AES-GCM), or ``None``.
             transcript: The messages channel to keep a transcript of, or ``None``.
+            segment_size: Messages per sealed transcript segment.
 
         Yields:
             The saver.
@@ -81,7 +83,7 @@ class S3Saver(BaseS3Saver):
         )
         try:
             yield cls(client, bucket, prefix, serde=serde, keep_last=keep_last, retry=retry,
-                encryption_key=encryption_key, transcript=transcript,
+                encryption_key=encryption_key, transcript=transcript, segment_size=segment_size,
             )
         finally:
             client.close()

@@ -8,88 +8,34 @@ that one async test body drives the sync code.
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
-import uuid
-from collections import Counter
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from typing import Annotated, Any, TypedDict
+from typing import Any
 
-import aioboto3
-import boto3
 import pytest
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
-from langgraph.channels import DeltaChannel
-from langgraph.checkpoint.base import (
-    ChannelVersions,
-    Checkpoint,
-    CheckpointMetadata,
-    CheckpointTuple,
-    empty_checkpoint,
-)
-from langgraph.graph import END, START, StateGraph
-from langgraph.graph.message import _messages_delta_reducer, add_messages
-from langgraph.types import Command, interrupt
+from langgraph.types import Command
 
 from shared.checkpoint import (
-    AsyncS3Saver,
     CheckpointConflict,
-    RetryPolicy,
-    S3Saver,
     S3SaverError,
     S3Unavailable,
-    make_serde,
 )
-from shared.checkpoint._s3 import CLIENT_CONFIG
 from tests import servers
-
-@pytest.fixture(scope="module")
-def bucket(s3_endpoint: str) -> str:
-    """One bucket per module; each test works under its own prefix."""
-    return servers.create_bucket(s3_endpoint)
-
-
-@pytest.fixture(scope="module")
-def sync_client(s3_endpoint: str) -> Any:
-    return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
-                        config=CLIENT_CONFIG)
-
-
-@pytest.fixture(scope="module")
-async def async_client(s3_endpoint: str) -> AsyncIterator[Any]:
-    async with aioboto3.Session().client(
-        "s3", endpoint_url=s3_endpoint, region_name="us-east-1", config=CLIENT_CONFIG
-    ) as client:
-        yield client
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"{uuid.uuid4().hex[:12]}/"
-
-
-@pytest.fixture
-def make_saver(request: pytest.FixtureRequest, sync_client: Any, async_client: Any,
-               bucket: str, prefix: str) -> Any:
-    """Builds savers of this test's variant on the shared clients, under its prefix."""
-    variant = getattr(request, "param", "async")
-
-    def build(**options: Any) -> Any:
-        if variant == "async":
-            return AsyncS3Saver(async_client, bucket, prefix, **options)
-        return ThreadedS3Saver(sync_client, bucket, prefix, **options)
-
-    return build
-
-
-@pytest.fixture(params=VARIANTS)
-def saver(request: pytest.FixtureRequest, sync_client: Any, async_client: Any, bucket: str,
-          prefix: str) -> Any:
-    if request.param == "async":
-        return AsyncS3Saver(async_client, bucket, prefix)
-    return ThreadedS3Saver(sync_client, bucket, prefix)
+from tests.helpers import (
+    FAST_RETRY,
+    VARIANTS,
+    DeltaState,
+    RequestCounter,
+    all_objects,
+    approve,
+    chat_graph,
+    delta_echo,
+    new_checkpoint,
+    open_saver,
+    setup,
+    thread,
+)
 
 
 @pytest.mark.parametrize("durability", ["exit", "async", "sync"])
@@ -241,30 +187,6 @@ async def test_missing_bucket_is_an_error_not_an_outage(s3_endpoint: str, varian
 
 
 @pytest.mark.parametrize("make_saver", VARIANTS, indirect=True)
-async def test_a_turn_costs_at_most_three_requests_and_history_two(make_saver: Any) -> None:
-    config = thread("long-chat")
-    per_turn: list[Counter[str]] = []
-    with RequestCounter(make_saver().client) as requests:
-        for turn in range(30):
-            worker = make_saver(keep_last=5)  # each turn on a fresh saver: a random worker
-            worker.spill_over = 600  # small, so that this short chat goes through spills
-            await chat_graph(worker).ainvoke(
-                {"messages": [HumanMessage(f"turn {turn} {os.urandom(16).hex()}")]}, config,
-                durability="exit",
-            )
-            per_turn.append(requests.take())
-
-        assert max(sum(ops.values()) for ops in per_turn) == 3
-        assert all(set(ops) <= {"GetObject", "PutObject"} for ops in per_turn)  # no LIST
-        history = make_saver()
-        latest = await history.aget_tuple(config)
-        assert sum(requests.take().values()) <= 2
-        assert latest is not None and len(latest.checkpoint["channel_values"]["messages"]) == 60
-        listed = [t async for t in history.alist(config, limit=2)]
-        assert len(listed) == 2 and requests.take() == Counter(GetObject=1)  # 304, cached base
-
-
-@pytest.mark.parametrize("make_saver", VARIANTS, indirect=True)
 async def test_keep_last_keeps_history_whole(make_saver: Any) -> None:
     graph = chat_graph(make_saver(keep_last=3))
     config = thread("pruned")
@@ -322,26 +244,11 @@ async def test_copied_threads_go_on_independently(saver: Any) -> None:
     assert len(original.checkpoint["channel_values"]["messages"]) == 2
 
 
-async def test_prune_leaves_no_old_base_behind(
-    saver: Any, sync_client: Any, bucket: str, prefix: str
-) -> None:
-    saver.spill_over = 300
-    graph = chat_graph(saver)
-    for turn in range(6):
-        await graph.ainvoke({"messages": [HumanMessage(f"secret {turn} " * 10)]},
-                            thread("purged"), durability="exit")
-    assert any("/base/" in k for k in await all_objects(sync_client, bucket, prefix))
-    await saver.aprune(["purged"])
-    assert list(await all_objects(sync_client, bucket, prefix)) == ["purged/ns./head"]
-    latest = await saver.aget_tuple(thread("purged"))
-    assert latest is not None and len(latest.checkpoint["channel_values"]["messages"]) == 12
-
-
 async def test_encryption_at_rest(
     s3_endpoint: str, sync_client: Any, bucket: str, prefix: str
 ) -> None:
-    key = base64.b64encode(os.urandom(32)).decode()
-    async with open_saver("async", s3_endpoint, bucket, prefix, serde=make_serde(key)) as saver:
+    async with open_saver("async", s3_endpoint, bucket, prefix,
+                          encryption_key=os.urandom(32)) as saver:
         await chat_graph(saver).ainvoke({"messages": [HumanMessage("my password is hunter2")]},
                                         thread("private"))
         latest = await saver.aget_tuple(thread("private"))
@@ -349,8 +256,7 @@ async def test_encryption_at_rest(
         assert latest.checkpoint["channel_values"]["messages"][0].content.endswith("hunter2")
     stored = await all_objects(sync_client, bucket, prefix)
     assert stored and not any(b"hunter2" in body for body in stored.values())
-    wrong_key = base64.b64encode(os.urandom(32)).decode()
     async with open_saver("async", s3_endpoint, bucket, prefix,
-                          serde=make_serde(wrong_key)) as wrong:
-        with pytest.raises(S3SaverError, match="unreadable"):
+                          encryption_key=os.urandom(32)) as wrong:
+        with pytest.raises(S3SaverError, match="decrypt"):
             await wrong.aget_tuple(thread("private"))
