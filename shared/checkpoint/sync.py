@@ -60,22 +60,7 @@ class S3Saver(BaseS3Saver):
     ) -> Iterator[Self]:
         """Open a saver on ``s3://BUCKET/PREFIX`` for the life of the context.
 
-        Args:
-            conn_string: ``s3://BUCKET`` or ``s3://BUCKET/PREFIX``.
-            endpoint_url: A non-AWS endpoint (MinIO, moto...), or ``None``.
-            region_name: The region, or ``None`` for the AWS default.
-            serde: Serializer; the default never unpickles.
-            keep_last: Keep this many checkpoints per thread; ``None`` keeps all.
-            retry: Retries of throttled or failed requests.
-            encryption_key: AES key sealing every object (AES-GCM), or ``None``.
-            transcript: The messages channel to keep a transcript of, or ``None``.
-            segment_size: Messages per sealed transcript segment.
-
-        Yields:
-            The saver.
-
-        Raises:
-            ValueError: If the connection string is malformed.
+        Sync twin of ``AsyncS3Saver.from_conn_string``, with a boto3 client.
         """
         bucket, prefix = parse_conn_string(conn_string)
         client = boto3.session.Session().client(
@@ -91,35 +76,21 @@ class S3Saver(BaseS3Saver):
     def setup(self) -> None:
         """Check that the bucket exists and answers; creates nothing.
 
-        Raises:
-            S3Unavailable: If S3 cannot be reached or is failing.
-            S3SaverError: If the bucket is missing or not accessible.
+        Sync twin of ``AsyncS3Saver.setup``: same arguments, results and errors.
         """
         self._run(plans.setup(self))
 
     def ping(self) -> None:
         """Cheap readiness probe: one HEAD of the bucket.
 
-        Raises:
-            S3Unavailable: If S3 cannot be reached or is failing.
-            S3SaverError: If the bucket is missing or not accessible.
+        Sync twin of ``AsyncS3Saver.aping``: same arguments, results and errors.
         """
         self._run(plans.ping(self))
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """Fetch one checkpoint: ``checkpoint_id`` from the config, else the latest.
 
-        Args:
-            config: ``configurable`` holds ``thread_id``, optionally
-                ``checkpoint_ns`` and ``checkpoint_id``.
-
-        Returns:
-            The checkpoint with its pending writes, or ``None`` if there is none.
-
-        Raises:
-            ValueError: If an id in the config is not a safe id.
-            S3Unavailable: If S3 is down.
-            S3SaverError: On other storage failures.
+        Sync twin of ``AsyncS3Saver.aget_tuple``: same arguments, results and errors.
         """
         return self._run(plans.get_tuple(self, config))
 
@@ -132,21 +103,7 @@ class S3Saver(BaseS3Saver):
     ) -> RunnableConfig:
         """Store a checkpoint; with the highest id it becomes the latest.
 
-        Args:
-            config: Target thread/namespace; its ``checkpoint_id`` is the parent.
-            checkpoint: The checkpoint, with all its channel values.
-            metadata: Its metadata.
-            new_versions: Channels whose version changed.
-
-        Returns:
-            The config of the stored checkpoint.
-
-        Raises:
-            ValueError: If an id is not a safe id.
-            CheckpointConflict: If another writer moved the thread since this
-                saver read it (nothing is stored then).
-            S3Unavailable: If S3 is down.
-            S3SaverError: On other storage failures.
+        Sync twin of ``AsyncS3Saver.aput``: same arguments, results and errors.
         """
         return self._run(plans.put(self, config, checkpoint, metadata, new_versions))
 
@@ -159,70 +116,35 @@ class S3Saver(BaseS3Saver):
     ) -> None:
         """Store the writes of one task against a checkpoint.
 
-        Args:
-            config: Names the thread, namespace and checkpoint.
-            writes: ``(channel, value)`` pairs.
-            task_id: The task that made them.
-            task_path: The task's path, used to order pending writes.
-
-        Raises:
-            ValueError: If an id is not safe or the config has no checkpoint_id.
-            S3Unavailable: If S3 is down.
-            S3SaverError: On other storage failures.
+        Sync twin of ``AsyncS3Saver.aput_writes``: same arguments, results and errors.
         """
         self._run(plans.put_writes(self, config, writes, task_id, task_path))
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete every checkpoint and write of a thread, in all namespaces.
 
-        Args:
-            thread_id: The thread.
-
-        Raises:
-            ValueError: If the thread id is not a safe id.
-            S3Unavailable: If S3 is down.
-            S3SaverError: On other storage failures.
+        Sync twin of ``AsyncS3Saver.adelete_thread``: same arguments, results and errors.
         """
         self._run(plans.delete_thread(self, thread_id))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint and write of a thread to another, in all namespaces.
 
-        Args:
-            source_thread_id: The thread to copy.
-            target_thread_id: The thread to copy into (what it holds is kept).
-
-        Raises:
-            ValueError: If a thread id is not a safe id.
-            S3Unavailable: If S3 is down.
-            S3SaverError: On other storage failures.
+        Sync twin of ``AsyncS3Saver.acopy_thread``: same arguments, results and errors.
         """
         self._run(plans.copy_thread(self, source_thread_id, target_thread_id))
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints and writes of runs, in every thread (a full scan).
 
-        Args:
-            run_ids: The runs (metadata ``run_id``).
-
-        Raises:
-            S3Unavailable: If S3 is down.
-            S3SaverError: On other storage failures.
+        Sync twin of ``AsyncS3Saver.adelete_for_runs``: same arguments, results and errors.
         """
         self._run(plans.delete_for_runs(self, run_ids))
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """Prune threads: keep the latest checkpoint per namespace, or delete them.
 
-        Args:
-            thread_ids: The threads.
-            strategy: ``"keep_latest"`` or ``"delete"``.
-
-        Raises:
-            TypeError: If ``thread_ids`` is a single string.
-            ValueError: If the strategy is unknown or an id is not safe.
-            S3Unavailable: If S3 is down.
-            S3SaverError: On other storage failures.
+        Sync twin of ``AsyncS3Saver.aprune``: same arguments, results and errors.
         """
         self._run(plans.prune(self, thread_ids, strategy))
 
@@ -231,19 +153,7 @@ class S3Saver(BaseS3Saver):
     ) -> CheckpointMetadata | None:
         """Read the metadata of a thread's latest checkpoint, decoding nothing else.
 
-        Costs one GET of the head (304 if this saver holds it already).
-
-        Args:
-            thread_id: The thread.
-            checkpoint_ns: The namespace.
-
-        Returns:
-            The metadata, or ``None`` if the thread has no checkpoint.
-
-        Raises:
-            ValueError: If the thread id is not a safe id.
-            S3Unavailable: If S3 is down.
-            S3SaverError: On other storage failures.
+        Sync twin of ``AsyncS3Saver.aget_metadata``: same arguments, results and errors.
         """
         return self._run(plans.latest_metadata(self, thread_id, checkpoint_ns))
 
@@ -257,26 +167,7 @@ class S3Saver(BaseS3Saver):
     ) -> TranscriptPage | None:
         """Read a page of a thread's transcript: the messages before a position.
 
-        Costs one GET of the head (304 if this saver holds it already) and at
-        most one of a sealed segment, whatever the transcript's length; the
-        page holds fewer than ``limit`` messages when it reaches the start of
-        that segment. ``page.start`` is the ``before`` of the page before it.
-
-        Args:
-            thread_id: The thread.
-            before: Position (0-based, in the whole transcript) the page ends
-                before; ``None`` for the newest messages.
-            limit: At most this many messages.
-            checkpoint_ns: The namespace.
-
-        Returns:
-            The page, oldest first, with the latest checkpoint's metadata; or
-            ``None`` if the thread has no checkpoint.
-
-        Raises:
-            ValueError: If the saver keeps no transcript, or an argument is invalid.
-            S3Unavailable: If S3 is down.
-            S3SaverError: On other storage failures.
+        Sync twin of ``AsyncS3Saver.aget_transcript``: same arguments, results and errors.
         """
         return self._run(plans.transcript_page(self, thread_id, checkpoint_ns, before, limit))
 
@@ -319,21 +210,7 @@ class S3Saver(BaseS3Saver):
     ) -> Iterator[CheckpointTuple]:
         """List checkpoints, newest (highest checkpoint id) first within each thread.
 
-        Args:
-            config: Restricts to a thread, and to a namespace if
-                ``checkpoint_ns`` is present, and to one id if
-                ``checkpoint_id`` is. ``None`` lists every thread.
-            filter: Metadata keys and the values they must equal.
-            before: Only checkpoints with an id lower than this config's.
-            limit: At most this many results.
-
-        Yields:
-            Matching checkpoint tuples.
-
-        Raises:
-            ValueError: If an id in the config is not a safe id.
-            S3Unavailable: If S3 is down.
-            S3SaverError: On other storage failures.
+        Sync twin of ``AsyncS3Saver.alist``: same arguments, results and errors.
         """
         cursor = PlanCursor(
             plans.list_checkpoints(self, config, filter=filter, before=before, limit=limit)
