@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import random
 import statistics
@@ -205,6 +206,8 @@ async def measure(subject: Subject, sizes: list[int], deadline: float | None) ->
     for n in range(1, sizes[-1] + 1):
         graph = build_graph(EchoChatModel(), subject.saver_for_turn(), 6000,
                             window_messages=subject.window)
+        # Collect now, so that no collection of earlier turns' garbage lands in this one.
+        gc.collect()
         METER.take()
         await graph.ainvoke(
             {"pending": human_message(f"job-{n}", question(n), time.time()),
@@ -334,14 +337,16 @@ def update_docs(text: str) -> None:
         doc.write_text(f"{head}{start}\n{text}\n{end}{tail}")
 
 
-async def run(sizes: list[int], sql_seconds: float) -> str:
+async def run(sizes: list[int], sql_seconds: float, with_sql: bool) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         subjects: list[Subject] = []
         async with AsyncExitStack() as stack:
             s3 = await stack.enter_async_context(s3_subjects(workdir))
-            sql = await stack.enter_async_context(sqlite_subject(workdir))
-            sql += await stack.enter_async_context(postgres_subject())
+            sql = []
+            if with_sql:
+                sql += await stack.enter_async_context(sqlite_subject(workdir))
+                sql += await stack.enter_async_context(postgres_subject())
             subjects = s3 + sql
             for subject in s3:
                 await measure(subject, sizes, None)
@@ -356,11 +361,12 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 200, 1000, 2000])
     parser.add_argument("--sql-seconds", type=float, default=120,
                         help="time budget of each SQL saver")
+    parser.add_argument("--no-sql", action="store_true", help="the S3 saver only")
     parser.add_argument("--update-doc", action="store_true",
                         help="write the table into bench/SAVER.md and README.md")
     args = parser.parse_args()
     started = time.monotonic()
-    text = asyncio.run(run(sorted(args.sizes), args.sql_seconds))
+    text = asyncio.run(run(sorted(args.sizes), args.sql_seconds, not args.no_sql))
     print()
     print(text)
     print(f"\n(ran in {time.monotonic() - started:.0f} s)")
