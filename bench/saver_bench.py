@@ -203,10 +203,13 @@ async def sql_page(saver: Any, thread_id: str, turns: int) -> Any:
 async def measure(subject: Subject, sizes: list[int], deadline: float | None) -> None:
     thread_id = f"bench-{uuid.uuid4().hex[:8]}"
     config: dict[str, Any] = {"configurable": {"thread_id": thread_id}}
+    gc.collect()
+    gc.freeze()
     for n in range(1, sizes[-1] + 1):
         graph = build_graph(EchoChatModel(), subject.saver_for_turn(), 6000,
                             window_messages=subject.window)
-        # Collect now, so that no collection of earlier turns' garbage lands in this one.
+        # Collect now, so that no collection of earlier turns' garbage lands in this one
+        # (cheap: what was loaded before the first turn is frozen out of collections).
         gc.collect()
         METER.take()
         await graph.ainvoke(
