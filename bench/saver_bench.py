@@ -326,7 +326,8 @@ def flatness(subjects: list[Subject], sizes: list[int]) -> str:
         ratios = []
         for column, label in ((1, "written"), (2, "read"), (3, "CPU")):
             means = [statistics.mean(t[column] for t in w) for w in windows]
-            ratios.append(f"{label} {max(means) / max(min(means), 1e-9):.2f}x")
+            ratio = f"{max(means) / min(means):.2f}x" if min(means) > 0 else "-"
+            ratios.append(f"{label} {ratio}")
         lines.append(f"{subject.name}, max/min from 200 turns on: " + ", ".join(ratios))
     return "\n".join(lines)
 
