@@ -20,6 +20,7 @@ from api.deps import OwnerDep, ServicesDep, limit_client
 from api.errors import BadRequest, Conflict, JobFailed, NotFound
 from api.responses import SSE_CONTENT, errors
 from api.schemas import (
+    HISTORY_CURSOR,
     ChatQuery,
     ChatReply,
     ChatRequest,
@@ -41,8 +42,7 @@ log = structlog.get_logger("api.chat")
 
 ThreadIdPath = Annotated[str, Path(pattern=ID_PATTERN, max_length=MAX_ID_LENGTH)]
 NO_SUCH_THREAD = "no such thread"
-# A cursor is a position in the thread's transcript; clients treat it as opaque.
-_CURSOR = re.compile(r"[0-9]{1,12}")
+_CURSOR = re.compile(HISTORY_CURSOR)
 
 
 def accepted(job: Job) -> JSONResponse:
