@@ -160,8 +160,8 @@ class SaverMachine(RuleBasedStateMachine):
         before = None
         while True:
             page = self.saver.get_transcript(thread_id, before=before, limit=limit)
-            if page is None:
-                assert not any(self.model.storage[thread_id].values())
+            if page is None:  # the transcript of the root namespace, which has no checkpoint
+                assert not self.model.storage[thread_id][""]
                 return
             assert len(page.entries) <= limit
             if page.start == 0:
@@ -172,6 +172,6 @@ class SaverMachine(RuleBasedStateMachine):
 def test_the_saver_answers_every_read_as_the_model_does(sync_client: Any, bucket: str) -> None:
     run_state_machine_as_test(
         lambda: SaverMachine(sync_client, bucket),
-        settings=settings(max_examples=25, stateful_step_count=25, deadline=None,
+        settings=settings(max_examples=40, stateful_step_count=25, deadline=None,
                           suppress_health_check=list(HealthCheck)),
     )
