@@ -13,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis.asyncio import Redis
 
 from api.errors import Unauthorized
+from api.events import EventHub
 from api.owners import ThreadOwners
 from api.ratelimit import ClientRateLimit
 from shared.checkpoint import AsyncS3Saver
@@ -32,6 +33,7 @@ class Services:
     celery: Celery
     owners: ThreadOwners
     client_limit: ClientRateLimit | None
+    hub: EventHub
 
 
 def get_services(request: Request) -> Services:
@@ -42,8 +44,7 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 # Declares the scheme in OpenAPI; the check itself is `get_owner`'s.
-bearer = HTTPBearer(auto_error=False, description="One of the keys in API_KEYS; "
-                    "required on every endpoint but the probes when API_KEYS is set.")
+bearer = HTTPBearer(auto_error=False, description="One of the keys in API_KEYS.")
 
 
 def get_owner(services: ServicesDep, credentials: Annotated[
@@ -70,10 +71,18 @@ def get_owner(services: ServicesDep, credentials: Annotated[
 OwnerDep = Annotated[str, Depends(get_owner)]
 
 
-async def limit_client(request: Request, services: ServicesDep, owner: OwnerDep) -> None:
+def get_client(request: Request, owner: OwnerDep) -> str:
+    """Who the per-client limits count: the key's digest, or the address's
+    digest when auth is off."""
+    address = request.client.host if request.client is not None else "unknown"
+    return owner or digest_id(address)
+
+
+ClientDep = Annotated[str, Depends(get_client)]
+
+
+async def limit_client(services: ServicesDep, client: ClientDep) -> None:
     """Counts the request against its client's limit (429 over it); after auth,
     so an unknown key is refused without touching Redis."""
-    if services.client_limit is None:
-        return
-    address = request.client.host if request.client is not None else "unknown"
-    await services.client_limit.check(owner or digest_id(address))
+    if services.client_limit is not None:
+        await services.client_limit.check(client)

@@ -32,6 +32,9 @@ from shared.checkpoint import S3Unavailable
 
 log = structlog.get_logger("api")
 
+# Seconds a client refused for load is told to wait: a turn or two.
+BUSY_RETRY_AFTER = 5
+
 
 class ApiError(Exception):
     status_code = 500

@@ -8,6 +8,7 @@ from typing import cast
 from redis.asyncio import Redis
 
 from api.errors import Conflict
+from shared import keys
 
 TTL_SECONDS = 24 * 3600
 
@@ -15,7 +16,7 @@ TTL_SECONDS = 24 * 3600
 def _key(owner: str, idempotency_key: str) -> str:
     # Hashed, so whatever the client sent never becomes part of a Redis key.
     digest = hashlib.sha256(f"{owner}\0{idempotency_key}".encode()).hexdigest()
-    return f"chat:idem:{digest}"
+    return keys.idempotency_key(digest)
 
 
 async def claim(redis: Redis, owner: str, idempotency_key: str, body: bytes,

@@ -9,10 +9,11 @@ from fastapi import FastAPI
 
 from api.deps import Services
 from api.errors import install_handlers
+from api.events import EventHub
 from api.middleware import BodyLimit, RequestId
 from api.owners import ThreadOwners
 from api.ratelimit import ClientRateLimit
-from api.routes import chat, health, jobs
+from api.routes import chat, docs, health, jobs
 from shared.jobs import JobStore
 from shared.logging import configure_logging
 from shared.queue import make_celery
@@ -27,19 +28,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with AsyncExitStack() as stack:
         # Clients connect lazily, so the gateway starts (and /healthz answers)
         # while Redis or S3 is still down; /readyz tells when they are up.
-        redis = make_redis(settings.REDIS_URL)
+        redis = make_redis(settings.REDIS_URL, settings.REDIS_MAX_CONNECTIONS)
         stack.push_async_callback(redis.aclose)
         saver = await stack.enter_async_context(open_saver(settings))
         celery = make_celery(settings, "gateway")
         stack.callback(celery.close)
         client_limit = None
         if settings.CLIENT_RATE_LIMIT:
-            client_limit = ClientRateLimit(settings.REDIS_URL, settings.CLIENT_RATE_LIMIT,
+            client_limit = ClientRateLimit(redis, settings.CLIENT_RATE_LIMIT,
                                            settings.CLIENT_RATE_WINDOW_SECONDS)
-            stack.push_async_callback(client_limit.aclose)
+        hub = EventHub(redis, settings.GATEWAY_MAX_WAITERS)
+        hub.start()
+        stack.push_async_callback(hub.aclose)
         app.state.services = Services(
             settings, redis, JobStore(redis, settings.JOB_TTL_SECONDS), saver, celery,
-            ThreadOwners(redis, saver, settings.SESSION_TTL_SECONDS), client_limit)
+            ThreadOwners(redis, saver, settings.SESSION_TTL_SECONDS), client_limit, hub)
         yield
 
 
@@ -52,14 +55,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Queue chat turns, wait for or poll their replies, and read or delete "
                     "conversations. See README.md.",
         lifespan=lifespan,
+        # Served by api/routes/docs.py instead, behind the API key.
+        openapi_url=None, docs_url=None, redoc_url=None,
     )
     app.state.settings = settings
     install_handlers(app)
     # The last added runs first: every request, even a refused one, has an id.
     app.add_middleware(BodyLimit, limit=settings.MAX_BODY_BYTES)
     app.add_middleware(RequestId)
-    for module in (chat, jobs, health):
+    for module in (chat, jobs, health, docs):
         app.include_router(module.router)
+    if not settings.api_keys:
+        docs.declare_no_auth(app)
     return app
 
 

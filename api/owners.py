@@ -22,12 +22,9 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from shared.checkpoint import AsyncS3Saver
+from shared.keys import owner_key
 
 OWNER_FIELD = "owner"
-
-
-def owner_key(thread_id: str) -> str:
-    return f"chat:thread:{thread_id}:owner"
 
 
 def stored_owner(metadata: Mapping[str, Any]) -> str:
@@ -53,6 +50,10 @@ class ThreadOwners:
     async def claim_new(self, thread_id: str, owner: str) -> None:
         """Records the owner of a thread whose id the gateway has just made."""
         await self.redis.set(owner_key(thread_id), owner, ex=self.ttl)
+
+    async def cached(self, thread_id: str) -> str | None:
+        """The owner Redis knows of, if any."""
+        return cast(str | None, await self.redis.get(owner_key(thread_id)))
 
     async def claim(self, thread_id: str, owner: str) -> bool:
         """True if the thread is `owner`'s, taking it if no one has it yet."""

@@ -12,16 +12,44 @@ import json
 import re
 from collections.abc import AsyncIterator
 
+from redis.exceptions import RedisError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.errors import ApiError
+from api.events import EventHub
 from shared.jobs import Event, Job, JobStatus, JobStore
 from shared.redis_client import MAX_BLOCK_MS
 
 KEEPALIVE_SECONDS = 15
-_EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
+# Both parts of a Redis stream id are unsigned 64-bit integers: Redis refuses a
+# larger one, and by then the stream's 200 has been sent.
+MAX_ID_PART = 2**64 - 1
+
+
+def _at_most(limit: int) -> str:
+    """A regex of the decimal numbers 0..`limit`, as a schema pattern can say it.
+
+    Shorter numbers all fit; one of the same length fits if, at the first digit
+    where it differs from `limit`, its digit is the smaller.
+    """
+    top = str(limit)
+    options = [f"[0-9]{{1,{len(top) - 1}}}", top]
+    for index, digit in enumerate(top):
+        if digit != "0":
+            rest = len(top) - index - 1
+            options.append(top[:index] + f"[0-{int(digit) - 1}]"
+                           + (f"[0-9]{{{rest}}}" if rest else ""))
+    return "(?:" + "|".join(options) + ")"
+
+
+_PART = _at_most(MAX_ID_PART)
+_EVENT_ID = re.compile(f"{_PART}-{_PART}")
 # For the schema: checked by `parse_last_event_id`, so a bad one is a 400.
-LAST_EVENT_ID_SCHEMA = {"pattern": r"^(\d{1,20}-\d{1,20})?$", "maxLength": 41}
+LAST_EVENT_ID_SCHEMA = {
+    "pattern": f"^({_EVENT_ID.pattern})?$", "maxLength": 41,
+    "description": "The id of the last event received; the stream resumes just after it. "
+                   "Two decimal numbers joined by '-', each at most 2^64-1.",
+}
 
 
 class BadEventId(ApiError):
@@ -33,7 +61,8 @@ def parse_last_event_id(raw: str | None) -> str:
     if raw is None or raw == "":
         return "0-0"
     if _EVENT_ID.fullmatch(raw) is None:
-        raise BadEventId("Last-Event-ID must be an event id of this stream, like 1700000000000-0")
+        raise BadEventId("Last-Event-ID must be an event id of this stream, like "
+                         "1700000000000-0 (each number at most 2^64-1)")
     return raw
 
 
@@ -46,25 +75,29 @@ def _terminal_from_record(job: Job) -> Event:
     return Event("0-0", "error", {"detail": job.error or "failed", "job_id": job.job_id})
 
 
-async def job_events(jobs: JobStore, job: Job, after: str) -> AsyncIterator[ServerSentEvent]:
-    while True:
-        events = await jobs.read_events(job.job_id, after, MAX_BLOCK_MS)
-        if not events:
-            latest = await jobs.get(job.job_id)
-            if latest is None or latest.finished:
-                # Nothing more will come: the stream has expired, or the client
-                # asked to resume after its end. Close with the outcome.
-                final = _terminal_from_record(latest or job)
-                yield ServerSentEvent(json.dumps(final.data), event=final.type)
-                return
-            continue
-        for event in events:
+async def job_events(hub: EventHub, jobs: JobStore, job: Job,
+                     after: str) -> AsyncIterator[ServerSentEvent]:
+    async with hub.subscribe(job.job_id, after) as sub:
+        while True:
+            event = await sub.next(MAX_BLOCK_MS / 1000)
+            if event is None:
+                try:
+                    latest = await jobs.get(job.job_id)
+                except RedisError:
+                    continue  # Redis is down: the stream waits on, with its pings
+                if latest is None or latest.finished:
+                    # Nothing more will come: the stream has expired, or the
+                    # client asked to resume after its end. Close with the outcome.
+                    final = _terminal_from_record(latest or job)
+                    yield ServerSentEvent(json.dumps(final.data), event=final.type)
+                    return
+                continue
             yield ServerSentEvent(json.dumps(event.data), event=event.type, id=event.id)
-            after = event.id
             if event.terminal:
                 return
 
 
-def stream_response(jobs: JobStore, job: Job, after: str = "0-0") -> EventSourceResponse:
-    return EventSourceResponse(job_events(jobs, job, after), ping=KEEPALIVE_SECONDS,
+def stream_response(hub: EventHub, jobs: JobStore, job: Job,
+                    after: str = "0-0") -> EventSourceResponse:
+    return EventSourceResponse(job_events(hub, jobs, job, after), ping=KEEPALIVE_SECONDS,
                                headers={"X-Job-Id": job.job_id, "Cache-Control": "no-cache"})

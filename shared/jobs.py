@@ -18,8 +18,14 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from shared.redis_client import MAX_BLOCK_MS
-from shared.threads import ACTIVITY_KEY, PENDING_KEY, inbox_key
+from shared.keys import (
+    ACTIVITY_KEY,
+    PENDING_KEY,
+    client_jobs_key,
+    events_key,
+    inbox_key,
+    job_key,
+)
 
 
 class JobStatus(StrEnum):
@@ -37,16 +43,29 @@ _QUEUED = (JobStatus.QUEUED.value,)
 _UNFINISHED = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
 # Status checks and writes must be one atomic step: a job that was cancelled
-# or already finished must never be flipped back by a late worker.
-_FINISH = """
+# or already finished must never be flipped back by a late worker. Times are
+# Redis's clock, so every gateway and worker agrees on them.
+_NOW = """
+local t = redis.call('TIME')
+local now = t[1] .. '.' .. string.format('%06d', t[2])
+"""
+# Ends a job: KEYS job, events, inbox, client's jobs, activity; ARGV ttl, event
+# type, event data, stream maxlen, ",statuses it may end from,", "1" to mark
+# the thread active, then field/value pairs.
+_FINISH = _NOW + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return -1 end
 if not string.find(ARGV[5], ',' .. status .. ',', 1, true) then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+redis.call('HSET', KEYS[1], 'finished_at', now, unpack(ARGV, 7))
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'type', ARGV[2], 'data', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[1])
-redis.call('LREM', KEYS[3], 0, redis.call('HGET', KEYS[1], 'job_id'))
+local job_id = redis.call('HGET', KEYS[1], 'job_id')
+redis.call('LREM', KEYS[3], 0, job_id)
+redis.call('SREM', KEYS[4], job_id)
+if ARGV[6] == '1' then
+  redis.call('ZADD', KEYS[5], 'GT', now, redis.call('HGET', KEYS[1], 'thread_id'))
+end
 return 1
 """
 _START = """
@@ -65,22 +84,62 @@ if attempt > 1 then
 end
 return redis.call('HGETALL', KEYS[1])
 """
-_CREATE = """
-local t = redis.call('TIME')
-local now = t[1] .. '.' .. string.format('%06d', t[2])
-redis.call('HSET', KEYS[1], 'created_at', now, unpack(ARGV, 4))
+# Accepts a job unless its thread's inbox or its client's jobs are full:
+# KEYS job, inbox, pending, activity, client's jobs; ARGV ttl, job id, thread
+# id, inbox limit, client limit, then field/value pairs.
+_CREATE = _NOW + """
+if redis.call('LLEN', KEYS[2]) >= tonumber(ARGV[4]) then return {'thread'} end
+if redis.call('SCARD', KEYS[5]) >= tonumber(ARGV[5]) then return {'client'} end
+redis.call('HSET', KEYS[1], 'created_at', now, unpack(ARGV, 6))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[1])
 redis.call('SADD', KEYS[3], ARGV[3])
 redis.call('ZADD', KEYS[4], 'GT', now, ARGV[3])
-return now
+redis.call('SADD', KEYS[5], ARGV[2])
+redis.call('EXPIRE', KEYS[5], ARGV[1])
+return {'ok', now}
 """
+# Back to `queued` while a retry waits; a finished job is left as it is.
 _REQUEUE = """
 if redis.call('HGET', KEYS[1], 'status') == 'running' then
   redis.call('HSET', KEYS[1], 'status', 'queued')
 end
 """
+# The worker is about to store the turn: from here on it cannot be cancelled.
+# 0 if it was cancelled (or ended) first.
+_COMMIT = """
+local s = redis.call('HMGET', KEYS[1], 'status', 'cancel_requested')
+if s[1] ~= 'running' or s[2] then return 0 end
+redis.call('HSET', KEYS[1], 'committing', '1')
+return 1
+"""
+# Asks a running job to stop: 'cancelling', or 'ended' when it is past the
+# point of no return (finished, or storing its turn), or 'unknown'.
+_ASK_CANCEL = _NOW + """
+local s = redis.call('HMGET', KEYS[1], 'status', 'committing')
+if not s[1] then return 'unknown' end
+if s[1] ~= 'running' and s[1] ~= 'queued' then return 'ended' end
+if s[2] then return 'ended' end
+redis.call('HSET', KEYS[1], 'cancel_requested', now)
+return 'cancelling'
+"""
+# One more transient failure: {failures that used up a retry, seconds since
+# the first failure of any kind}.
+_FAILURE = _NOW + """
+redis.call('HSETNX', KEYS[1], 'first_failure_at', now)
+local n = redis.call('HINCRBY', KEYS[1], 'failures', tonumber(ARGV[1]))
+local since = tonumber(now) - tonumber(redis.call('HGET', KEYS[1], 'first_failure_at'))
+return {n, tostring(since)}
+"""
+
+
+class Refused(Exception):
+    """The job was not queued: its thread's inbox or its client's jobs are full."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
 
 
 @dataclass(frozen=True)
@@ -94,6 +153,9 @@ class Job:
     status: JobStatus = JobStatus.QUEUED
     created_at: float = field(default_factory=time.time)
     owner: str = ""
+    # Who is charged for it in the per-client limit: the owner, or a digest
+    # of the address when auth is off.
+    client: str = ""
     attempt: int = 0
     started_at: float | None = None
     finished_at: float | None = None
@@ -120,6 +182,7 @@ class Job:
             status=JobStatus(raw["status"]),
             created_at=float(raw["created_at"]),
             owner=raw.get("owner", ""),
+            client=raw.get("client", ""),
             attempt=int(raw.get("attempt", "0")),
             started_at=number("started_at"),
             finished_at=number("finished_at"),
@@ -146,48 +209,61 @@ class Event:
         return self.type in TERMINAL_EVENTS
 
 
+StreamReply = list[tuple[str, list[tuple[str, dict[str, str]]]]]
+
+
+def parse_events(reply: StreamReply | None) -> dict[str, list[Event]]:
+    """An XREAD reply as events by stream key."""
+    return {key: [Event(entry_id, fields["type"], json.loads(fields["data"]))
+                  for entry_id, fields in entries]
+            for key, entries in reply or []}
+
+
 class JobStore:
     """Reads and writes job records and event streams in Redis."""
 
-    def __init__(self, redis: Redis, ttl: int, prefix: str = "chat:") -> None:
+    def __init__(self, redis: Redis, ttl: int) -> None:
         self.redis = redis
         self.ttl = ttl
-        self.prefix = prefix
         self._finish = redis.register_script(_FINISH)
         self._start = redis.register_script(_START)
         self._requeue = redis.register_script(_REQUEUE)
         self._create = redis.register_script(_CREATE)
+        self._commit = redis.register_script(_COMMIT)
+        self._ask_cancel = redis.register_script(_ASK_CANCEL)
+        self._failure = redis.register_script(_FAILURE)
 
-    def job_key(self, job_id: str) -> str:
-        return f"{self.prefix}job:{job_id}"
-
-    def events_key(self, job_id: str) -> str:
-        return f"{self.prefix}job:{job_id}:events"
-
-    async def create(self, job: Job) -> Job:
+    async def create(self, job: Job, max_in_thread: int, max_for_client: int) -> Job:
         """Records an accepted job at the end of its thread's inbox.
 
-        Also marks the thread active, so cleanup spares it, and pending, so
-        the recovery sweep finds it if its worker dies. The acceptance time is
-        Redis's clock at the moment of the append, so across any number of
-        gateways the jobs of a thread are in `created_at` order.
+        Raises Refused, recording nothing, when the thread's inbox already
+        holds `max_in_thread` jobs or the client has `max_for_client`
+        unfinished ones. Also marks the thread active, so cleanup spares it,
+        and pending, so the recovery sweep finds it if its worker dies. The
+        acceptance time is Redis's clock at the moment of the append, so
+        across any number of gateways the jobs of a thread are in
+        `created_at` order.
         """
-        keys = [self.job_key(job.job_id), inbox_key(job.thread_id), PENDING_KEY, ACTIVITY_KEY]
+        keys = [job_key(job.job_id), inbox_key(job.thread_id), PENDING_KEY, ACTIVITY_KEY,
+                client_jobs_key(job.client)]
         fields = [item for pair in job.to_redis().items() if pair[0] != "created_at"
                   for item in pair]
-        created = await self._create(keys=keys, args=[self.ttl, job.job_id, job.thread_id,
-                                                      *fields])
-        return dataclasses.replace(job, created_at=float(created))
+        reply = await self._create(keys=keys, args=[
+            self.ttl, job.job_id, job.thread_id, max_in_thread, max_for_client, *fields])
+        if reply[0] != "ok":
+            raise Refused(reply[0])
+        return dataclasses.replace(job, created_at=float(reply[1]))
 
     async def delete(self, job: Job) -> None:
         """Forgets a job that could not be queued."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self.job_key(job.job_id), self.events_key(job.job_id))
+            pipe.delete(job_key(job.job_id), events_key(job.job_id))
             pipe.lrem(inbox_key(job.thread_id), 0, job.job_id)
+            pipe.srem(client_jobs_key(job.client), job.job_id)
             await pipe.execute()
 
     async def get(self, job_id: str) -> Job | None:
-        raw = await self.redis.hgetall(self.job_key(job_id))
+        raw = await self.redis.hgetall(job_key(job_id))
         return Job.from_redis(cast(dict[str, str], raw)) if raw else None
 
     async def start(self, job_id: str, task_id: str = "") -> Job | None:
@@ -196,7 +272,7 @@ class JobStore:
         A finished job is left as it is. A job that runs again gets a `reset`
         event: what its earlier attempt streamed is void.
         """
-        keys = [self.job_key(job_id), self.events_key(job_id)]
+        keys = [job_key(job_id), events_key(job_id)]
         flat = await self._start(keys=keys, args=[time.time(), self.ttl, STREAM_MAXLEN, task_id])
         if not flat:
             return None
@@ -204,11 +280,11 @@ class JobStore:
 
     async def requeue(self, job_id: str) -> None:
         """Back to `queued` while a retry waits; a finished job is left as it is."""
-        await self._requeue(keys=[self.job_key(job_id)])
+        await self._requeue(keys=[job_key(job_id)])
 
     async def append_tokens(self, job_id: str, text: str) -> None:
         """Appends the next piece of the reply to the job's event stream."""
-        key = self.events_key(job_id)
+        key = events_key(job_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.xadd(key, {"type": "token", "data": json.dumps({"text": text})},
                       maxlen=STREAM_MAXLEN, approximate=True)
@@ -216,21 +292,34 @@ class JobStore:
             pipe.expire(key, self.ttl)
             await pipe.execute()
 
-    async def count_failure(self, job_id: str) -> int:
-        """Counts one more transient failure of the job; returns the count."""
-        return int(await self.redis.hincrby(self.job_key(job_id), "failures", 1))
+    async def count_failure(self, job_id: str, counts: bool) -> tuple[int, float]:
+        """Notes one more transient failure of the job: how many have used up a
+        retry (`counts`), and the seconds since its first failure of any kind."""
+        failures, since = await self._failure(keys=[job_key(job_id)], args=[int(counts)])
+        return int(failures), float(since)
 
-    async def request_cancel(self, job_id: str) -> None:
-        await self.redis.hset(self.job_key(job_id), "cancel_requested", str(time.time()))
+    async def ask_cancel(self, job_id: str) -> str:
+        """Flags an unfinished job to stop: "cancelling"; "ended" if it has
+        finished or is storing its turn (too late); "unknown"."""
+        return cast(str, await self._ask_cancel(keys=[job_key(job_id)]))
 
     async def cancel_requested(self, job_id: str) -> bool:
-        flag = await self.redis.hget(self.job_key(job_id), "cancel_requested")
+        flag = await self.redis.hget(job_key(job_id), "cancel_requested")
         return flag is not None
+
+    async def begin_commit(self, job_id: str) -> bool:
+        """Claims the right to store the turn; False if a cancel came first.
+
+        After it, a cancel answers that the job has ended: what is being
+        stored will be.
+        """
+        return cast(int, await self._commit(keys=[job_key(job_id)])) == 1
 
     async def succeed(self, job: Job, response: str) -> bool:
         body = {"response": response, "language": job.language,
                 "thread_id": job.thread_id, "job_id": job.job_id}
-        return await self._end(job, JobStatus.SUCCEEDED, "done", body, response=response)
+        return await self._end(job, JobStatus.SUCCEEDED, "done", body, active=True,
+                               response=response)
 
     async def fail(self, job: Job, detail: str, http_status: int) -> bool:
         body = {"detail": detail, "job_id": job.job_id}
@@ -244,41 +333,38 @@ class JobStore:
                                from_statuses=froms)
 
     async def _end(self, job: Job, status: JobStatus, event: str, body: dict[str, Any],
-                   from_statuses: tuple[str, ...] = (), **fields: str | int) -> bool:
+                   from_statuses: tuple[str, ...] = (), active: bool = False,
+                   **fields: str | int) -> bool:
         """Records the outcome, appends the terminal event and takes the job out
-        of its thread's inbox, in one step.
+        of its thread's inbox and its client's count, in one step.
 
         Only a job in one of `from_statuses` (default: any unfinished one) is
-        changed; returns False otherwise: the first outcome stands.
+        changed; returns False otherwise: the first outcome stands. `active`
+        marks the thread active (a stored turn).
         """
         from_statuses = from_statuses or _UNFINISHED
-        pairs: list[str | int | float] = ["status", status, "finished_at", time.time()]
+        pairs: list[str | int] = ["status", status]
         for name, value in fields.items():
             pairs += [name, value]
         ending = "," + ",".join(from_statuses) + ","
-        args = [self.ttl, event, json.dumps(body), STREAM_MAXLEN, ending, *pairs]
-        keys = [self.job_key(job.job_id), self.events_key(job.job_id), inbox_key(job.thread_id)]
+        args = [self.ttl, event, json.dumps(body), STREAM_MAXLEN, ending,
+                "1" if active else "0", *pairs]
+        keys = [job_key(job.job_id), events_key(job.job_id), inbox_key(job.thread_id),
+                client_jobs_key(job.client), ACTIVITY_KEY]
         done = await self._finish(keys=keys, args=args)
         return cast(int, done) == 1
 
-    async def read_events(self, job_id: str, after: str = "0-0",
-                          block_ms: int | None = None) -> list[Event]:
-        reply = await self.redis.xread({self.events_key(job_id): after}, block=block_ms)
-        events = []
-        for _stream, entries in cast(list[tuple[str, list[tuple[str, dict[str, str]]]]],
-                                     reply or []):
-            for entry_id, fields in entries:
-                events.append(Event(entry_id, fields["type"], json.loads(fields["data"])))
-        return events
+    async def read_events(self, job_id: str, after: str = "0-0") -> list[Event]:
+        """The job's events after `after`, without waiting."""
+        reply = await self.redis.xread({events_key(job_id): after})
+        return parse_events(cast(StreamReply, reply)).get(events_key(job_id), [])
 
-    async def wait(self, job_id: str, seconds: float) -> Event | None:
-        """Blocks on the job's stream until its terminal event, or None after `seconds`."""
-        deadline = time.monotonic() + seconds
-        after = "0-0"
-        while (left := deadline - time.monotonic()) > 0:
-            block_ms = min(MAX_BLOCK_MS, max(1, int(left * 1000)))
-            for event in await self.read_events(job_id, after, block_ms):
-                if event.terminal:
-                    return event
-                after = event.id
-        return None
+    async def cancel_thread(self, thread_id: str) -> list[str]:
+        """Cancels every unfinished job of the thread: queued ones end now,
+        running ones are asked to stop. Returns the ids it found."""
+        job_ids = cast(list[str], await self.redis.lrange(inbox_key(thread_id), 0, -1))
+        for job_id in job_ids:
+            job = await self.get(job_id)
+            if job is not None and await self.ask_cancel(job_id) == "cancelling":
+                await self.cancel(job, only_if_queued=True)
+        return job_ids

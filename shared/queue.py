@@ -15,11 +15,10 @@ from shared.settings import Settings
 
 TURN_TASK = "chat.run_turn"
 CLEANUP_TASK = "chat.cleanup"
-RECOVER_TASK = "chat.recover"
 QUEUE = "chat"
-# Beat's tasks go to their own queue, which every worker also consumes: the
-# Redis transport takes from its queues in turn, so a recovery sweep is not
-# stuck behind a backlog of chat turns.
+# Beat's task goes to its own queue, which every worker also consumes: the
+# Redis transport takes from its queues in turn, so cleanup is not stuck
+# behind a backlog of chat turns.
 MAINTENANCE_QUEUE = "chat-maintenance"
 
 # The longest countdown a turn's retry may ask for. It must stay well below the
@@ -48,8 +47,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "accept_content": ["json"],
         "task_default_queue": QUEUE,
         "task_queues": [Queue(QUEUE), Queue(MAINTENANCE_QUEUE)],
-        "task_routes": {RECOVER_TASK: {"queue": MAINTENANCE_QUEUE},
-                        CLEANUP_TASK: {"queue": MAINTENANCE_QUEUE}},
+        "task_routes": {CLEANUP_TASK: {"queue": MAINTENANCE_QUEUE}},
         # Job outcomes live in our own records (shared.jobs); Celery's are unused.
         "task_ignore_result": True,
         "task_acks_late": True,
@@ -65,12 +63,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "timezone": "UTC",
         "beat_schedule": {
-            "recover-stalled-threads": {
-                "task": RECOVER_TASK,
-                "schedule": settings.RECOVERY_INTERVAL_SECONDS,
-                # A sweep that could not run in time is useless later.
-                "options": {"expires": settings.RECOVERY_INTERVAL_SECONDS},
-            },
             "cleanup-idle-conversations": {
                 "task": CLEANUP_TASK,
                 "schedule": float(settings.CLEANUP_INTERVAL_SECONDS),

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     RATE_LIMIT_PERIOD: Positive = 60
 
     REDIS_URL: str = Field("redis://localhost:6379/0", pattern=r"^rediss?://")
+    # Connections per process (gateway, or worker child); see shared/redis_client.py.
+    REDIS_MAX_CONNECTIONS: int = Field(50, ge=4, le=10_000)
     SESSION_TTL_SECONDS: Positive = 30 * DAY
     CLEANUP_INTERVAL_SECONDS: Positive = 3600
     CLEANUP_RECONCILE_SECONDS: Positive = DAY
@@ -70,6 +72,15 @@ class Settings(BaseSettings):
     THREAD_LEASE_SECONDS: int = Field(15, ge=3, le=300)
     RECOVERY_INTERVAL_SECONDS: float = Field(5.0, gt=0, le=300)
     RECOVERY_STALL_SECONDS: float = Field(30.0, gt=0)
+
+    # Clients one gateway process holds at once, waiting on POST /chat or
+    # reading a stream; past it new ones get 503 with Retry-After, before
+    # anything is queued.
+    GATEWAY_MAX_WAITERS: Positive = 5000
+    # Unfinished jobs one client (API key, or address without auth) may have,
+    # and one thread's inbox may hold; past them: 429, nothing queued.
+    MAX_QUEUED_PER_CLIENT: Positive = 200
+    MAX_QUEUED_PER_THREAD: Positive = 50
 
     API_KEYS: str | None = None
     CLIENT_RATE_LIMIT: int = Field(0, ge=0)

@@ -1,14 +1,18 @@
-"""Helpers shared by the saver's tests: savers of both variants, a chat graph,
-a request counter. Nothing here is a fake: every saver talks to a real S3 server."""
+"""Helpers shared by several test modules: jobs and crowds of clients for the gateway,
+savers of both variants, a chat graph and a request counter for the saver. Nothing
+here is a fake: every client and saver talks to a real server."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
 
+import aiohttp
 from langchain_core.messages import AIMessage, AnyMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.channels import DeltaChannel
@@ -24,6 +28,98 @@ from langgraph.graph.message import _messages_delta_reducer, add_messages
 from langgraph.types import interrupt
 
 from shared.checkpoint import AsyncS3Saver, RetryPolicy, S3Saver
+from shared.ids import new_id
+from shared.jobs import Job, JobStore
+from tests.sse import SseEvent, parse_lines
+
+# Limits high enough that only the tests about them meet them.
+ROOMY = 10_000
+
+
+def a_job(thread_id: str | None = None, message: str = "hi", client: str = "") -> Job:
+    return Job(job_id=new_id(), thread_id=thread_id or new_id(), message=message,
+               language="English", client=client)
+
+
+async def accept(jobs: JobStore, job: Job) -> Job:
+    """Records the job as the gateway does, with limits the test does not meet."""
+    return await jobs.create(job, ROOMY, ROOMY)
+
+
+@dataclass
+class Crowd:
+    """What each client of a crowd got: its wait's status, body and the time it
+    came, and the events of its stream."""
+
+    job_ids: list[str]
+    ready: list[int]  # /readyz while every client was held
+    statuses: list[int]
+    replies: list[dict[str, Any]]
+    waited_until: list[float]
+    streams: list[list[SseEvent]]
+
+
+async def crowd(base_url: str, count: int, release: Callable[[], None],
+                while_held: Callable[[], None] = lambda: None) -> Crowd:
+    """`count` jobs, each with one client waiting on POST /chat and one reading
+    its stream, all on the gateway at once.
+
+    The caller holds the LLM's answers first. Once every stream is open this
+    calls `while_held`, probes /readyz, and calls `release`, which must let
+    the answers go. aiohttp rather than httpx: the clients' own CPU time must
+    not be what the figures measure.
+    """
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=300)
+    async with aiohttp.ClientSession(base_url, connector=connector, timeout=timeout) as client:
+        bodies = [{"message": f"crowd {n}"} for n in range(count)]
+        keys = [{"Idempotency-Key": f"crowd-{n}-{new_id()}"} for n in range(count)]
+        accepting = asyncio.Semaphore(50)  # a crowd arrives over a moment, not in one burst
+
+        async def create(n: int) -> str:
+            async with accepting, client.post("/chat", params={"wait": "false"},
+                                              json=bodies[n], headers=keys[n]) as reply:
+                assert reply.status == 202, await reply.text()
+                job_id: str = (await reply.json())["job_id"]
+                return job_id
+
+        job_ids = await asyncio.gather(*(create(n) for n in range(count)))
+        opened = asyncio.Event()
+        open_streams = 0
+        waited_until = [0.0] * count
+
+        async def wait(n: int) -> tuple[int, dict[str, Any]]:
+            # The same key and body: the client waits on the job made above.
+            async with client.post("/chat", params={"timeout": "240"}, json=bodies[n],
+                                   headers=keys[n]) as reply:
+                body: dict[str, Any] = await reply.json()
+                waited_until[n] = time.time()
+                return reply.status, body
+
+        async def stream(job_id: str) -> list[SseEvent]:
+            nonlocal open_streams
+            async with client.get(f"/chat/jobs/{job_id}/events") as reply:
+                assert reply.status == 200
+                open_streams += 1
+                if open_streams == count:
+                    opened.set()
+                lines = [line.decode().rstrip("\r\n") async for line in reply.content]
+            return list(parse_lines(lines))
+
+        waits = [asyncio.create_task(wait(n)) for n in range(count)]
+        streams = [asyncio.create_task(stream(j)) for j in job_ids]
+        async with asyncio.timeout(120):
+            await opened.wait()
+        while_held()
+        ready = []
+        for _ in range(5):
+            async with client.get("/readyz") as probe:
+                ready.append(probe.status)
+        release()
+        answered = await asyncio.gather(*waits)
+        return Crowd(job_ids, ready, [a[0] for a in answered], [a[1] for a in answered],
+                     waited_until, await asyncio.gather(*streams))
+
 
 PREFIX = "chat_histories/"
 VARIANTS = ["async", "sync"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +19,13 @@ class SseEvent:
 
 def read_events(response: httpx.Response) -> Iterator[SseEvent]:
     """Parses the stream as it arrives; comment lines (keep-alives) are skipped."""
+    return parse_lines(response.iter_lines())
+
+
+def parse_lines(lines: Iterable[str]) -> Iterator[SseEvent]:
+    """The events in a stream's lines."""
     fields: dict[str, str] = {}
-    for line in response.iter_lines():
+    for line in lines:
         if line == "":
             if "data" in fields:
                 yield SseEvent(fields.get("id"), fields.get("event", "message"),

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from shared.keys import job_key
 from tests import servers
 
 
@@ -37,22 +38,38 @@ class Stack:
     def control(self, **settings: Any) -> None:
         self.groq_client.post("/_control", json=settings).raise_for_status()
 
-    def wait_job(self, job_id: str, timeout: float = 30.0) -> dict[str, Any]:
-        """Polls the job until it ends (tests only; the gateway itself never polls)."""
+    def wait_job(self, job_id: str, timeout: float = 30.0,
+                 until: tuple[str, ...] = ("succeeded", "failed", "cancelled")) -> dict[str, Any]:
+        """Polls the job until its status is one of `until` (by default: it has
+        ended). Tests only; the gateway itself never polls."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             job: dict[str, Any] = self.client.get(f"/chat/jobs/{job_id}").json()
-            if job["status"] in ("succeeded", "failed", "cancelled"):
+            if job["status"] in until:
                 return job
-            time.sleep(0.05)
-        raise AssertionError(f"job {job_id} did not end in {timeout}s")
+            time.sleep(0.02)
+        raise AssertionError(f"job {job_id} did not reach {until} in {timeout}s")
+
+    def objects(self, thread_id: str) -> dict[str, bytes]:
+        """Every S3 object stored under the thread's prefix, read directly."""
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=self.env["S3_ENDPOINT_URL"],
+                          region_name="us-east-1", aws_access_key_id="test",
+                          aws_secret_access_key="test")
+        bucket, prefix = self.env["S3_BUCKET_NAME"], f"{self.env['S3_PREFIX']}{thread_id}/"
+        found = {}
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                found[item["Key"]] = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+        return found
 
     def job_record(self, job_id: str) -> dict[str, float]:
         """The job's timestamps, read from Redis directly (for benchmarks)."""
         import redis
 
         with redis.Redis.from_url(self.env["REDIS_URL"], decode_responses=True) as client:
-            raw = client.hgetall(f"chat:job:{job_id}")
+            raw = client.hgetall(job_key(job_id))
         return {k: float(raw[k]) for k in ("created_at", "started_at", "finished_at")}
 
     def add_workers(self, count: int) -> list[servers.Server]:
@@ -79,6 +96,8 @@ def stack_env(redis_url: str, s3_endpoint: str, bucket: str, groq_port: int,
         "TURN_MAX_RETRIES": "2",
         # High enough that only the tests about the limit ever meet it.
         "RATE_LIMIT_CALLS": "1000",
+        # Every test client is one address: only the tests of the limit meet it.
+        "MAX_QUEUED_PER_CLIENT": "100000",
         "WORKER_CONCURRENCY": "2",
         "LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import (
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 
 from shared.logging import configure_logging
 from shared.queue import make_celery
@@ -29,3 +34,22 @@ def _close_runtime(**_: Any) -> None:
     from worker.runtime import close_runtime
 
     close_runtime()
+
+
+_recovery: list[Any] = []
+
+
+@worker_ready.connect
+def _start_recovery(**_: Any) -> None:
+    # In the main process, once the pool is up: every worker sweeps, one at a time.
+    from worker.recovery import RecoveryTimer
+
+    timer = RecoveryTimer(app, settings)
+    timer.start()
+    _recovery.append(timer)
+
+
+@worker_shutdown.connect
+def _stop_recovery(**_: Any) -> None:
+    for timer in _recovery:
+        timer.stop()

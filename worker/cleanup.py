@@ -35,14 +35,14 @@ from redis.exceptions import LockError
 
 from shared.checkpoint import AsyncS3Saver, S3SaverError
 from shared.ids import is_valid_id
-from shared.settings import Settings
-from shared.threads import (
+from shared.keys import (
     ACTIVITY_KEY,
     CLEANUP_LOCK_KEY,
     RECONCILED_KEY,
     inbox_key,
     thread_lock_key,
 )
+from shared.settings import Settings
 
 log = structlog.get_logger("worker.cleanup")
 

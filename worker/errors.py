@@ -6,7 +6,11 @@
      │    └── RateLimited our own global limit: wait for a free slot
      └── RejectedError    the LLM refused the request: fail now, retrying won't help
 
-Third-party exceptions become these in one place: `classify()`.
+Third-party exceptions become these in one place: `classify()`. Each error
+carries two texts: its message (`str()`), with the provider's own words, for
+the log; and `public`, one of the fixed texts below, for the job's `error` and
+the client. A provider's message can quote the request, our model settings or
+its account state, none of which is the client's business.
 """
 
 from __future__ import annotations
@@ -18,9 +22,20 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.checkpoint import CheckpointConflict, S3Unavailable
 
+REFUSED = "the LLM provider refused the request"
+UNAVAILABLE = "the LLM provider is unavailable"
+TIMED_OUT = "the LLM call timed out"
+RATE_LIMITED = "the LLM rate limit was reached"
+STORAGE_DOWN = "storage is unavailable"
+CONFLICT = "the conversation changed during the turn"
+
 
 class TurnError(Exception):
-    """Base of the errors a turn ends with."""
+    """Base of the errors a turn ends with; `public` is what the client is told."""
+
+    def __init__(self, detail: str, public: str) -> None:
+        super().__init__(detail)
+        self.public = public
 
 
 class TransientError(TurnError):
@@ -31,10 +46,10 @@ class TransientError(TurnError):
     waits them out, up to a time limit).
     """
 
-    def __init__(self, detail: str, retry_after: float | None = None, *,
+    def __init__(self, detail: str, public: str, retry_after: float | None = None, *,
                  timed_out: bool = False, rate_limited: bool = False,
                  counts: bool = True) -> None:
-        super().__init__(detail)
+        super().__init__(detail, public)
         self.retry_after = retry_after
         self.timed_out = timed_out
         self.rate_limited = rate_limited
@@ -45,7 +60,7 @@ class RateLimited(TransientError):
     """The global LLM rate limit (or a provider's pause) says: not before `retry_after`."""
 
     def __init__(self, wait: float) -> None:
-        super().__init__("global LLM rate limit", wait, counts=False)
+        super().__init__("global LLM rate limit", RATE_LIMITED, wait, counts=False)
 
 
 class RejectedError(TurnError):
@@ -73,16 +88,19 @@ def classify(exc: BaseException) -> TurnError | None:
     if isinstance(exc, _API_STATUS):
         code = exc.status_code
         if code == 429:
-            return TransientError("LLM rate limit (429)", _retry_after(exc), rate_limited=True)
+            return TransientError(f"LLM rate limit (429): {exc.message}", RATE_LIMITED,
+                                  _retry_after(exc), rate_limited=True)
         if code >= 500:
-            return TransientError(f"LLM server error ({code})", _retry_after(exc))
-        return RejectedError(f"LLM rejected the request ({code}): {exc.message}")
+            return TransientError(f"LLM server error ({code}): {exc.message}", UNAVAILABLE,
+                                  _retry_after(exc))
+        return RejectedError(f"LLM rejected the request ({code}): {exc.message}", REFUSED)
     if isinstance(exc, (*_API_TIMEOUT, TimeoutError)):
-        return TransientError("LLM call timed out", timed_out=True)
+        return TransientError("LLM call timed out", TIMED_OUT, timed_out=True)
     if isinstance(exc, _API_CONNECTION):
-        return TransientError("LLM unreachable")
+        return TransientError(f"LLM unreachable: {exc}", UNAVAILABLE)
     if isinstance(exc, CheckpointConflict):
-        return TransientError("the thread changed under this turn", 0.0, counts=False)
+        return TransientError("the thread changed under this turn", CONFLICT, 0.0, counts=False)
     if isinstance(exc, _STORAGE_DOWN):
-        return TransientError(f"storage unavailable ({type(exc).__name__})", counts=False)
+        return TransientError(f"storage unavailable ({type(exc).__name__})", STORAGE_DOWN,
+                              counts=False)
     return None

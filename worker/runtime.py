@@ -2,7 +2,7 @@
 
 Async clients (httpx inside the LLM client, aioboto3, redis.asyncio) are bound
 to the loop that made them, and building them per task costs tens of
-milliseconds (42-70 ms measured with ChatGroq). So each Celery child process holds one
+milliseconds (two SSL contexts per LLM client). So each Celery child process holds one
 `asyncio.Runner` with the LLM client, the compiled graph, and the Redis and
 S3 clients, and every task runs its coroutine on it.
 """
@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from langgraph.graph.state import CompiledStateGraph
 from redis.asyncio import Redis
@@ -23,6 +23,7 @@ from shared.jobs import JobStore
 from shared.redis_client import make_redis
 from shared.settings import Settings, get_settings
 from shared.storage import open_saver
+from worker.deferred import DeferredSaver
 from worker.graph import build_graph
 from worker.llm import build_llm
 from worker.ratelimit import LlmRateLimit
@@ -37,22 +38,26 @@ class Resources:
     redis: Redis
     jobs: JobStore
     saver: AsyncS3Saver
+    checkpointer: DeferredSaver  # the graph's: the saver, holding a turn's writes
     graph: CompiledStateGraph[Any, Any, Any, Any]
     threads: ThreadQueue
     limiter: LlmRateLimit
 
 
 async def open_resources(settings: Settings, stack: AsyncExitStack) -> Resources:
-    redis = make_redis(settings.REDIS_URL)
+    redis = make_redis(settings.REDIS_URL, settings.REDIS_MAX_CONNECTIONS)
     stack.push_async_callback(redis.aclose)
     saver = await stack.enter_async_context(open_saver(settings))
     jobs = JobStore(redis, settings.JOB_TTL_SECONDS)
-    limiter = LlmRateLimit(redis, settings.REDIS_URL, settings.RATE_LIMIT_CALLS,
+    limiter = LlmRateLimit(redis, settings.RATE_LIMIT_CALLS,
                            settings.RATE_LIMIT_PERIOD)
-    graph = build_graph(build_llm(settings), saver, settings.CONTEXT_MAX_TOKENS,
+    graph = build_graph(build_llm(settings), DeferredSaver(saver), settings.CONTEXT_MAX_TOKENS,
                         before_call=limiter.acquire,
                         window_messages=settings.CONTEXT_WINDOW_MESSAGES)
-    return Resources(settings, redis, jobs, saver, graph, ThreadQueue(redis, jobs), limiter)
+    # Compiling may derive a saver with the state's types allowed: use that one.
+    checkpointer = cast(DeferredSaver, graph.checkpointer)
+    return Resources(settings, redis, jobs, saver, checkpointer, graph,
+                     ThreadQueue(redis, jobs), limiter)
 
 
 class Runtime:

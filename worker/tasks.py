@@ -9,17 +9,13 @@ from celery import Task
 from redis.exceptions import RedisError
 
 from shared.ids import is_valid_id
-from shared.queue import CLEANUP_TASK, RECOVER_TASK, TURN_TASK
+from shared.queue import CLEANUP_TASK, TURN_TASK
 from worker.celery_app import app
 from worker.cleanup import PASS_TIME_LIMIT, cleanup_idle_threads
 from worker.runtime import get_runtime
 from worker.turn import backoff, drain_next
 
 log = structlog.get_logger("worker.tasks")
-
-# A running job gets this long to stop by itself after a cancel (it normally
-# takes ~0.1 s) before its task is revoked.
-CANCEL_GRACE = 2.0
 
 
 @app.task(name=TURN_TASK, bind=True, max_retries=None)
@@ -30,35 +26,17 @@ def run_turn_task(self: Task[Any, Any], job_id: str) -> None:
         return
     runtime = get_runtime()
     try:
-        outcome = runtime.run(drain_next(runtime.resources, job_id, self.request.id or ""))
+        step = runtime.run(drain_next(runtime.resources, job_id, self.request.id or ""))
     except RedisError:
         # Redis is down, so nothing could be recorded: run again later. If even
         # the retry can't be sent, the message was never acknowledged and comes
         # back after the visibility timeout, or the recovery sweep nudges the thread.
         log.warning("turn_redis_down", job_id=job_id)
         raise self.retry(countdown=backoff(min(self.request.retries + 1, 5))) from None
-    if outcome.retry_in is not None:
-        raise self.retry(countdown=outcome.retry_in)
-    if outcome.next_job is not None:
-        app.send_task(TURN_TASK, args=[outcome.next_job])
-
-
-@app.task(name=RECOVER_TASK)
-def recover_task() -> int:
-    """Nudges threads whose worker died mid-turn, or whose nudge was lost, and
-    stops jobs whose worker did not honour a cancel."""
-    runtime = get_runtime()
-    res = runtime.resources
-    found = runtime.run(res.threads.sweep(res.settings.RECOVERY_STALL_SECONDS, CANCEL_GRACE))
-    for job_id in found.stalled:
-        log.warning("thread_stalled", job_id=job_id)
-        app.send_task(TURN_TASK, args=[job_id])
-    for job in found.unstoppable:
-        log.warning("cancel_by_revoke", job_id=job.job_id, task_id=job.task_id)
-        if job.task_id:
-            app.control.revoke(job.task_id, terminate=True, signal="SIGTERM")
-        runtime.run(res.jobs.cancel(job))
-    return len(found.stalled) + len(found.unstoppable)
+    if step.retry_in is not None:
+        raise self.retry(countdown=step.retry_in)
+    if step.next_job is not None:
+        app.send_task(TURN_TASK, args=[step.next_job])
 
 
 @app.task(name=CLEANUP_TASK, time_limit=PASS_TIME_LIMIT)

@@ -1,6 +1,6 @@
 """The worker's side of a thread's inbox: who runs next, and handing over.
 
-See shared/threads.py for the keys. Every step that reads and changes the
+See shared/keys.py for the keys. Every step that reads and changes the
 inbox together is one Lua script, so two workers never see it half-changed.
 """
 
@@ -13,7 +13,7 @@ from typing import cast
 from redis.asyncio import Redis
 
 from shared.jobs import Job, JobStatus, JobStore
-from shared.threads import PENDING_KEY, hold_key, inbox_key, thread_lock_key
+from shared.keys import PENDING_KEY, hold_key, inbox_key, kicked_key, thread_lock_key
 
 # The next job id, or nothing; a thread with an empty inbox stops being pending.
 _NEXT = """
@@ -86,9 +86,9 @@ class ThreadQueue:
             if (job.status == JobStatus.RUNNING and job.cancel_requested is not None
                     and now - job.cancel_requested > cancel_grace):
                 found.unstoppable.append(job)
-            elif not busy and (job.status == JobStatus.RUNNING
-                               or now - job.created_at > stall_seconds):
-                kick = f"chat:thread:{thread_id}:kicked"
-                if await self.redis.set(kick, "1", nx=True, ex=KICK_SECONDS):
-                    found.stalled.append(job.job_id)
+            elif (not busy and (job.status == JobStatus.RUNNING
+                                or now - job.created_at > stall_seconds)
+                  and await self.redis.set(kicked_key(thread_id), "1", nx=True,
+                                           ex=KICK_SECONDS)):
+                found.stalled.append(job.job_id)
         return found

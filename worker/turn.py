@@ -7,7 +7,7 @@ A task is a nudge for one thread rather than an order to run one job: it
 takes the thread's lease and runs the job at the head of the thread's inbox,
 so turns apply in the order the gateway accepted them whichever worker gets
 which message. A task that finds the lease taken just ends: the holder hands
-the thread on (`Outcome.next_job`) when it is done. If the holder dies, its
+the thread on (`NextStep.next_job`) when it is done. If the holder dies, its
 lease runs out and the recovery sweep nudges the thread again.
 """
 
@@ -29,8 +29,8 @@ from redis.exceptions import LockError
 
 from shared.conversation import human_message, reply_id
 from shared.jobs import Job
+from shared.keys import thread_lock_key
 from shared.queue import MAX_COUNTDOWN
-from shared.threads import ACTIVITY_KEY, thread_lock_key
 from worker.errors import RejectedError, TransientError, TurnError, classify
 from worker.runtime import Resources
 from worker.streaming import TokenBatcher
@@ -38,19 +38,21 @@ from worker.streaming import TokenBatcher
 log = structlog.get_logger("worker.turn")
 
 CANCEL_POLL_SECONDS = 0.1
-# A turn that keeps failing because storage is down gives up after this long.
+# A turn that keeps failing because storage is down gives up after this long,
+# counted from its first failure (not from its acceptance: a job that waited
+# in a backlog has not been failing).
 STORAGE_OUTAGE_LIMIT = 900
 
 
 @dataclass(frozen=True)
-class Outcome:
+class NextStep:
     """What the task does next: run again after `retry_in` s, or nudge `next_job`."""
 
     retry_in: float | None = None
     next_job: str | None = None
 
 
-DONE = Outcome()
+DONE = NextStep()
 
 
 class LeaseLost(Exception):
@@ -62,7 +64,7 @@ def backoff(failures: int) -> float:
     return random.uniform(0.5, min(MAX_COUNTDOWN, 2.0**failures))
 
 
-async def drain_next(res: Resources, job_id: str, task_id: str = "") -> Outcome:
+async def drain_next(res: Resources, job_id: str, task_id: str = "") -> NextStep:
     """Runs the next turn of the job's thread, unless another worker is on it."""
     job = await res.jobs.get(job_id)
     if job is None:
@@ -71,7 +73,7 @@ async def drain_next(res: Resources, job_id: str, task_id: str = "") -> Outcome:
     return await drain_thread(res, job.thread_id, task_id)
 
 
-async def drain_thread(res: Resources, thread_id: str, task_id: str = "") -> Outcome:
+async def drain_thread(res: Resources, thread_id: str, task_id: str = "") -> NextStep:
     lease = Lock(res.redis, thread_lock_key(thread_id),
                  timeout=res.settings.THREAD_LEASE_SECONDS, blocking=False)
     if not await lease.acquire():
@@ -92,7 +94,7 @@ async def drain_thread(res: Resources, thread_id: str, task_id: str = "") -> Out
         await _release(lease)
     # After the release: a job accepted while we held the lease may have had
     # its own nudge turned away, so we pass the thread on.
-    return Outcome(next_job=await res.threads.next_id(thread_id))
+    return NextStep(next_job=await res.threads.next_id(thread_id))
 
 
 async def _release(lease: Lock) -> None:
@@ -102,13 +104,16 @@ async def _release(lease: Lock) -> None:
         log.warning("thread_lease_lost")
 
 
-async def _run(res: Resources, job: Job, lease: Lock, task_id: str) -> Outcome:
+async def _run(res: Resources, job: Job, lease: Lock, task_id: str) -> NextStep:
     wait = await res.limiter.wait_needed()
     if wait > 0:
         log.info("turn_rate_limited", retry_in=round(wait, 3))
-        return Outcome(retry_in=min(wait, MAX_COUNTDOWN))
+        return NextStep(retry_in=min(wait, MAX_COUNTDOWN))
     started = await res.jobs.start(job.job_id, task_id)
     if started is None or started.finished:
+        return DONE
+    if started.cancel_requested is not None:  # asked while it was queued
+        await res.jobs.cancel(started)
         return DONE
     try:
         reply = await _answer(res, started, lease)
@@ -126,17 +131,18 @@ async def _run(res: Resources, job: Job, lease: Lock, task_id: str) -> Outcome:
         await res.jobs.cancel(started)
         log.info("turn_cancelled")
         return DONE
-    await res.redis.zadd(ACTIVITY_KEY, {job.thread_id: time.time()}, gt=True)
     await res.jobs.succeed(started, reply)
     log.info("turn_succeeded", attempt=started.attempt)
     return DONE
 
 
 async def _answer(res: Resources, job: Job, lease: Lock) -> str | None:
-    """The reply, stored in the thread with its message; None if the job was cancelled.
+    """The reply, stored in the thread with its message; None if the job was
+    cancelled, and then nothing is stored.
 
     While the graph runs, this watches for a cancel request and renews the
-    thread's lease.
+    thread's lease. The graph's checkpoint writes are held until it has
+    answered; they are carried out only if no cancel came first.
     """
     # LangGraph copies config["metadata"] into every checkpoint it saves: the
     # thread's owner is stored with the thread (the gateway checks it there).
@@ -144,7 +150,9 @@ async def _answer(res: Resources, job: Job, lease: Lock) -> str | None:
                               "metadata": {"owner": job.owner}}
     turn_input = {"pending": human_message(job.job_id, job.message, job.created_at),
                   "language": job.language}
-    run = asyncio.ensure_future(_stream(res, job, turn_input, config))
+    with res.checkpointer.deferred() as held:
+        # The task copies this context, so the graph's writes are held.
+        run = asyncio.ensure_future(_stream(res, job, turn_input, config))
     renew_every = res.settings.THREAD_LEASE_SECONDS / 3
     renew_at = time.monotonic() + renew_every
     try:
@@ -167,7 +175,11 @@ async def _answer(res: Resources, job: Job, lease: Lock) -> str | None:
             await asyncio.gather(run, return_exceptions=True)
     state = run.result()
     wanted = reply_id(job.job_id)
-    return next(str(m.content) for m in state["messages"] if m.id == wanted)
+    reply = next(str(m.content) for m in state["messages"] if m.id == wanted)
+    if not await res.jobs.begin_commit(job.job_id):
+        return None
+    await res.checkpointer.commit(held)
+    return reply
 
 
 async def _stream(res: Resources, job: Job, turn_input: dict[str, Any],
@@ -194,28 +206,28 @@ async def _stream(res: Resources, job: Job, turn_input: dict[str, Any],
     return state
 
 
-async def _failed(res: Resources, job: Job, error: TurnError) -> Outcome:
+async def _failed(res: Resources, job: Job, error: TurnError) -> NextStep:
     if isinstance(error, RejectedError):
-        await res.jobs.fail(job, str(error), 502)
+        await res.jobs.fail(job, error.public, 502)
         log.warning("turn_rejected", error=str(error))
         return DONE
     assert isinstance(error, TransientError)
     if error.rate_limited and error.retry_after:
         await res.limiter.pause(error.retry_after)
     gave_up = None
+    failures, failing_for = await res.jobs.count_failure(job.job_id, error.counts)
     if error.counts:
-        failures = await res.jobs.count_failure(job.job_id)
         if failures > res.settings.TURN_MAX_RETRIES:
-            gave_up = f"{error} (gave up after {failures} attempts)"
+            gave_up = f"{error.public} (gave up after {failures} attempts)"
     else:
         failures = min(job.attempt, 5)
-        if time.time() - job.created_at > STORAGE_OUTAGE_LIMIT:
-            gave_up = f"{error} (gave up after {STORAGE_OUTAGE_LIMIT} s)"
+        if failing_for > STORAGE_OUTAGE_LIMIT:
+            gave_up = f"{error.public} (gave up after {STORAGE_OUTAGE_LIMIT} s)"
     delay = error.retry_after if error.retry_after is not None else backoff(failures)
     if gave_up is not None:
         await res.jobs.fail(job, gave_up, 504 if error.timed_out else 502)
-        log.warning("turn_failed", error=gave_up)
+        log.warning("turn_failed", error=str(error), outcome=gave_up)
         return DONE
     await res.jobs.requeue(job.job_id)
     log.info("turn_retry", error=str(error), retry_in=round(delay, 3))
-    return Outcome(retry_in=min(delay, MAX_COUNTDOWN))
+    return NextStep(retry_in=min(delay, MAX_COUNTDOWN))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import time
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -13,12 +14,22 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
 from fastapi.responses import JSONResponse
 from langchain_core.messages import BaseMessage
 from pydantic.json_schema import SkipJsonSchema
+from redis.asyncio.lock import Lock
+from redis.exceptions import LockError
 from starlette.concurrency import run_in_threadpool
 
 from api import idempotency, owners
-from api.deps import OwnerDep, ServicesDep, limit_client
-from api.errors import BadRequest, Conflict, JobFailed, NotFound
-from api.responses import SSE_CONTENT, errors
+from api.deps import ClientDep, OwnerDep, ServicesDep, limit_client
+from api.errors import (
+    BUSY_RETRY_AFTER,
+    ApiError,
+    BadRequest,
+    Conflict,
+    JobFailed,
+    NotFound,
+    TooManyRequests,
+)
+from api.openapi_responses import SSE_CONTENT, errors
 from api.schemas import (
     HISTORY_CURSOR,
     ChatQuery,
@@ -33,9 +44,9 @@ from api.sse import stream_response
 from shared.checkpoint import TranscriptEntry
 from shared.conversation import CREATED_AT, message_time, role_of
 from shared.ids import ID_PATTERN, MAX_ID_LENGTH, new_id
-from shared.jobs import Event, Job
+from shared.jobs import Event, Job, Refused
+from shared.keys import ACTIVITY_KEY, inbox_key, thread_lock_key
 from shared.queue import TURN_TASK
-from shared.threads import ACTIVITY_KEY
 
 router = APIRouter(tags=["chat"], dependencies=[Depends(limit_client)])
 log = structlog.get_logger("api.chat")
@@ -43,6 +54,12 @@ log = structlog.get_logger("api.chat")
 ThreadIdPath = Annotated[str, Path(pattern=ID_PATTERN, max_length=MAX_ID_LENGTH)]
 NO_SUCH_THREAD = "no such thread"
 _CURSOR = re.compile(HISTORY_CURSOR)
+# How long a delete may hold the thread: S3 deletes of a long conversation.
+DELETE_LEASE_SECONDS = 60
+_REFUSALS = {
+    "thread": "too many messages queued on this thread; retry after the time in Retry-After",
+    "client": "too many of your jobs are queued; retry after the time in Retry-After",
+}
 
 
 def accepted(job: Job) -> JSONResponse:
@@ -79,6 +96,7 @@ async def post_chat(
     body: ChatRequest,
     services: ServicesDep,
     owner: OwnerDep,
+    client: ClientDep,
     query: Annotated[ChatQuery, Query()],
     idempotency_key: Annotated[
         str | SkipJsonSchema[None],
@@ -86,6 +104,9 @@ async def post_chat(
 ) -> Any:
     """Queue a message; wait for the reply (200) or get the job to poll (202)."""
     jobs = services.jobs
+    if query.wait or query.stream:
+        # Refused before anything is queued, so a retry cannot make a second turn.
+        services.hub.admit()
     # Before the Idempotency-Key is claimed: a refused post must leave no trace.
     if body.thread_id is not None and owner and not await services.owners.claim(
             body.thread_id, owner):
@@ -104,42 +125,61 @@ async def post_chat(
     if body.thread_id is None and owner:
         await services.owners.claim_new(thread_id, owner)
     job = Job(job_id=job_id, thread_id=thread_id, message=body.message,
-              language=body.language, owner=owner)
+              language=body.language, owner=owner, client=client)
     structlog.contextvars.bind_contextvars(job_id=job_id, thread_id=thread_id)
+    settings = services.settings
     try:
-        job = await jobs.create(job)
+        job = await jobs.create(job, settings.MAX_QUEUED_PER_THREAD,
+                                settings.MAX_QUEUED_PER_CLIENT)
         await run_in_threadpool(services.celery.send_task, TURN_TASK,
                                 args=[job.job_id], task_id=job.job_id)
-    except Exception:
+    except Exception as exc:
         # Not queued: leave nothing behind that says it was (best effort, as
         # Redis may be what failed).
         with contextlib.suppress(Exception):
             if idempotency_key is not None:
                 await idempotency.release(services.redis, owner, idempotency_key)
-            await jobs.delete(job)
+            if not isinstance(exc, Refused):
+                await jobs.delete(job)
+        if isinstance(exc, Refused):
+            raise TooManyRequests(_REFUSALS[exc.what],
+                                  headers={"Retry-After": str(BUSY_RETRY_AFTER)}) from None
         raise
     log.info("job_accepted", chars=len(body.message), user_message=body.message)
-    return await _respond(services, job, query)
+    try:
+        return await _respond(services, job, query)
+    except ApiError:
+        raise  # the job's own outcome: failed (502/504) or cancelled (409)
+    except Exception:
+        # Queued is queued: the job goes on, and the client gets it to poll,
+        # never an error it might answer by sending the message again.
+        log.warning("wait_abandoned", exc_info=True)
+        return accepted(job)
 
 
 async def _respond(services: ServicesDep, job: Job, query: ChatQuery) -> Any:
     if query.stream:
-        return stream_response(services.jobs, job)
+        return stream_response(services.hub, services.jobs, job)
     if query.wait:
         limit = services.settings.CHAT_WAIT_TIMEOUT if query.timeout is None else query.timeout
-        event = await services.jobs.wait(job.job_id, limit)
+        event = await _wait(services, job.job_id, limit)
         if event is not None:
             return await finished(services, event)
         job = await services.jobs.get(job.job_id) or job
     return accepted(job)
 
 
-async def _stored_thread(services: ServicesDep, thread_id: str, owner: str) -> None:
-    """404 if the thread has no checkpoint, or if another key owns it."""
-    structlog.contextvars.bind_contextvars(thread_id=thread_id)
-    metadata = await owners.load(services.saver, thread_id)
-    if metadata is None or (owner and owners.stored_owner(metadata) != owner):
-        raise NotFound(NO_SUCH_THREAD)
+async def _wait(services: ServicesDep, job_id: str, seconds: float) -> Event | None:
+    """The job's terminal event, or None after `seconds` or while Redis is down."""
+    deadline = time.monotonic() + seconds
+    async with services.hub.subscribe(job_id) as sub:
+        while (left := deadline - time.monotonic()) > 0:
+            event = await sub.next(min(left, 1.0))
+            if event is not None and event.terminal:
+                return event
+            if event is None and not services.hub.healthy:
+                return None
+    return None
 
 
 def _position(cursor: str | None) -> int | None:
@@ -181,10 +221,40 @@ async def get_history(thread_id: ThreadIdPath, services: ServicesDep, owner: Own
                responses=errors(404))
 async def delete_history(thread_id: ThreadIdPath, services: ServicesDep,
                          owner: OwnerDep) -> Response:
-    """Delete the conversation from storage."""
-    # The owner's cache entry stays until it expires: the id stays theirs.
-    await _stored_thread(services, thread_id, owner)
-    await services.saver.adelete_thread(thread_id)
-    await services.redis.zrem(ACTIVITY_KEY, thread_id)
-    log.info("thread_deleted", thread_id=thread_id)
+    """Delete the conversation for good; its queued and running jobs end cancelled."""
+    structlog.contextvars.bind_contextvars(thread_id=thread_id)
+    redis, jobs = services.redis, services.jobs
+    saved = await owners.load(services.saver, thread_id)
+    if saved is not None:
+        mine = not owner or owners.stored_owner(saved) == owner
+    else:  # not stored yet, but maybe on its way
+        mine = bool(await redis.llen(inbox_key(thread_id))) and (
+            not owner or await services.owners.cached(thread_id) == owner)
+    if not mine:
+        raise NotFound(NO_SUCH_THREAD)
+    await jobs.cancel_thread(thread_id)
+    # A running turn stops within a second of its cancel and releases the
+    # thread's lease without storing anything; holding the lease keeps any
+    # other turn from starting until the objects are gone. A worker that lost
+    # its lease still cannot write: the saver's conditional write fails on a
+    # deleted head.
+    lease = Lock(redis, thread_lock_key(thread_id), timeout=DELETE_LEASE_SECONDS,
+                 blocking_timeout=services.settings.THREAD_LEASE_SECONDS)
+    leased = await lease.acquire()
+    if not leased:
+        log.warning("thread_delete_without_lease")
+    try:
+        await jobs.cancel_thread(thread_id)  # those accepted while we waited
+        await services.saver.adelete_thread(thread_id)
+        await redis.zrem(ACTIVITY_KEY, thread_id)
+    finally:
+        if leased:
+            with contextlib.suppress(LockError):
+                await lease.release()
+    # Messages sent since start a new conversation; their nudges found the
+    # lease taken, so the thread is handed on here.
+    head = await redis.lindex(inbox_key(thread_id), 0)
+    if head is not None:
+        await run_in_threadpool(services.celery.send_task, TURN_TASK, args=[head])
+    log.info("thread_deleted")
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -12,11 +12,11 @@ from sse_starlette import EventSourceResponse
 
 from api.deps import OwnerDep, ServicesDep, limit_client
 from api.errors import Conflict, NotFound
-from api.responses import SSE_CONTENT, errors
+from api.openapi_responses import SSE_CONTENT, errors
 from api.schemas import CancelAccepted, JobView
 from api.sse import LAST_EVENT_ID_SCHEMA, parse_last_event_id, stream_response
 from shared.ids import ID_PATTERN, MAX_ID_LENGTH
-from shared.jobs import Job, JobStatus
+from shared.jobs import Job
 
 router = APIRouter(tags=["jobs"], dependencies=[Depends(limit_client)])
 
@@ -64,7 +64,8 @@ async def job_events(job_id: JobIdPath, services: ServicesDep, owner: OwnerDep,
     """Stream a job's events: tokens, resets, and its outcome."""
     after = parse_last_event_id(last_event_id)
     job = await _job(services, job_id, owner)
-    return stream_response(services.jobs, job, after)
+    services.hub.admit()
+    return stream_response(services.hub, services.jobs, job, after)
 
 
 @router.post("/chat/jobs/{job_id}/cancel", status_code=202, response_model=CancelAccepted,
@@ -73,14 +74,14 @@ async def cancel_job(job_id: JobIdPath, services: ServicesDep,
                      owner: OwnerDep) -> JSONResponse:
     """Cancel a job: a queued one never runs, a running one stops; nothing is stored."""
     job = await _job(services, job_id, owner)
-    if job.finished:
-        raise Conflict(f"the job has already ended ({job.status})", job_id=job_id)
-    await services.jobs.request_cancel(job_id)
+    # The worker claims a job before it stores its turn (JobStore.begin_commit):
+    # a cancel after that is too late, and says so.
+    if await services.jobs.ask_cancel(job_id) != "cancelling":
+        latest = await services.jobs.get(job_id) or job
+        state = latest.status if latest.finished else "storing its reply"
+        raise Conflict(f"the job has already ended ({state})", job_id=job_id)
     # A queued job ends here; a running one is stopped by its worker, which
-    # watches the flag. The status check and the change are one atomic step.
-    if not await services.jobs.cancel(job, only_if_queued=True):
-        latest = await services.jobs.get(job_id)
-        if latest is not None and latest.finished and latest.status != JobStatus.CANCELLED:
-            raise Conflict(f"the job has already ended ({latest.status})", job_id=job_id)
+    # watches the flag.
+    await services.jobs.cancel(job, only_if_queued=True)
     body = CancelAccepted(job_id=job_id, status="cancelling")
     return JSONResponse(body.model_dump(), status_code=202)

@@ -16,8 +16,8 @@ import pytest
 import redis
 from celery import Celery
 
+from shared.keys import ACTIVITY_KEY
 from shared.queue import CLEANUP_TASK, QUEUE
-from shared.threads import ACTIVITY_KEY
 from tests import servers
 from tests.stack import Stack, launch
 

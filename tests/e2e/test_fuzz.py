@@ -1,12 +1,15 @@
 """Schemathesis against the gateway's own OpenAPI schema, with the real stack behind it.
 
-Every operation gets generated requests, valid and not: none may get a 5xx,
-and every response must be one the schema documents (status, headers, body).
-The stack runs with auth on, so the schema's security is exercised too.
+Every operation gets generated requests, valid and not, checked by all of
+schemathesis's checks: no 5xx, every response one the schema documents
+(status, headers, body), schema-valid requests accepted and invalid ones
+refused, and the declared security enforced. It runs twice, on two stacks:
+with API_KEYS unset (the schema declares no security) and with it set (the
+requests carry a valid key; schemathesis also sends some without).
 
-The schema is built in-process at import, as schemathesis parametrizes at
+The schemas are built in-process at import, as schemathesis parametrizes at
 collection (its lazy, fixture-fed loader does not run on pytest 9); a test
-checks that the running gateway serves the same one.
+checks that each running gateway serves the same one.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from __future__ import annotations
 import unicodedata
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,35 +32,59 @@ pytestmark = pytest.mark.e2e
 
 KEY = "fuzz-key-0123456789abcdef"
 EXAMPLES_PER_OPERATION = 25
-examples: Counter[str] = Counter()
-statuses: Counter[int] = Counter()
+examples: dict[str, Counter[str]] = {"auth off": Counter(), "auth on": Counter()}
+statuses: dict[str, Counter[int]] = {"auth off": Counter(), "auth on": Counter()}
+
+
+def _schema(**env: str) -> tuple[dict[str, Any], schemathesis.BaseSchema]:
+    spec = create_app(Settings(_env_file=None, **env)).openapi()  # type: ignore[call-arg]
+    schema = schemathesis.openapi.from_dict(spec)
+    schema.config.checks.update(included_check_names=["all"])
+    return spec, schema
+
+
+OPEN_SPEC, open_schema = _schema()
+KEYED_SPEC, keyed_schema = _schema(API_KEYS=KEY)
 
 
 @pytest.fixture(scope="module")
-def fuzz_stack(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory,
-               pytestconfig: pytest.Config) -> Iterator[Stack]:
+def report(pytestconfig: pytest.Config) -> Iterator[None]:
+    yield
+    # Past pytest's capture, so the counts show in every run's output.
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        for mode, counts in examples.items():
+            if counts:
+                print(f"\nschemathesis, {mode}: {len(counts)} operations, "
+                      f"{sum(counts.values())} examples ("
+                      + ", ".join(f"{op} {n}" for op, n in sorted(counts.items()))
+                      + "); statuses: "
+                      + ", ".join(f"{code} x{n}" for code, n in sorted(statuses[mode].items())))
+
+
+def _stack(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory,
+           **env: str) -> Iterator[Stack]:
     """A stack of its own, on a redis-server of its own, so nothing else sees its jobs."""
-    workdir: Path = tmp_path_factory.mktemp("fuzz")
+    workdir = tmp_path_factory.mktemp("fuzz")
     redis = servers.redis_server(workdir / "redis").start()
     try:
         with launch(f"redis://127.0.0.1:{redis.port}/0", s3_endpoint, workdir / "stack",
-                    workers=1, API_KEYS=KEY, CHAT_WAIT_TIMEOUT="5") as stack:
+                    workers=1, CHAT_WAIT_TIMEOUT="5", **env) as stack:
             yield stack
     finally:
         redis.stop()
-        if examples:
-            # Past pytest's capture, so the counts show in every run's output.
-            capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
-            with capture.global_and_fixture_disabled():
-                print(f"\nschemathesis: {len(examples)} operations, "
-                      f"{sum(examples.values())} examples ("
-                      + ", ".join(f"{op} {n}" for op, n in sorted(examples.items()))
-                      + "); statuses: "
-                      + ", ".join(f"{code} x{n}" for code, n in sorted(statuses.items())))
 
 
-SPEC = create_app(Settings(_env_file=None)).openapi()  # type: ignore[call-arg]
-schema = schemathesis.openapi.from_dict(SPEC)
+@pytest.fixture(scope="module")
+def open_stack(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory,
+               report: None) -> Iterator[Stack]:
+    yield from _stack(s3_endpoint, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def keyed_stack(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory,
+                report: None) -> Iterator[Stack]:
+    yield from _stack(s3_endpoint, tmp_path_factory, API_KEYS=KEY)
 
 
 def unknown_to_this_python(body: object) -> bool:
@@ -71,16 +97,32 @@ def unknown_to_this_python(body: object) -> bool:
     return isinstance(language, str) and any(unicodedata.category(c) == "Cn" for c in language)
 
 
-def test_the_gateway_serves_the_schema_under_test(fuzz_stack: Stack) -> None:
-    assert fuzz_stack.client.get("/openapi.json").json() == SPEC
+def test_each_gateway_serves_the_schema_under_test(open_stack: Stack,
+                                                   keyed_stack: Stack) -> None:
+    assert open_stack.client.get("/openapi.json").json() == OPEN_SPEC
+    keyed = keyed_stack.client.get("/openapi.json", headers={"Authorization": f"Bearer {KEY}"})
+    assert keyed.json() == KEYED_SPEC
 
 
-@schema.parametrize()
-@settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
-          suppress_health_check=list(HealthCheck))
-def test_no_input_breaks_the_gateway(case: Any, fuzz_stack: Stack) -> None:
+def call(mode: str, case: Any, stack: Stack, headers: dict[str, str]) -> None:
     assume(not unknown_to_this_python(case.body))
-    examples[case.operation.label] += 1
-    response = case.call_and_validate(base_url=str(fuzz_stack.client.base_url).rstrip("/"),
-                                      headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
-    statuses[response.status_code] += 1
+    examples[mode][case.operation.label] += 1
+    response = case.call_and_validate(base_url=str(stack.client.base_url).rstrip("/"),
+                                      headers=headers, timeout=30)
+    statuses[mode][response.status_code] += 1
+
+
+FUZZ = settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
+                suppress_health_check=list(HealthCheck))
+
+
+@open_schema.parametrize()
+@FUZZ
+def test_no_input_breaks_the_open_gateway(case: Any, open_stack: Stack) -> None:
+    call("auth off", case, open_stack, {})
+
+
+@keyed_schema.parametrize()
+@FUZZ
+def test_no_input_breaks_the_keyed_gateway(case: Any, keyed_stack: Stack) -> None:
+    call("auth on", case, keyed_stack, {"Authorization": f"Bearer {KEY}"})

@@ -1,6 +1,6 @@
 """Queue-level guarantees under real processes and real faults (contract 2, 3 and 4).
 
-Each stack here has three workers and beat (for the recovery sweep); the
+Each stack here has three workers (which also run the recovery sweep); the
 LLM path is the real ChatGroq client against the Groq-like test server,
 which records when each call arrived.
 """
@@ -16,7 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
+from shared.keys import LLM_LIMIT_PREFIX, LLM_PAUSE_KEY, job_key
 from tests import servers
 from tests.sse import SseEvent, read_events, reply_of
 from tests.stack import Stack, launch
@@ -53,7 +55,7 @@ def contents(stack: Stack, thread: str) -> list[str]:
 def limited(redis_url: str, s3_endpoint: str, workdir: Path) -> Iterator[Stack]:
     # Its own Redis database, so no other stack's calls count against its window.
     with launch(redis_url.removesuffix("/0") + "/1", s3_endpoint, workdir / "limited",
-                workers=3, beat=True, RATE_LIMIT_CALLS=str(LIMIT_CALLS),
+                workers=3, RATE_LIMIT_CALLS=str(LIMIT_CALLS),
                 RATE_LIMIT_PERIOD=str(LIMIT_PERIOD), TURN_MAX_RETRIES="5",
                 WORKER_CONCURRENCY="1") as stack:
         # A worker's first LLM call pays for lazy imports and a new connection
@@ -61,12 +63,23 @@ def limited(redis_url: str, s3_endpoint: str, workdir: Path) -> Iterator[Stack]:
         warmup = post_many(stack.client, [{"message": f"warm {n}"} for n in range(6)])
         for job_id in warmup:
             stack.wait_job(job_id, timeout=60)
-        time.sleep(LIMIT_PERIOD)
         yield stack
 
 
-def test_no_window_holds_more_calls_than_the_limit(limited: Stack) -> None:
+@pytest.fixture
+def fresh_window(limited: Stack) -> Stack:
+    """The limited stack with no LLM call counted and no pause: each test
+    starts from an empty window, whatever ran before it."""
+    with redis.Redis.from_url(limited.env["REDIS_URL"]) as store:
+        for key in store.scan_iter(f"{LLM_LIMIT_PREFIX}*"):
+            store.delete(key)
+        store.delete(LLM_PAUSE_KEY)
     limited.groq_client.delete("/_calls")
+    return limited
+
+
+def test_no_window_holds_more_calls_than_the_limit(fresh_window: Stack) -> None:
+    limited = fresh_window
     started = time.monotonic()
     job_ids = post_many(limited.client, [{"message": f"job {n}"} for n in range(20)])
 
@@ -89,9 +102,8 @@ def test_no_window_holds_more_calls_than_the_limit(limited: Stack) -> None:
     assert least <= elapsed < least + 8
 
 
-def test_a_429_pauses_every_worker_for_its_retry_after(limited: Stack) -> None:
-    time.sleep(LIMIT_PERIOD)  # let the previous test's window pass
-    limited.groq_client.delete("/_calls")
+def test_a_429_pauses_every_worker_for_its_retry_after(fresh_window: Stack) -> None:
+    limited = fresh_window
     limited.control(fail_429=2, retry_after=2)
 
     job_ids = post_many(limited.client, [{"message": f"paused {n}"} for n in range(6)])
@@ -115,7 +127,7 @@ def faulty(workdir: Path, s3_endpoint: str) -> Iterator[Stack]:
     redis = servers.redis_server(workdir / "faulty-redis", persistent=True).start()
     s3 = servers.TcpProxy(int(s3_endpoint.rsplit(":", 1)[1])).start()
     with launch(f"redis://127.0.0.1:{redis.port}/0", f"http://127.0.0.1:{s3.port}",
-                workdir / "faulty", workers=3, beat=True, THREAD_LEASE_SECONDS="3",
+                workdir / "faulty", workers=3, THREAD_LEASE_SECONDS="3",
                 RECOVERY_INTERVAL_SECONDS="1", RECOVERY_STALL_SECONDS="3",
                 TURN_MAX_RETRIES="5") as stack:
         port = servers.free_port()
@@ -174,7 +186,9 @@ def test_sigkilled_worker_turn_runs_again_elsewhere_and_is_stored_once(faulty: S
     while faulty.client.get(f"/chat/jobs/{job_id}").json()["status"] != "running":
         assert time.monotonic() < deadline, "the job never started"
         time.sleep(0.05)
-    time.sleep(0.5)  # well inside the LLM call
+    while not any(c["messages"][-1]["content"] == "survive" for c in faulty.llm_calls()):
+        assert time.monotonic() < deadline, "the LLM call never started"
+        time.sleep(0.02)
     holder = next(w for w in faulty.workers if job_id in w.log())
 
     holder.kill()  # SIGKILL to the worker and its children
@@ -251,3 +265,22 @@ def test_jobs_wait_out_an_s3_outage(faulty: Stack) -> None:
     print(f"S3 outage: {len(job_ids)} accepted, "
           f"{sum(j['status'] == 'succeeded' for j in jobs)} succeeded")
     assert [j["status"] for j in jobs] == ["succeeded"] * len(job_ids)
+
+
+def test_a_job_that_waited_long_in_the_queue_still_waits_out_an_outage(faulty: Stack) -> None:
+    proxy: servers.TcpProxy = faulty.s3_proxy  # type: ignore[attr-defined]
+    proxy.stop()
+    try:
+        (job_id,) = post_many(faulty.client, [{"message": "patient"}])
+        with redis.Redis.from_url(faulty.env["REDIS_URL"], decode_responses=True) as store:
+            # Accepted 20 minutes ago, as behind a long backlog: it has not been
+            # failing all that time, so its outage clock starts at its first failure.
+            store.hset(job_key(job_id), "created_at", str(time.time() - 1200))
+            deadline = time.monotonic() + 30
+            while not store.hexists(job_key(job_id), "first_failure_at"):
+                assert time.monotonic() < deadline, "the job never met the outage"
+                time.sleep(0.05)
+    finally:
+        proxy.start()
+
+    assert faulty.wait_job(job_id, timeout=90)["status"] == "succeeded"

@@ -20,6 +20,7 @@ import httpx
 import pytest
 import redis
 
+from shared.keys import idempotency_key, job_key, owner_key
 from tests import servers
 from tests.sse import read_events
 from tests.stack import Stack, launch
@@ -88,7 +89,7 @@ def thread_of_a(secure: Stack) -> dict[str, Any]:
 
 def queued(store: redis.Redis) -> tuple[int, int]:
     """Job records, and messages waiting in the broker's queue."""
-    return len(list(store.scan_iter("chat:job:*"))), int(store.llen("chat"))
+    return len(list(store.scan_iter(job_key("*")))), int(store.llen("chat"))
 
 
 # --- API keys ---------------------------------------------------------------------
@@ -132,6 +133,17 @@ def test_the_probes_need_no_key(secure: Stack) -> None:
     assert secure.client.get("/readyz").status_code == 200
 
 
+def test_the_schema_and_docs_need_a_key(secure: Stack) -> None:
+    for path in ("/openapi.json", "/docs", "/redoc"):
+        refused = secure.client.get(path)
+        assert refused.status_code == 401, path
+        assert refused.headers["www-authenticate"] == "Bearer"
+        assert "HTTPBearer" not in refused.text  # nothing of the schema leaks
+        assert secure.client.get(path, headers=A).status_code == 200, path
+    schema = secure.client.get("/openapi.json", headers=A).json()
+    assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
 def test_the_right_key_opens_every_endpoint(secure: Stack) -> None:
     first = secure.client.post("/chat", json={"message": words("mine")}, headers=A).json()
     thread, job = first["thread_id"], first["job_id"]
@@ -173,7 +185,7 @@ def test_key_b_cannot_touch_key_a_thread_or_jobs(
 
     assert queued(store) == before
     assert secure.llm_calls() == []
-    assert not list(store.scan_iter("chat:idem:*"))
+    assert not list(store.scan_iter(idempotency_key("*")))
     # A's conversation is untouched and still A's.
     history = secure.client.get(f"/chat/history/{thread}", headers=A).json()
     assert [m["role"] for m in history["messages"]] == ["human", "assistant"]
@@ -197,7 +209,7 @@ def test_a_new_thread_belongs_to_the_first_key_that_posts_to_it(secure: Stack) -
 def test_ownership_is_kept_in_storage_when_redis_forgets(
         secure: Stack, thread_of_a: dict[str, Any], store: redis.Redis) -> None:
     thread = thread_of_a["thread_id"]
-    assert store.delete(f"chat:thread:{thread}:owner") == 1
+    assert store.delete(owner_key(thread)) == 1
 
     intruder = secure.client.post("/chat", json={"message": words("b"), "thread_id": thread},
                                   headers=B)
@@ -324,7 +336,15 @@ def test_logs_hold_ids_but_no_key_and_no_message(secure: Stack) -> None:
         job = reply.headers["x-job-id"]
         events = list(read_events(reply))
     assert events[-1].type == "done"
-    time.sleep(0.5)  # the worker's last lines
+    # The last lines come just after the stream's end: the turn's, in a
+    # worker, and the request's, in the gateway.
+    deadline = time.monotonic() + 10
+    while not (any("turn_succeeded" in line and job in line
+                   for w in secure.workers for line in w.log().splitlines())
+               and any('"request"' in line and request_id in line
+                       for line in secure.gateway.log().splitlines())):
+        assert time.monotonic() < deadline, "the turn's or the request's last line is missing"
+        time.sleep(0.05)
 
     gateway = secure.gateway.log()
     logs = "\n".join([gateway, *(w.log() for w in secure.workers)])

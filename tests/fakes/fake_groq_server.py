@@ -57,6 +57,7 @@ class Faults:
     retry_after: float = 1.0  # the retry-after header (seconds) sent with those 429s
     fail_500: int = 0  # the next N chat requests fail with a 500
     reply_tokens: int | None = None  # reply "w0 w1 ..." of this many words instead of the echo
+    hold: bool = False  # while true, answers wait (after `delay`) until it is set false
 
     def update(self, changes: JSON) -> None:
         known = {f.name for f in fields(self)}
@@ -72,6 +73,10 @@ def _check_control_value(name: str, value: Any) -> Any:
     # not some later chat request.
     if name == "reply_tokens" and value is None:
         return None
+    if name == "hold":
+        if not isinstance(value, bool):
+            raise ValueError("hold must be true or false")
+        return value
     if name in {"fail_429", "fail_500", "reply_tokens"}:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be a non-negative integer")
@@ -103,6 +108,18 @@ class FakeGroq:
 
     faults: Faults = field(default_factory=Faults)
     calls: list[Call] = field(default_factory=list)
+    # Set while answers may go out: cleared by `hold`, set again when it ends.
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.released.set()
+
+    def apply(self, faults: Faults) -> None:
+        self.faults = faults
+        if faults.hold:
+            self.released.clear()
+        else:
+            self.released.set()
 
     def take_fault(self) -> int | None:
         """The status the next request must fail with, if any, using up one injection."""
@@ -186,11 +203,12 @@ class WatchedAnswer(Response):
     cancellation tests assert on, and covers the pre-answer ``delay`` too.
     """
 
-    def __init__(self, call: Call, delay: float, body: Sender) -> None:
+    def __init__(self, call: Call, delay: float, body: Sender, released: asyncio.Event) -> None:
         super().__init__(status_code=call.status)
         self.call = call
         self.delay = delay
         self.sender = body
+        self.released = released
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         work = asyncio.create_task(self._send(send))
@@ -211,6 +229,7 @@ class WatchedAnswer(Response):
     async def _send(self, send: Send) -> None:
         if self.delay > 0:
             await asyncio.sleep(self.delay)
+        await self.released.wait()
         await self.sender(send)
         self.call.finished_at = time.time()
 
@@ -354,7 +373,7 @@ def create_app(state: FakeGroq | None = None) -> Starlette:
             reply = reply_text(messages, faults.reply_tokens)
             sender = (_stream_sender(call, reply, faults.token_delay) if call.stream
                       else _json_sender(200, _completion_body(call, reply)))
-        return WatchedAnswer(call, faults.delay, sender)
+        return WatchedAnswer(call, faults.delay, sender, state.released)
 
     async def list_calls(request: Request) -> Response:
         return JSONResponse([asdict(c) for c in state.calls])
@@ -370,14 +389,16 @@ def create_app(state: FakeGroq | None = None) -> Starlette:
         changes = await _read_json_object(request)
         if changes is None:
             return _bad_request("control body must be a JSON object")
+        faults = Faults(**asdict(state.faults))
         try:
-            state.faults.update(changes)
+            faults.update(changes)
         except ValueError as exc:
             return _bad_request(str(exc))
+        state.apply(faults)
         return JSONResponse(asdict(state.faults))
 
     async def reset_control(request: Request) -> Response:
-        state.faults = Faults()
+        state.apply(Faults())
         return JSONResponse(asdict(state.faults))
 
     async def health(request: Request) -> Response:

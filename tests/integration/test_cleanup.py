@@ -15,14 +15,14 @@ from redis.asyncio.lock import Lock
 
 from shared.checkpoint import AsyncS3Saver, S3Unavailable
 from shared.ids import new_id
-from shared.settings import Settings
-from shared.threads import (
+from shared.keys import (
     ACTIVITY_KEY,
     CLEANUP_LOCK_KEY,
     RECONCILED_KEY,
     inbox_key,
     thread_lock_key,
 )
+from shared.settings import Settings
 from worker import cleanup
 from worker.cleanup import Cleanup, Outcome, cleanup_idle_threads
 

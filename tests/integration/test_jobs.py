@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
 
 from shared.ids import new_id
-from shared.jobs import Job, JobStatus, JobStore
-from shared.threads import ACTIVITY_KEY
+from shared.jobs import JobStatus, JobStore, Refused
+from shared.keys import ACTIVITY_KEY, client_jobs_key, events_key, inbox_key, job_key
+from tests.helpers import a_job, accept
 
 
 @pytest.fixture
@@ -20,31 +22,27 @@ async def jobs(redis_url: str) -> AsyncIterator[JobStore]:
     await redis.aclose()
 
 
-def a_job() -> Job:
-    return Job(job_id=new_id(), thread_id=new_id(), message="hi", language="English")
-
-
 async def test_a_job_goes_from_queued_to_succeeded(jobs: JobStore) -> None:
-    job = a_job()
-    job = await jobs.create(job)
+    job = await accept(jobs, a_job())
 
     started = await jobs.start(job.job_id)
     assert started is not None
     assert (started.status, started.attempt) == (JobStatus.RUNNING, 1)
+    assert await jobs.begin_commit(job.job_id)
     assert await jobs.succeed(started, "hello")
 
     done = await jobs.get(job.job_id)
     assert done is not None
     assert (done.status, done.response) == (JobStatus.SUCCEEDED, "hello")
     assert done.finished_at is not None and done.finished_at >= done.created_at
-    assert await jobs.redis.ttl(jobs.job_key(job.job_id)) > 86000
-    assert await jobs.redis.ttl(jobs.events_key(job.job_id)) > 86000
-    assert await jobs.redis.zscore(ACTIVITY_KEY, job.thread_id) == job.created_at
+    assert await jobs.redis.ttl(job_key(job.job_id)) > 86000
+    assert await jobs.redis.ttl(events_key(job.job_id)) > 86000
+    # Accepting and storing a turn both mark the thread active, on Redis's clock.
+    assert await jobs.redis.zscore(ACTIVITY_KEY, job.thread_id) == done.finished_at
 
 
 async def test_the_first_outcome_stands(jobs: JobStore) -> None:
-    job = a_job()
-    job = await jobs.create(job)
+    job = await accept(jobs, a_job())
     assert await jobs.cancel(job, only_if_queued=True)
 
     assert not await jobs.succeed(job, "too late")
@@ -55,51 +53,102 @@ async def test_the_first_outcome_stands(jobs: JobStore) -> None:
     assert [e.type for e in events] == ["cancelled"]
 
 
-async def test_a_running_job_is_not_cancelled_by_the_queued_only_path(jobs: JobStore) -> None:
-    job = a_job()
-    job = await jobs.create(job)
+async def test_a_running_job_is_asked_to_stop_not_ended(jobs: JobStore) -> None:
+    job = await accept(jobs, a_job())
     await jobs.start(job.job_id)
 
     assert not await jobs.cancel(job, only_if_queued=True)
-    await jobs.request_cancel(job.job_id)
+    assert await jobs.ask_cancel(job.job_id) == "cancelling"
     assert await jobs.cancel_requested(job.job_id)
+    # The worker then finds it may not store its turn.
+    assert not await jobs.begin_commit(job.job_id)
 
 
-async def test_wait_wakes_on_the_terminal_event(jobs: JobStore) -> None:
-    job = a_job()
-    job = await jobs.create(job)
+async def test_a_cancel_after_the_commit_began_is_too_late(jobs: JobStore) -> None:
+    job = await accept(jobs, a_job())
+    await jobs.start(job.job_id)
+    assert await jobs.begin_commit(job.job_id)
 
-    waiter = asyncio.create_task(jobs.wait(job.job_id, seconds=5))
-    await asyncio.sleep(0.05)
-    await jobs.succeed(job, "woke")
-    event = await asyncio.wait_for(waiter, 2)
-
-    assert event is not None
-    assert (event.type, event.data["response"]) == ("done", "woke")
+    assert await jobs.ask_cancel(job.job_id) == "ended"
+    assert not await jobs.cancel_requested(job.job_id)
+    # Even while a failed write waits for its retry: it may have landed.
+    await jobs.requeue(job.job_id)
+    assert await jobs.ask_cancel(job.job_id) == "ended"
 
 
-async def test_wait_returns_none_after_the_timeout(jobs: JobStore) -> None:
-    job = a_job()
-    job = await jobs.create(job)
-    assert await jobs.wait(job.job_id, seconds=0.2) is None
+async def test_a_cancel_of_a_finished_or_unknown_job_is_refused(jobs: JobStore) -> None:
+    job = await accept(jobs, a_job())
+    await jobs.fail(job, "no", 502)
+    assert await jobs.ask_cancel(job.job_id) == "ended"
+    assert await jobs.ask_cancel(new_id()) == "unknown"
+
+
+async def test_a_full_thread_or_client_refuses_and_records_nothing(jobs: JobStore) -> None:
+    thread, client = new_id(), new_id()
+    for _ in range(2):
+        await jobs.create(a_job(thread, client=client), max_in_thread=2, max_for_client=5)
+
+    refused = a_job(thread, client=client)
+    with pytest.raises(Refused) as full:
+        await jobs.create(refused, max_in_thread=2, max_for_client=5)
+    assert full.value.what == "thread"
+    with pytest.raises(Refused) as busy:
+        await jobs.create(a_job(client=client), max_in_thread=2, max_for_client=2)
+    assert busy.value.what == "client"
+
+    assert not await jobs.redis.exists(job_key(refused.job_id))
+    assert await jobs.redis.llen(inbox_key(thread)) == 2
+    assert await jobs.redis.scard(client_jobs_key(client)) == 2
+
+
+async def test_an_ended_job_frees_its_clients_place(jobs: JobStore) -> None:
+    client = new_id()
+    first = await jobs.create(a_job(client=client), max_in_thread=5, max_for_client=1)
+    await jobs.cancel(first)
+
+    await jobs.create(a_job(client=client), max_in_thread=5, max_for_client=1)
+
+
+async def test_failures_are_timed_from_the_first_one(jobs: JobStore) -> None:
+    job = await accept(jobs, a_job())
+    # Accepted long ago: that is not time spent failing.
+    await jobs.redis.hset(job_key(job.job_id), "created_at", str(time.time() - 1200))
+
+    failures, failing_for = await jobs.count_failure(job.job_id, counts=False)
+    assert (failures, failing_for) == (0, 0.0)
+    await jobs.redis.hset(job_key(job.job_id), "first_failure_at", str(time.time() - 30))
+    failures, failing_for = await jobs.count_failure(job.job_id, counts=True)
+    assert failures == 1
+    assert 29 < failing_for < 60
+
+
+async def test_cancel_thread_ends_queued_jobs_and_flags_running_ones(jobs: JobStore) -> None:
+    thread = new_id()
+    running = await accept(jobs, a_job(thread))
+    queued = await accept(jobs, a_job(thread))
+    await jobs.start(running.job_id)
+
+    assert await jobs.cancel_thread(thread) == [running.job_id, queued.job_id]
+
+    assert (await jobs.get(queued.job_id)).status == JobStatus.CANCELLED  # type: ignore[union-attr]
+    assert (await jobs.get(running.job_id)).status == JobStatus.RUNNING  # type: ignore[union-attr]
+    assert await jobs.cancel_requested(running.job_id)
 
 
 async def test_a_late_reader_still_gets_the_outcome(jobs: JobStore) -> None:
-    job = a_job()
-    job = await jobs.create(job)
+    job = await accept(jobs, a_job())
     await jobs.fail(job, "LLM rejected the request", 502)
 
-    event = await jobs.wait(job.job_id, seconds=1)
+    (event,) = await jobs.read_events(job.job_id)
 
-    assert event is not None
+    assert event.terminal
     assert event.data == {"detail": "LLM rejected the request", "job_id": job.job_id}
     failed = await jobs.get(job.job_id)
     assert failed is not None and failed.http_status == 502
 
 
 async def test_requeue_moves_only_a_running_job(jobs: JobStore) -> None:
-    job = a_job()
-    job = await jobs.create(job)
+    job = await accept(jobs, a_job())
     await jobs.start(job.job_id)
     await jobs.requeue(job.job_id)
     assert (await jobs.get(job.job_id)).status == JobStatus.QUEUED  # type: ignore[union-attr]
@@ -111,10 +160,8 @@ async def test_requeue_moves_only_a_running_job(jobs: JobStore) -> None:
 
 async def test_created_at_follows_the_order_of_the_inbox(jobs: JobStore) -> None:
     thread = new_id()
-    created = await asyncio.gather(*(
-        jobs.create(Job(job_id=new_id(), thread_id=thread, message=str(n), language="English"))
-        for n in range(30)))
+    created = await asyncio.gather(*(accept(jobs, a_job(thread, str(n))) for n in range(30)))
 
-    inbox = await jobs.redis.lrange(f"chat:thread:{thread}:inbox", 0, -1)
+    inbox = await jobs.redis.lrange(inbox_key(thread), 0, -1)
     by_time = sorted(created, key=lambda job: job.created_at)
     assert [job.job_id for job in by_time] == inbox

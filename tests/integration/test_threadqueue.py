@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from shared.ids import new_id
 from shared.jobs import Job, JobStore
-from shared.threads import PENDING_KEY, inbox_key, thread_lock_key
+from shared.keys import PENDING_KEY, inbox_key, job_key, thread_lock_key
+from tests import helpers
 from worker.threadqueue import ThreadQueue
 
 
@@ -22,8 +22,7 @@ async def queue(redis_url: str) -> AsyncIterator[ThreadQueue]:
 
 
 async def accept(queue: ThreadQueue, thread: str, n: int = 1) -> list[Job]:
-    return [await queue.jobs.create(Job(job_id=new_id(), thread_id=thread, message=str(i),
-                                        language="English")) for i in range(n)]
+    return [await helpers.accept(queue.jobs, helpers.a_job(thread, str(i))) for i in range(n)]
 
 
 async def test_the_head_is_the_oldest_unfinished_job(queue: ThreadQueue) -> None:
@@ -78,11 +77,11 @@ async def test_a_running_job_ignoring_its_cancel_is_unstoppable(queue: ThreadQue
     (job,) = await accept(queue, "t")
     await queue.jobs.start(job.job_id, task_id="celery-task-1")
     await queue.redis.set(thread_lock_key("t"), "token", ex=10)
-    await queue.redis.hset(queue.jobs.job_key(job.job_id), "cancel_requested", "1.0")
+    await queue.redis.hset(job_key(job.job_id), "cancel_requested", "1.0")
 
     found = await queue.sweep(stall_seconds=60, cancel_grace=2)
 
     assert [j.job_id for j in found.unstoppable] == [job.job_id]
     assert found.unstoppable[0].task_id == "celery-task-1"
-    await queue.jobs.request_cancel(job.job_id)  # just now: still within the grace
+    await queue.jobs.ask_cancel(job.job_id)  # just now: still within the grace
     assert (await queue.sweep(stall_seconds=60, cancel_grace=2)).unstoppable == []

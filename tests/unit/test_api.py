@@ -118,9 +118,38 @@ def test_streams_need_a_key_too() -> None:
             assert reply.headers["content-type"] == "application/json"
 
 
-def test_openapi_documents_auth_and_the_limits_on_every_protected_operation(
-        client: TestClient) -> None:
+DOCS = ("/openapi.json", "/docs", "/redoc")
+
+
+def test_schema_and_docs_need_a_key_when_auth_is_on() -> None:
+    with app_client(API_KEYS="k1") as client:
+        for path in DOCS:
+            refused = client.get(path)
+            assert refused.status_code == 401, path
+            assert refused.headers["www-authenticate"] == "Bearer"
+            assert set(refused.json()) == {"detail"}
+            assert client.get(path, headers={"Authorization": "Bearer k2"}).status_code == 401
+            assert client.get(path, headers={"Authorization": "Bearer k1"}).status_code == 200
+
+
+def test_schema_and_docs_are_open_when_auth_is_off(client: TestClient) -> None:
+    for path in DOCS:
+        assert client.get(path).status_code == 200, path
+
+
+def test_without_api_keys_the_schema_declares_no_security(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
+    assert "securitySchemes" not in spec.get("components", {})
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            assert "security" not in operation, (method, path)
+            assert "401" not in operation["responses"], (method, path)
+    assert "HTTPBearer" not in client.get("/openapi.json").text  # the same on a second call
+
+
+def test_openapi_documents_auth_and_the_limits_on_every_protected_operation() -> None:
+    with app_client(API_KEYS="k1") as client:
+        spec = client.get("/openapi.json", headers={"Authorization": "Bearer k1"}).json()
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():

@@ -21,6 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 PYTHON_SERVICES = ("gateway", "worker", "beat")
+# Compose refuses to start without these: no working default ships anywhere.
+REQUIRED = ("API_KEYS", "MINIO_ROOT_PASSWORD", "MINIO_APP_PASSWORD")
+LOOPBACK = ("127.0.0.1", "::1", "[::1]")
 WORKER_COMMAND = ["celery", "-A", "worker.celery_app", "worker", "--loglevel=INFO"]
 BEAT_COMMAND = ["celery", "-A", "worker.celery_app", "beat", "--loglevel=INFO"]
 GATEWAY_COMMAND = ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000"]
@@ -28,6 +31,8 @@ GATEWAY_COMMAND = ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "80
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?err}; "$${...}" is an escaped,
 # container-side reference and not compose's business.
 COMPOSE_VAR = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)")
+# A reference and how it treats an unset variable: ":?" fails, ":-"/"-" default.
+COMPOSE_REF = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(:?[-?])?")
 # Active ("KEY=v") and documented-but-unset ("# KEY=v") entries alike.
 ENV_KEY = re.compile(r"^#?\s*([A-Z][A-Z0-9_]*)=", re.MULTILINE)
 
@@ -58,6 +63,24 @@ def env_example_keys() -> set[str]:
     return set(ENV_KEY.findall(ENV_EXAMPLE.read_text()))
 
 
+def env_example_values() -> dict[str, str]:
+    """The entries that copying .env.example sets (commented ones set nothing)."""
+    lines = ENV_EXAMPLE.read_text().splitlines()
+    return dict(ln.split("=", 1) for ln in lines if ln and not ln.startswith("#"))
+
+
+def published_address(port: str | int | dict[str, Any]) -> str:
+    """The host address a `ports:` entry publishes on; "" means every interface."""
+    if isinstance(port, dict):
+        return str(port.get("host_ip", ""))
+    parts = str(port).rsplit(":", 2)
+    return parts[0] if len(parts) == 3 else ""
+
+
+def referenced(value: str) -> set[str]:
+    return set(COMPOSE_VAR.findall(value))
+
+
 def dockerfile_cmd() -> list[str]:
     [line] = [ln for ln in (ROOT / "Dockerfile").read_text().splitlines()
               if ln.startswith("CMD ")]
@@ -65,11 +88,10 @@ def dockerfile_cmd() -> list[str]:
 
 
 def test_all_services_present(services: dict[str, dict[str, Any]]) -> None:
-    assert set(services) >= {"redis", "minio", "createbucket", *PYTHON_SERVICES}
+    assert set(services) >= {"redis", "minio", "minio-init", *PYTHON_SERVICES}
 
 
 def test_python_services_share_one_image_and_env(services: dict[str, dict[str, Any]]) -> None:
-    minio_env = services["minio"]["environment"]
     for name in PYTHON_SERVICES:
         service = services[name]
         assert service["build"] == ".", name
@@ -78,9 +100,62 @@ def test_python_services_share_one_image_and_env(services: dict[str, dict[str, A
         env = service["environment"]
         assert env["REDIS_URL"] == "redis://redis:6379/0", name
         assert env["S3_ENDPOINT_URL"] == "http://minio:9000", name
-        # The services log in to MinIO as its root user.
-        assert env["AWS_ACCESS_KEY_ID"] == minio_env["MINIO_ROOT_USER"], name
-        assert env["AWS_SECRET_ACCESS_KEY"] == minio_env["MINIO_ROOT_PASSWORD"], name
+
+
+def test_the_app_logs_in_to_minio_as_its_own_user_not_root(
+        services: dict[str, dict[str, Any]]) -> None:
+    root = referenced(" ".join(services["minio"]["environment"].values()))
+    assert root == {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"}
+    init_env = services["minio-init"]["environment"]
+    for name in PYTHON_SERVICES:
+        env = services[name]["environment"]
+        assert referenced(env["AWS_ACCESS_KEY_ID"]) == {"MINIO_APP_USER"}, name
+        assert referenced(env["AWS_SECRET_ACCESS_KEY"]) == {"MINIO_APP_PASSWORD"}, name
+        # The same values minio-init gives the user it creates.
+        assert env["AWS_ACCESS_KEY_ID"] == init_env["MINIO_APP_USER"], name
+        assert env["AWS_SECRET_ACCESS_KEY"] == init_env["MINIO_APP_PASSWORD"], name
+        # env_file passes all of .env in: the root login is blanked over it.
+        assert env["MINIO_ROOT_USER"] == env["MINIO_ROOT_PASSWORD"] == "", name
+    assert env_example_values()["MINIO_APP_USER"] != env_example_values()["MINIO_ROOT_USER"]
+
+
+def test_no_port_is_published_beyond_loopback(services: dict[str, dict[str, Any]]) -> None:
+    published = [(name, port) for name, service in services.items()
+                 for port in service.get("ports", [])]
+    assert published, "expected the gateway at least to be published"
+    for name, port in published:
+        assert published_address(port) in LOOPBACK, (name, port)
+
+
+def test_published_address_reads_every_form() -> None:
+    assert published_address("8000:8000") == ""
+    assert published_address("8000") == ""
+    assert published_address(8000) == ""
+    assert published_address("0.0.0.0:9000:9000") == "0.0.0.0"
+    assert published_address("127.0.0.1:9000:9000") == "127.0.0.1"
+    assert published_address("[::1]:9000:9000") == "[::1]"
+    assert published_address({"target": 9000, "published": 9000}) == ""
+    assert published_address({"target": 9000, "host_ip": "127.0.0.1"}) == "127.0.0.1"
+
+
+def test_secrets_have_no_default_and_auth_is_on(services: dict[str, dict[str, Any]]) -> None:
+    text = COMPOSE_FILE.read_text()
+    for name, how in COMPOSE_REF.findall(text):
+        if name in REQUIRED:
+            assert how == ":?", f"${{{name}}} must fail when unset, not default"
+    assert "minioadmin" not in text  # MinIO's well-known default login
+    for name in PYTHON_SERVICES:
+        assert referenced(services[name]["environment"]["API_KEYS"]) == {"API_KEYS"}, name
+
+
+def test_env_example_holds_no_usable_password() -> None:
+    secret = re.compile(r"PASSWORD|SECRET|API_KEYS?$|_KEY$")
+    values = env_example_values()
+    assert REQUIRED[0] in env_example_keys()
+    for name in env_example_keys():
+        if secret.search(name):
+            assert not values.get(name), f"{name} ships a value in .env.example"
+    assert "minioadmin" not in ENV_EXAMPLE.read_text()
 
 
 def test_commands_match_entry_points(services: dict[str, dict[str, Any]]) -> None:
@@ -104,8 +179,8 @@ def test_beat_runs_once(services: dict[str, dict[str, Any]]) -> None:
     assert beat.get("scale", 1) == 1
 
 
-def test_gateway_publishes_8000(services: dict[str, dict[str, Any]]) -> None:
-    assert [str(p) for p in services["gateway"]["ports"]] == ["8000:8000"]
+def test_gateway_publishes_8000_on_loopback(services: dict[str, dict[str, Any]]) -> None:
+    assert [str(p) for p in services["gateway"]["ports"]] == ["127.0.0.1:8000:8000"]
 
 
 @pytest.mark.parametrize("name", ["redis", "minio", "gateway", "worker"])
@@ -124,11 +199,11 @@ def test_healthcheck_commands(services: dict[str, dict[str, Any]]) -> None:
 
 def test_depends_on_conditions(services: dict[str, dict[str, Any]]) -> None:
     storage = {"redis": "service_healthy", "minio": "service_healthy",
-               "createbucket": "service_completed_successfully"}
+               "minio-init": "service_completed_successfully"}
     assert conditions(services["gateway"]) == storage
     assert conditions(services["worker"]) == storage
     assert conditions(services["beat"]) == {"redis": "service_healthy"}
-    assert conditions(services["createbucket"]) == {"minio": "service_healthy"}
+    assert conditions(services["minio-init"]) == {"minio": "service_healthy"}
 
 
 def test_redis_and_minio_persist_on_named_volumes(
@@ -145,14 +220,21 @@ def test_redis_and_minio_persist_on_named_volumes(
         assert volume.split(":")[0] in compose["volumes"], name
 
 
-def test_createbucket_is_an_idempotent_one_shot(services: dict[str, dict[str, Any]]) -> None:
-    job = services["createbucket"]
+def test_minio_init_makes_the_bucket_and_a_user_confined_to_it(
+        services: dict[str, dict[str, Any]]) -> None:
+    job = services["minio-init"]
     assert job["image"].startswith("minio/mc")
     assert job.get("restart", "no") == "no"
-    argv = " ".join(as_argv(job.get("entrypoint", [])) + as_argv(job["command"]))
-    assert "mb" in argv
-    assert "--ignore-existing" in argv  # a rerun on a kept volume must still succeed
-    assert "${S3_BUCKET_NAME:-chat-memory}" in argv
+    assert job["environment"]["BUCKET"] == "${S3_BUCKET_NAME:-chat-memory}"
+    [script] = job["command"]
+    steps = [line.strip() for line in script.splitlines()]
+    assert "mc mb --ignore-existing \"local/$$BUCKET\"" in steps  # a rerun must succeed
+    assert 'mc admin user add local "$$MINIO_APP_USER" "$$MINIO_APP_PASSWORD"' in steps
+    assert 'mc admin policy attach local chat-bucket --user "$$MINIO_APP_USER"' in steps
+    # The policy names the bucket and its objects, and no other resource.
+    resources = re.findall(r'"Resource": \[([^]]*)\]', script)
+    assert resources == ['"arn:aws:s3:::\'"$$BUCKET"\'"', '"arn:aws:s3:::\'"$$BUCKET"\'/*"']
+    assert "s3:*" not in script
 
 
 def test_every_compose_variable_is_in_env_example() -> None:
@@ -213,6 +295,15 @@ def compose_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.fixture
+def configured_dir(compose_dir: Path) -> Path:
+    """As an operator leaves it: .env.example with the required values filled in."""
+    with (compose_dir / ".env").open("a") as env:
+        env.write("API_KEYS=key-one,key-two\nMINIO_ROOT_PASSWORD=root-password-1\n"
+                  "MINIO_APP_PASSWORD=app-password-1\n")
+    return compose_dir
+
+
 def docker_compose(compose_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     binary = shutil.which("docker-compose")
     if binary is None:
@@ -221,17 +312,36 @@ def docker_compose(compose_dir: Path, *args: str) -> subprocess.CompletedProcess
                           capture_output=True, text=True, timeout=60, check=False)
 
 
-def test_docker_compose_config_validates(compose_dir: Path) -> None:
-    result = docker_compose(compose_dir, "config", "-q")
+def test_docker_compose_config_validates(configured_dir: Path) -> None:
+    result = docker_compose(configured_dir, "config", "-q")
     assert result.returncode == 0, result.stderr
 
 
-def test_docker_compose_resolves_variables(compose_dir: Path) -> None:
-    result = docker_compose(compose_dir, "config")
+@pytest.mark.parametrize("missing", REQUIRED)
+def test_docker_compose_refuses_to_start_without_a_secret(compose_dir: Path,
+                                                         missing: str) -> None:
+    given = "".join(f"{name}=value-of-{name}\n" for name in REQUIRED if name != missing)
+    with (compose_dir / ".env").open("a") as env:
+        env.write(given)
+    result = docker_compose(compose_dir, "config", "-q")
+    assert result.returncode != 0
+    assert f"set {missing} in .env" in result.stderr
+
+
+def test_docker_compose_resolves_variables(configured_dir: Path) -> None:
+    result = docker_compose(configured_dir, "config")
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
-    assert as_argv(services["createbucket"]["command"])[-1] == "local/chat-memory"
+    assert services["minio-init"]["environment"]["BUCKET"] == "chat-memory"
     assert services["gateway"]["environment"]["S3_BUCKET_NAME"] == "chat-memory"
+    assert services["gateway"]["environment"]["API_KEYS"] == "key-one,key-two"
+    root = services["minio"]["environment"]
+    for name in PYTHON_SERVICES:
+        env = services[name]["environment"]
+        assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) == (
+            "chat-app", "app-password-1"), name
+        assert env["AWS_ACCESS_KEY_ID"] != root["MINIO_ROOT_USER"]
+        assert "root-password-1" not in env.values(), name
     # environment: wins over env_file, so .env's localhost defaults don't leak in.
     assert services["worker"]["environment"]["REDIS_URL"] == "redis://redis:6379/0"
     assert services["worker"]["environment"]["S3_ENDPOINT_URL"] == "http://minio:9000"

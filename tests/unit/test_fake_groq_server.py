@@ -174,6 +174,22 @@ async def test_delay_holds_the_answer(chat: Chats, control: httpx.AsyncClient) -
     assert time.monotonic() - started >= 0.3
 
 
+async def test_hold_keeps_answers_until_released(chat: Chats, control: httpx.AsyncClient) -> None:
+    await control.post("/_control", json={"hold": True})
+    answer = asyncio.create_task(chat().ainvoke("held"))
+    deadline = time.monotonic() + 5
+    while not await calls(control):
+        assert time.monotonic() < deadline, "the request never arrived"
+        await asyncio.sleep(0.02)
+    assert not answer.done()
+
+    released = (await control.post("/_control", json={"hold": False})).json()
+
+    assert released["hold"] is False
+    assert (await asyncio.wait_for(answer, 5)).content == "echo: held"
+    assert (await control.post("/_control", json={"hold": 1})).status_code == 400
+
+
 async def test_client_disconnect_mid_stream_is_recorded(
     fake_url: str, control: httpx.AsyncClient
 ) -> None:

@@ -4,7 +4,6 @@ from shared.queue import (
     CLEANUP_TASK,
     MAINTENANCE_QUEUE,
     QUEUE,
-    RECOVER_TASK,
     TURN_TASK,
     make_celery,
     visibility_timeout,
@@ -16,7 +15,9 @@ def test_beat_tasks_have_their_own_queue_and_workers_consume_both() -> None:
     app = make_celery(Settings(_env_file=None))  # type: ignore[call-arg]
 
     routes = app.conf.task_routes
-    assert routes[RECOVER_TASK]["queue"] == routes[CLEANUP_TASK]["queue"] == MAINTENANCE_QUEUE
+    assert routes[CLEANUP_TASK]["queue"] == MAINTENANCE_QUEUE
+    # Recovery is the workers' own timer, not beat's.
+    assert [entry["task"] for entry in app.conf.beat_schedule.values()] == [CLEANUP_TASK]
     assert TURN_TASK not in routes
     assert {q.name for q in app.conf.task_queues} == {QUEUE, MAINTENANCE_QUEUE}
 

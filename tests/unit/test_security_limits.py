@@ -11,6 +11,7 @@ import pytest
 from api.errors import TooManyRequests
 from api.ratelimit import ClientRateLimit
 from shared.ids import is_valid_id
+from shared.redis_client import make_redis
 from tests.unit.test_api import app_client
 
 
@@ -54,11 +55,11 @@ def test_a_valid_request_id_is_echoed_and_any_other_replaced() -> None:
 
 
 async def test_the_client_limit_counts_per_client_in_a_moving_window(redis_url: str) -> None:
-    limit = ClientRateLimit(redis_url, 3, 1)
+    redis = make_redis(redis_url, 8)
     try:
-        await _exhaust_and_recover(limit)
+        await _exhaust_and_recover(ClientRateLimit(redis, 3, 1))
     finally:
-        await limit.aclose()
+        await redis.aclose()
 
 
 async def _exhaust_and_recover(limit: ClientRateLimit) -> None:

@@ -9,8 +9,9 @@ from typing import Any, cast
 
 import pytest
 
-from api.owners import ThreadOwners, owner_key
+from api.owners import ThreadOwners
 from shared.checkpoint import AsyncS3Saver
+from shared.keys import owner_key
 from shared.redis_client import make_redis
 
 
@@ -26,7 +27,7 @@ class StoredThreads:
 
 @pytest.fixture
 async def make_owners(redis_url: str) -> AsyncIterator[Any]:
-    redis = make_redis(redis_url)
+    redis = make_redis(redis_url, 8)
 
     def build(stored: StoredThreads) -> ThreadOwners:
         return ThreadOwners(redis, cast(AsyncS3Saver, stored), ttl=60)

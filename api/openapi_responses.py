@@ -1,8 +1,9 @@
 """What the routes answer besides success, for the OpenAPI schema.
 
 Every route behind auth may answer 401, 413, 422, 429 and 503; `errors`
-adds the codes particular to a route. Headers a client acts on are declared
-with the status that carries them.
+adds the codes particular to a route. (Without API_KEYS no 401 is sent, and
+api/routes/docs.py takes it out of the schema.) Headers a client acts on are
+declared with the status that carries them.
 """
 
 from __future__ import annotations
@@ -57,10 +58,13 @@ _ERRORS: Responses = {
     409: {"description": "Conflicts with the state of the job or the Idempotency-Key."},
     413: {"description": "Request body over MAX_BODY_BYTES; it was not read."},
     422: {"description": "Invalid parameters or body; `detail` says which."},
-    429: {"description": "Over CLIENT_RATE_LIMIT requests in the window.",
+    429: {"description": "Over CLIENT_RATE_LIMIT requests in the window, or (POST /chat) "
+                         "MAX_QUEUED_PER_CLIENT jobs of this client or MAX_QUEUED_PER_THREAD "
+                         "of this thread unfinished; nothing was queued.",
           "headers": {"Retry-After": RETRY_AFTER}},
     502: {"description": "The job failed (the LLM refused it, or retries ran out)."},
-    503: {"description": "Redis or S3 is down; try again later.",
+    503: {"description": "Redis or S3 is down, or the gateway holds GATEWAY_MAX_WAITERS "
+                         "waiting clients; nothing was queued. Try again later.",
           "headers": {"Retry-After": RETRY_AFTER}},
     504: {"description": "The job failed: the LLM timed out on every attempt."},
 }

@@ -1,0 +1,82 @@
+"""The recovery sweep, run by the workers themselves on a timer.
+
+Every RECOVERY_INTERVAL_SECONDS, one worker process (whichever takes the
+sweep's Redis lease first) nudges the threads whose worker died mid-turn or
+whose nudge was lost, and stops the jobs whose worker did not honour a
+cancel. No beat is needed: a SIGKILLed worker's turn runs again within
+THREAD_LEASE_SECONDS plus about one interval, while Redis's own redelivery
+of the unacknowledged message waits for the visibility timeout.
+
+It runs in a thread of the worker's main process, on an event loop and a
+Redis client of its own, apart from the turns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import structlog
+from celery import Celery
+
+from shared.jobs import JobStore
+from shared.keys import RECOVERY_LOCK_KEY
+from shared.queue import TURN_TASK
+from shared.redis_client import make_redis
+from shared.settings import Settings
+from worker.threadqueue import Sweep, ThreadQueue
+
+log = structlog.get_logger("worker.recovery")
+
+# A running job gets this long to stop by itself after a cancel (it normally
+# takes ~0.1 s) before its task is revoked.
+CANCEL_GRACE = 2.0
+
+
+async def sweep_once(threads: ThreadQueue, settings: Settings) -> Sweep | None:
+    """The sweep's findings, or None if another worker swept this interval."""
+    interval_ms = int(settings.RECOVERY_INTERVAL_SECONDS * 1000)
+    # Expires a little before the next tick, so some worker always takes it then.
+    if not await threads.redis.set(RECOVERY_LOCK_KEY, "1", nx=True,
+                                   px=max(1, interval_ms * 9 // 10)):
+        return None
+    return await threads.sweep(settings.RECOVERY_STALL_SECONDS, CANCEL_GRACE)
+
+
+class RecoveryTimer(threading.Thread):
+    """Sweeps every RECOVERY_INTERVAL_SECONDS until stopped."""
+
+    def __init__(self, app: Celery, settings: Settings) -> None:
+        super().__init__(name="recovery-sweep", daemon=True)
+        self.app = app
+        self.settings = settings
+        self._stopped = threading.Event()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def run(self) -> None:
+        with asyncio.Runner() as runner:
+            redis = make_redis(self.settings.REDIS_URL, 4)
+            jobs = JobStore(redis, self.settings.JOB_TTL_SECONDS)
+            threads = ThreadQueue(redis, jobs)
+            try:
+                while not self._stopped.wait(self.settings.RECOVERY_INTERVAL_SECONDS):
+                    try:
+                        found = runner.run(sweep_once(threads, self.settings))
+                        if found is not None:
+                            self._act(runner, jobs, found)
+                    except Exception as exc:  # Redis down: the next tick tries again
+                        log.warning("recovery_sweep_failed", error=type(exc).__name__)
+            finally:
+                runner.run(redis.aclose())
+
+    def _act(self, runner: asyncio.Runner, jobs: JobStore, found: Sweep) -> None:
+        for job_id in found.stalled:
+            log.warning("thread_stalled", job_id=job_id)
+            self.app.send_task(TURN_TASK, args=[job_id])
+        for job in found.unstoppable:
+            log.warning("cancel_by_revoke", job_id=job.job_id, task_id=job.task_id)
+            if job.task_id:
+                self.app.control.revoke(job.task_id, terminate=True, signal="SIGTERM")
+            runner.run(jobs.cancel(job))
