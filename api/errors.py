@@ -48,6 +48,10 @@ class ApiError(Exception):
         self.extra = extra
 
 
+class BadRequest(ApiError):
+    status_code = 400
+
+
 class NotFound(ApiError):
     status_code = 404
 

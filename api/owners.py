@@ -16,9 +16,9 @@ With auth off every owner is "" and nothing here is consulted.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, cast
 
-from langgraph.checkpoint.base import CheckpointTuple
 from redis.asyncio import Redis
 
 from shared.checkpoint import AsyncS3Saver
@@ -26,10 +26,9 @@ from shared.keys import owner_key
 from shared.threads import stored_owner
 
 
-async def load(saver: AsyncS3Saver, thread_id: str) -> CheckpointTuple | None:
-    """The thread's latest checkpoint, or None if it has none."""
-    config: dict[str, Any] = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
-    return await saver.aget_tuple(config)  # type: ignore[arg-type]
+async def load(saver: AsyncS3Saver, thread_id: str) -> Mapping[str, Any] | None:
+    """The metadata of the thread's latest checkpoint (not its messages), or None."""
+    return await saver.aget_metadata(thread_id)
 
 
 class ThreadOwners:

@@ -103,9 +103,30 @@ class HistoryMessage(BaseModel):
     timestamp: datetime
 
 
+# A history cursor: a position in the thread's transcript; clients treat it as opaque.
+HISTORY_CURSOR = r"^[0-9]{1,12}$"
+
+
+class HistoryQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(100, ge=1, le=1000, description="At most this many messages.")
+    # SkipJsonSchema: a query parameter is absent or a string, never null. The
+    # pattern is documented, not enforced here: a malformed cursor is 400, not 422.
+    before: str | SkipJsonSchema[None] = Field(
+        None, json_schema_extra={"pattern": HISTORY_CURSOR, "maxLength": 12},
+        description="The `next_before` of a page: this page holds the messages before it. "
+                    "Omitted: the newest messages.")
+
+
 class History(BaseModel):
     thread_id: str
-    messages: list[HistoryMessage]
+    messages: list[HistoryMessage] = Field(
+        description="Oldest first. A page may hold fewer than `limit` messages (it never reads "
+                    "more than one stored segment); follow `next_before` for the rest.")
+    next_before: str | None = Field(
+        description="Cursor of the page of older messages; null when this page starts at "
+                    "the conversation's first message.")
 
 
 class ErrorBody(BaseModel):

@@ -1,26 +1,34 @@
-"""Cost of one chat turn per checkpoint saver, as a conversation grows.
+"""Cost of one chat turn, and of one history page, as a conversation grows.
 
-For conversations of 10, 100 and 1,000 turns, runs real turns of a one-node
-chat graph (``add_messages``, the offline echo model, ``durability="exit"``)
-and prints, per turn: storage requests (S3 requests, or SQL statements), bytes
-written (S3: bodies PUT; SQL: bytes of the statements' parameters) and the
-time of ``aget_tuple`` + ``aput``. Savers: ``AsyncS3Saver`` on moto's S3
-server (cold: a new saver per turn, as turns land on random workers; warm:
-one saver), LangGraph's ``AsyncSqliteSaver`` (a file) and
-``AsyncPostgresSaver`` (loopback; skipped if none answers).
+Runs real turns of the product's chat graph (``worker.graph``, the offline
+echo model, ``durability="exit"``) with messages of about 1 KB, and prints,
+per turn, averaged over the last 100 turns before each length (or all of
+them when fewer): storage requests, bytes written, bytes read, and the CPU
+time of the saver's calls (``aget_tuple`` + ``aput``, in this process:
+serialisation, encryption, the S3 client); then the cost of one history
+page at that length.
 
-Turns 1-10, 91-100 and 961-1000 go through the graph. In between, the S3
-conversation grows by ``aput`` of graph-shaped checkpoints (so its compaction
-cycle is the real one) and the SQL ones by a single ``aput`` (their cost
-depends only on the current length). Run: ``python -m bench.saver_bench``;
-``--update-doc`` writes the table into bench/SAVER.md.
+Savers: ``AsyncS3Saver`` on moto's S3 server, plain and encrypted, with the
+product's settings (a window of ``CONTEXT_WINDOW_MESSAGES`` messages in the
+state, ``keep_last=20``, a transcript); a new saver every turn, as when
+turns land on random workers. Beside it, LangGraph's ``AsyncSqliteSaver``
+(a file) and ``AsyncPostgresSaver`` (loopback; skipped when none answers)
+on the same messages without a window, since they serve history from the
+state: they go as far as they get in ``--sql-seconds``. For SQL, requests
+are statements and bytes written are the statements' parameters (a lower
+bound); a history page is ``aget_tuple`` of the latest checkpoint.
+
+Run: ``python -m bench.saver_bench`` (a few minutes); ``--update-doc`` writes
+the table into bench/SAVER.md and README.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
+import random
 import statistics
 import tempfile
 import time
@@ -28,86 +36,97 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypedDict
+from typing import Any
 
 import aioboto3
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
-from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple, copy_checkpoint
-from langgraph.checkpoint.base.id import uuid6
-from langgraph.graph import END, START, StateGraph
-from langgraph.graph.message import add_messages
 
 from shared.checkpoint import AsyncS3Saver
 from shared.checkpoint._s3 import CLIENT_CONFIG
+from shared.conversation import human_message
+from shared.settings import Settings
 from tests import servers
+from worker.graph import build_graph
 from worker.llm import EchoChatModel
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 PG_SCHEMA = "saver_bench"
-DOC = Path(__file__).with_name("SAVER.md")
-TOPICS = ["the weather in Lisbon", "sourdough starters", "Rust lifetimes", "tide tables",
-          "the history of the bicycle", "how to price a used car", "jazz chord voicings"]
-
-
-class ChatState(TypedDict):
-    messages: Annotated[list[AnyMessage], add_messages]
-
-
-def chat_graph(saver: BaseCheckpointSaver[Any]) -> Any:
-    model = EchoChatModel()
-
-    async def reply(state: ChatState) -> dict[str, list[AnyMessage]]:
-        return {"messages": [await model.ainvoke(state["messages"])]}
-
-    builder = StateGraph(ChatState)
-    builder.add_node("reply", reply)
-    builder.add_edge(START, "reply")
-    builder.add_edge("reply", END)
-    return builder.compile(checkpointer=saver)
+DOCS = [Path(__file__).with_name("SAVER.md"), Path(__file__).parent.parent / "README.md"]
+MARKERS = ("<!-- saver-bench:start -->", "<!-- saver-bench:end -->")
+WINDOW = Settings.model_fields["CONTEXT_WINDOW_MESSAGES"].default
+KEEP_LAST = 20
+MEASURED = 100  # turns averaged before each length
+VOCABULARY = ("the of and to in is that for it as was with be by on not he this are or from "
+              "at which but have an they you were her she there been one all we their has "
+              "would when tide harbour sourdough lifetime borrow chord voicing bicycle "
+              "derailleur mortgage weather forecast pressure humidity kernel scheduler latency")
+WORDS = VOCABULARY.split()
 
 
 def question(n: int) -> str:
-    return f"Turn {n}: could you tell me something about {TOPICS[n % len(TOPICS)]}, please?"
+    """About 1 KB of text, different every turn (so deflate gets what real text gives)."""
+    rng = random.Random(n)
+    text = f"Turn {n}:"
+    while len(text) < 1000:
+        text += " " + rng.choice(WORDS)
+    return text + "?"
 
 
 @dataclass
 class Meter:
-    """What one saver call sent to storage."""
+    """What the saver's calls cost: requests, bytes each way, CPU seconds."""
 
     requests: int = 0
-    bytes: int = 0
-    seconds: float = 0.0
+    written: int = 0
+    read: int = 0
+    cpu: float = 0.0
     active: bool = False
 
-    def take(self) -> tuple[int, int, float]:
-        taken = (self.requests, self.bytes, self.seconds)
-        self.requests, self.bytes, self.seconds = 0, 0, 0.0
+    def take(self) -> tuple[int, int, int, float]:
+        taken = (self.requests, self.written, self.read, self.cpu)
+        self.requests, self.written, self.read, self.cpu = 0, 0, 0, 0.0
         return taken
 
 
 METER = Meter()
 
 
-def timed(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+def metered(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
+        started = time.process_time()
         METER.active = True
         try:
             return await method(*args, **kwargs)
         finally:
             METER.active = False
-            METER.seconds += time.perf_counter() - started
+            METER.cpu += time.process_time() - started
 
     return wrapper
 
 
 def meter_saver(saver: Any) -> Any:
     # Instance attributes survive the shallow copy LangGraph makes (with_allowlist).
-    saver.aget_tuple = timed(saver.aget_tuple)
-    saver.aput = timed(saver.aput)
+    saver.aget_tuple = metered(saver.aget_tuple)
+    saver.aput = metered(saver.aput)
     return saver
+
+
+def meter_s3(client: Any) -> None:
+    def on_send(**_: Any) -> None:
+        if METER.active:
+            METER.requests += 1
+
+    def on_put(params: dict[str, Any], **_: Any) -> None:
+        if METER.active:
+            METER.written += len(params.get("Body") or b"")
+
+    def on_get(parsed: dict[str, Any], **_: Any) -> None:
+        if METER.active:
+            METER.read += int(parsed.get("ContentLength") or 0)
+
+    client.meta.events.register("before-send.s3", on_send)
+    client.meta.events.register("provide-client-params.s3.PutObject", on_put)
+    client.meta.events.register("after-call.s3.GetObject", on_get)
 
 
 def _param_bytes(value: Any) -> int:
@@ -134,21 +153,18 @@ def metered_sql() -> Iterator[None]:
                 if many:
                     params = rows
                 METER.requests += len(rows)
-                METER.bytes += sum(_param_bytes(p) for row in rows for p in row)
+                METER.written += sum(_param_bytes(p) for row in rows for p in row)
             return original(self, sql, params, *args, **kwargs)
 
         patched.append((owner, name, original))
         setattr(owner, name, counting)
 
-    try:
-        import aiosqlite
+    import aiosqlite
 
-        wrap(aiosqlite.Connection, "execute", False)
-        wrap(aiosqlite.Connection, "executemany", True)
-        wrap(aiosqlite.Cursor, "execute", False)
-        wrap(aiosqlite.Cursor, "executemany", True)
-    except ImportError:
-        pass
+    wrap(aiosqlite.Connection, "execute", False)
+    wrap(aiosqlite.Connection, "executemany", True)
+    wrap(aiosqlite.Cursor, "execute", False)
+    wrap(aiosqlite.Cursor, "executemany", True)
     try:
         import psycopg
 
@@ -163,116 +179,54 @@ def metered_sql() -> Iterator[None]:
             setattr(owner, name, original)
 
 
-def meter_s3(client: Any) -> None:
-    def on_send(**_: Any) -> None:
-        if METER.active:
-            METER.requests += 1
-
-    def on_put(params: dict[str, Any], **_: Any) -> None:
-        if METER.active:
-            METER.bytes += len(params.get("Body") or b"")
-
-    client.meta.events.register("before-send.s3", on_send)
-    client.meta.events.register("provide-client-params.s3.PutObject", on_put)
-
-
-@dataclass
-class Window:
-    """The turns measured around one conversation length."""
-
-    size: int
-    turns: list[tuple[int, int, float]] = field(default_factory=list)
-    history: tuple[int, int, float] = (0, 0, 0.0)
-
-
 @dataclass
 class Subject:
-    """One saver under test: how to get a saver for a turn, and how to grow fast."""
+    """One saver under test."""
 
     name: str
     saver_for_turn: Callable[[], Any]
-    grow: Callable[[Any, dict[str, Any], int, int], Awaitable[None]]
-    windows: list[Window] = field(default_factory=list)
+    window: int | None
+    page: Callable[[Any, str, int], Awaitable[Any]]
+    turns: list[tuple[int, int, int, float]] = field(default_factory=list)
+    pages: dict[int, tuple[int, int, int, float]] = field(default_factory=dict)
 
 
-async def real_turns(subject: Subject, config: dict[str, Any], first: int, last: int,
-                     window: Window) -> None:
-    for n in range(first, last + 1):
-        graph = chat_graph(subject.saver_for_turn())
+async def s3_page(saver: Any, thread_id: str, turns: int) -> Any:
+    """An older page of 100 messages: the head, and one sealed segment once there is one."""
+    return await metered(saver.aget_transcript)(thread_id, before=turns, limit=100)
+
+
+async def sql_page(saver: Any, thread_id: str, turns: int) -> Any:
+    return await saver.aget_tuple({"configurable": {"thread_id": thread_id}})
+
+
+async def measure(subject: Subject, sizes: list[int], deadline: float | None) -> None:
+    thread_id = f"bench-{uuid.uuid4().hex[:8]}"
+    config: dict[str, Any] = {"configurable": {"thread_id": thread_id}}
+    gc.collect()
+    gc.freeze()
+    for n in range(1, sizes[-1] + 1):
+        graph = build_graph(EchoChatModel(), subject.saver_for_turn(), 6000,
+                            window_messages=subject.window)
+        # Collect now, so that no collection of earlier turns' garbage lands in this one
+        # (cheap: what was loaded before the first turn is frozen out of collections).
+        gc.collect()
         METER.take()
-        await graph.ainvoke({"messages": [HumanMessage(question(n))]}, config,
-                            durability="exit")
-        window.turns.append(METER.take())
-    fresh = subject.saver_for_turn()
-    await fresh.aget_tuple(config)
-    window.history = METER.take()
-
-
-def shaped_like(latest: CheckpointTuple, saver: Any, n: int, messages: list[Any]) -> tuple[
-        dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """A checkpoint shaped like the graph's: every version the turn bumped, bumped again."""
-    checkpoint = copy_checkpoint(latest.checkpoint)
-    checkpoint["id"] = str(uuid6(clock_seq=n))
-    checkpoint["ts"] = datetime.now(UTC).isoformat()
-    checkpoint["channel_values"] = {**checkpoint["channel_values"], "messages": messages}
-    bumped = {c: saver.get_next_version(v, None) for c, v in
-              checkpoint["channel_versions"].items()}
-    checkpoint["channel_versions"] = bumped
-    checkpoint["versions_seen"] = {
-        node: {c: bumped.get(c, v) for c, v in seen.items()}
-        for node, seen in checkpoint["versions_seen"].items()
-    }
-    metadata = {**latest.metadata, "step": latest.metadata.get("step", 0) + 1,
-                "run_id": str(uuid.uuid4())}
-    return dict(checkpoint), metadata, bumped
-
-
-def grown(messages: list[Any], n: int) -> list[Any]:
-    echo = f"[echo model: no LLM configured] {question(n)}"
-    return [*messages, HumanMessage(question(n), id=str(uuid.uuid4())),
-            AIMessage(echo, id=str(uuid.uuid4()))]
-
-
-async def grow_turn_by_turn(saver: Any, config: dict[str, Any], first: int, last: int) -> None:
-    """Add turns first..last one ``aput`` each, as the graph would have."""
-    latest = await saver.aget_tuple(config)
-    messages = list(latest.checkpoint["channel_values"]["messages"])
-    for n in range(first, last + 1):
-        messages = grown(messages, n)
-        checkpoint, metadata, versions = shaped_like(latest, saver, n, messages)
-        stored = await saver.aput(latest.config, checkpoint, metadata, versions)
-        latest = CheckpointTuple(stored, checkpoint, metadata)  # type: ignore[arg-type]
-
-
-async def grow_in_one_put(saver: Any, config: dict[str, Any], first: int, last: int) -> None:
-    """Add turns first..last in one ``aput`` (for savers whose turn cost only depends on
-    the current length of the conversation)."""
-    latest = await saver.aget_tuple(config)
-    messages = list(latest.checkpoint["channel_values"]["messages"])
-    for n in range(first, last + 1):
-        messages = grown(messages, n)
-    checkpoint, metadata, versions = shaped_like(latest, saver, last, messages)
-    await saver.aput(latest.config, checkpoint, metadata, versions)
-
-
-async def measure(subject: Subject, sizes: list[int], last_window: int) -> None:
-    config: dict[str, Any] = {"configurable": {"thread_id": f"bench-{uuid.uuid4().hex[:8]}"}}
-    done = 0
-    for size in sizes:
-        width = min(size, last_window if size == sizes[-1] else 10)
-        start = size - width + 1
-        if start - 1 > done:
-            # Not metered: METER.active stays off outside the graph's calls.
-            await subject.grow(subject.saver_for_turn(), config, done + 1, start - 1)
-        window = Window(size)
-        await real_turns(subject, config, start, size, window)
-        subject.windows.append(window)
-        done = size
-        print(f"  {subject.name}: {size} turns done", flush=True)
+        await graph.ainvoke(
+            {"pending": human_message(f"job-{n}", question(n), time.time()),
+             "language": "English"}, config, durability="exit")
+        subject.turns.append(METER.take())
+        if n in sizes:
+            await subject.page(subject.saver_for_turn(), thread_id, n)
+            subject.pages[n] = METER.take()
+            print(f"  {subject.name}: {n} turns", flush=True)
+        if deadline is not None and time.monotonic() > deadline:
+            print(f"  {subject.name}: stopped at {n} turns (time budget)", flush=True)
+            return
 
 
 @asynccontextmanager
-async def s3_subjects(workdir: Path, keep_last: int) -> AsyncIterator[list[Subject]]:
+async def s3_subjects(workdir: Path) -> AsyncIterator[list[Subject]]:
     server = servers.s3_server(workdir / "s3").start()
     try:
         endpoint = f"http://127.0.0.1:{server.port}"
@@ -281,15 +235,15 @@ async def s3_subjects(workdir: Path, keep_last: int) -> AsyncIterator[list[Subje
             "s3", endpoint_url=endpoint, region_name="us-east-1", config=CLIENT_CONFIG
         ) as client:
             meter_s3(client)
-            warm = meter_saver(AsyncS3Saver(client, bucket, "warm/", keep_last=keep_last))
+            subjects = []
+            for name, key in (("S3", None), ("S3 encrypted", bytes(range(32)))):
+                def cold(key: bytes | None = key, prefix: str = f"{name}/") -> Any:
+                    return meter_saver(AsyncS3Saver(
+                        client, bucket, prefix.replace(" ", "-"), keep_last=KEEP_LAST,
+                        encryption_key=key, transcript="messages"))
 
-            def cold() -> Any:
-                return meter_saver(AsyncS3Saver(client, bucket, "cold/", keep_last=keep_last))
-
-            yield [
-                Subject(f"S3 cold (keep_last={keep_last})", cold, grow_turn_by_turn),
-                Subject(f"S3 warm (keep_last={keep_last})", lambda: warm, grow_turn_by_turn),
-            ]
+                subjects.append(Subject(name, cold, WINDOW, s3_page))
+            yield subjects
     finally:
         server.stop()
 
@@ -300,8 +254,8 @@ async def sqlite_subject(workdir: Path) -> AsyncIterator[list[Subject]]:
 
     async with AsyncSqliteSaver.from_conn_string(str(workdir / "bench.sqlite")) as saver:
         await saver.setup()
-        metered = meter_saver(saver)
-        yield [Subject("SQLite (file)", lambda: metered, grow_in_one_put)]
+        metered_saver = meter_saver(saver)
+        yield [Subject("SQLite (file)", lambda: metered_saver, None, metered(sql_page))]
 
 
 @asynccontextmanager
@@ -326,76 +280,102 @@ async def postgres_subject() -> AsyncIterator[list[Subject]]:
         url = f"{PG_URL}?options=-csearch_path%3D{PG_SCHEMA}"
         async with AsyncPostgresSaver.from_conn_string(url) as saver:
             await saver.setup()
-            metered = meter_saver(saver)
-            yield [Subject("PostgreSQL (loopback)", lambda: metered, grow_in_one_put)]
+            metered_saver = meter_saver(saver)
+            yield [Subject("PostgreSQL (loopback)", lambda: metered_saver, None,
+                           metered(sql_page))]
     finally:
         async with await psycopg.AsyncConnection.connect(PG_URL, autocommit=True) as admin:
             await admin.execute(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE")
 
 
-def _fmt_bytes(value: float) -> str:
-    return f"{value / 1024:.1f} KiB" if value >= 1024 else f"{value:.0f} B"
+def _kib(value: float) -> str:
+    return f"{value / 1024:.1f} KiB"
 
 
-def table(subjects: list[Subject]) -> str:
+def table(subjects: list[Subject], sizes: list[int]) -> str:
     lines = [
-        "| saver | turns | requests/turn (max) | bytes written/turn: mean (median, max) "
-        "| aget_tuple+aput ms: mean (p50) | latest read: requests, ms |",
-        "|---|---:|---:|---:|---:|---:|",
+        f"| saver | turns | requests/turn | written/turn | read/turn | saver CPU ms/turn "
+        f"| history page ({MEASURED} messages): requests, read, CPU ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for subject in subjects:
-        for window in subject.windows:
-            requests = [r for r, _, _ in window.turns]
-            written = [b for _, b, _ in window.turns]
-            ms = [s * 1000 for _, _, s in window.turns]
+        for size in sizes:
+            if size not in subject.pages:
+                continue
+            window = subject.turns[max(0, size - MEASURED):size]
+            requests, written, read, cpu = (statistics.mean(column) for column in zip(*window,
+                                                                                     strict=True))
+            page = subject.pages[size]
+            sql = subject.name.startswith(("SQLite", "PostgreSQL"))
             lines.append(
-                f"| {subject.name} | {window.size} "
-                f"| {statistics.mean(requests):.2f} ({max(requests)}) "
-                f"| {_fmt_bytes(statistics.mean(written))} "
-                f"({_fmt_bytes(statistics.median(written))}, {_fmt_bytes(max(written))}) "
-                f"| {statistics.mean(ms):.1f} ({statistics.median(ms):.1f}) "
-                f"| {window.history[0]}, {window.history[2] * 1000:.1f} |"
+                f"| {subject.name} | {size} | {requests:.2f} (max {max(t[0] for t in window)}) "
+                f"| {_kib(written)} | {'-' if sql else _kib(read)} | {cpu * 1000:.1f} "
+                f"| {page[0]}, {'-' if sql else _kib(page[2])}, {page[3] * 1000:.1f} |"
             )
     return "\n".join(lines)
 
 
-def update_doc(text: str) -> None:
-    start, end = "<!-- saver-bench:start -->", "<!-- saver-bench:end -->"
-    doc = DOC.read_text()
-    head, rest = doc.split(start, 1)
-    _, tail = rest.split(end, 1)
-    DOC.write_text(f"{head}{start}\n{text}\n{end}{tail}")
+def flatness(subjects: list[Subject], sizes: list[int]) -> str:
+    """The largest over the smallest per-turn figure from 200 turns on, per saver."""
+    lines = []
+    for subject in subjects:
+        windows = [subject.turns[size - MEASURED:size] for size in sizes
+                   if size >= 200 and size in subject.pages]
+        if len(windows) < 2:
+            continue
+        ratios = []
+        for column, label in ((1, "written"), (2, "read"), (3, "CPU")):
+            means = [statistics.mean(t[column] for t in w) for w in windows]
+            ratio = f"{max(means) / min(means):.2f}x" if min(means) > 0 else "-"
+            ratios.append(f"{label} {ratio}")
+        lines.append(f"{subject.name}, max/min from 200 turns on: " + ", ".join(ratios))
+    return "\n".join(lines)
 
 
-async def run(sizes: list[int], last_window: int, keep_last: int) -> str:
+def update_docs(text: str) -> None:
+    start, end = MARKERS
+    for doc in DOCS:
+        content = doc.read_text()
+        head, rest = content.split(start, 1)
+        _, tail = rest.split(end, 1)
+        doc.write_text(f"{head}{start}\n{text}\n{end}{tail}")
+
+
+async def run(sizes: list[int], sql_seconds: float, with_sql: bool) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         subjects: list[Subject] = []
         async with AsyncExitStack() as stack:
-            subjects += await stack.enter_async_context(s3_subjects(workdir, keep_last))
-            subjects += await stack.enter_async_context(sqlite_subject(workdir))
-            subjects += await stack.enter_async_context(postgres_subject())
+            s3 = await stack.enter_async_context(s3_subjects(workdir))
+            sql = []
+            if with_sql:
+                sql += await stack.enter_async_context(sqlite_subject(workdir))
+                sql += await stack.enter_async_context(postgres_subject())
+            subjects = s3 + sql
+            for subject in s3:
+                await measure(subject, sizes, None)
             with metered_sql():
-                for subject in subjects:
-                    await measure(subject, sizes, last_window)
-    return table(subjects)
+                for subject in sql:
+                    await measure(subject, sizes, time.monotonic() + sql_seconds)
+    return f"{table(subjects, sizes)}\n\n{flatness(subjects, sizes)}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
-    parser.add_argument("--last-window", type=int, default=40,
-                        help="turns measured at the largest size (covers a compaction cycle)")
-    parser.add_argument("--keep-last", type=int, default=20)
-    parser.add_argument("--update-doc", action="store_true", help="write the table into SAVER.md")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 200, 1000, 2000])
+    parser.add_argument("--sql-seconds", type=float, default=120,
+                        help="time budget of each SQL saver")
+    parser.add_argument("--no-sql", action="store_true", help="the S3 saver only")
+    parser.add_argument("--update-doc", action="store_true",
+                        help="write the table into bench/SAVER.md and README.md")
     args = parser.parse_args()
     started = time.monotonic()
-    text = asyncio.run(run(sorted(args.sizes), args.last_window, args.keep_last))
+    text = asyncio.run(run(sorted(args.sizes), args.sql_seconds, not args.no_sql))
     print()
     print(text)
     print(f"\n(ran in {time.monotonic() - started:.0f} s)")
     if args.update_doc:
-        update_doc(text)
+        update_docs(text)
 
 
 if __name__ == "__main__":

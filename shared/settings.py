@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     S3_PREFIX: str = Field("chat_histories/", pattern=r"^([A-Za-z0-9_-][A-Za-z0-9_.-]*/)*$")
     # Checkpoint saver (shared/checkpoint): checkpoints kept per thread, pruned as
     # turns are saved (0 keeps all), and the base64 AES key that encrypts them at
-    # rest (unset: not encrypted); pass them as keep_last= and make_serde(key).
+    # rest (unset: not encrypted); passed as keep_last= and encryption_key=.
     CHECKPOINT_KEEP_LAST: int = Field(20, ge=0)
     CHECKPOINT_ENCRYPTION_KEY: SecretStr | None = None
 
@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     LLM_TIMEOUT_SECONDS: float = Field(60.0, gt=0, le=600)
     LLM_MAX_TOKENS: Positive | None = None
     CONTEXT_MAX_TOKENS: Positive = 6000
+    # Messages a conversation's state keeps (the LLM sees at most these, cut to
+    # CONTEXT_MAX_TOKENS); the transcript keeps them all for history.
+    CONTEXT_WINDOW_MESSAGES: int = Field(64, ge=2, le=10_000)
 
     LANGSMITH_API_KEY: SecretStr | None = None
     LANGSMITH_TRACING: bool = False

@@ -7,8 +7,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from shared import metrics
-from shared.checkpoint import AsyncS3Saver, make_serde
+from shared.checkpoint import AsyncS3Saver, decode_key
 from shared.settings import Settings
+
+# The graph's message channel, whose every message the saver keeps in a
+# transcript that history pages read (the state itself keeps a window).
+MESSAGES_CHANNEL = "messages"
 
 
 @asynccontextmanager
@@ -19,8 +23,9 @@ async def open_saver(settings: Settings) -> AsyncIterator[AsyncS3Saver]:
         settings.s3_url,
         endpoint_url=settings.S3_ENDPOINT_URL,
         region_name=settings.AWS_REGION,
-        serde=make_serde(key.get_secret_value() if key else None),
+        encryption_key=decode_key(key.get_secret_value()) if key else None,
         keep_last=settings.CHECKPOINT_KEEP_LAST or None,
+        transcript=MESSAGES_CHANNEL,
     ) as saver:
         count_requests(saver.client)
         yield saver

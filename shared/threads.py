@@ -8,7 +8,7 @@ if it is new) and that ends one (a stored turn adds its two messages; a new
 thread whose every turn failed or was cancelled leaves the list).
 
 Redis can lose them. A full scan of S3 (cleanup's reconcile, worker/cleanup.py)
-then summarises each stored thread from its latest checkpoint, and leaves
+then summarises each stored thread from its transcript, and leaves
 THREADS_INDEXED_KEY behind; until that mark exists, a thread the lists do
 not know is marked `partial` (unless the gateway has just made its id), as
 its stored messages are not counted here, and the scan summarises it again.
@@ -17,13 +17,14 @@ its stored messages are not counted here, and the scan summarises it again.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any, cast
 
-from langgraph.checkpoint.base import CheckpointTuple
 from redis.asyncio import Redis
 
+from shared.checkpoint import AsyncS3Saver
 from shared.conversation import role_of
 from shared.ids import MAX_ID_LENGTH
 from shared.keys import ACTIVITY_KEY, owner_threads_key, thread_info_key
@@ -79,19 +80,36 @@ def title_of(message: str) -> str:
     return line if len(line) <= TITLE_CHARS else line[:TITLE_CHARS - 1] + "…"
 
 
-def stored_owner(saved: CheckpointTuple) -> str:
+def stored_owner(metadata: Mapping[str, Any]) -> str:
     """The owner recorded in a checkpoint's metadata (the worker writes it); "" for none."""
-    owner = saved.metadata.get(OWNER_FIELD, "")
+    owner = metadata.get(OWNER_FIELD, "")
     return owner if isinstance(owner, str) else ""
 
 
-def summarize(saved: CheckpointTuple) -> tuple[str, str, int, float]:
-    """A stored thread's owner, title, message count and last write (epoch seconds)."""
-    messages = saved.checkpoint["channel_values"].get("messages", [])
-    shown = [m for m in messages if role_of(m) is not None]
-    title = title_of(str(shown[0].content)) if shown else ""
-    written = datetime.fromisoformat(saved.checkpoint["ts"]).timestamp()
-    return stored_owner(saved), title, len(shown), written
+@dataclass(frozen=True)
+class Summary:
+    """What the list of conversations shows of a stored thread."""
+
+    owner: str
+    title: str
+    messages: int
+    written: float  # epoch seconds of its last stored message
+
+
+async def summarize(saver: AsyncS3Saver, thread_id: str) -> Summary | None:
+    """A stored thread's summary, from its transcript: the newest message and
+    the first (two reads at most, whatever its length); None if not stored."""
+    newest = await saver.aget_transcript(thread_id, limit=1)
+    if newest is None:
+        return None
+    first = newest if newest.start == 0 else await saver.aget_transcript(
+        thread_id, before=1, limit=1)
+    shown = [e.value for e in (first.entries if first else []) if role_of(e.value) is not None]
+    written = (datetime.fromisoformat(newest.entries[-1].ts).timestamp() if newest.entries
+               else datetime.now(UTC).timestamp())
+    return Summary(stored_owner(newest.metadata),
+                   title_of(str(shown[0].content)) if shown else "",
+                   newest.start + len(newest.entries), written)
 
 
 def cursor_of(score: str, thread_id: str) -> str:
@@ -156,13 +174,13 @@ class ThreadIndex:
         return [t for t, (owner, partial) in zip(thread_ids, infos, strict=True)
                 if owner is None or partial is not None]
 
-    async def record(self, thread_id: str, saved: CheckpointTuple) -> None:
-        """Puts a stored thread in its owner's list, as its latest checkpoint says."""
-        owner, title, count, written = summarize(saved)
+    async def record(self, thread_id: str, summary: Summary) -> None:
+        """Puts a stored thread in its owner's list, as its transcript says."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(thread_info_key(thread_id),
-                      mapping={OWNER_FIELD: owner, "title": title, "messages": count})
+            pipe.hset(thread_info_key(thread_id), mapping={
+                OWNER_FIELD: summary.owner, "title": summary.title,
+                "messages": summary.messages})
             pipe.hdel(thread_info_key(thread_id), "partial")
             # GT: a turn that finished meanwhile has the later time.
-            pipe.zadd(owner_threads_key(owner), {thread_id: written}, gt=True)
+            pipe.zadd(owner_threads_key(summary.owner), {thread_id: summary.written}, gt=True)
             await pipe.execute()

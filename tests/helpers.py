@@ -1,17 +1,34 @@
-"""Helpers shared by several test modules."""
+"""Helpers shared by several test modules: jobs and crowds of clients for the gateway,
+savers of both variants, a chat graph and a request counter for the saver. Nothing
+here is a fake: every client and saver talks to a real server."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypedDict
 
 import aiohttp
+from langchain_core.messages import AIMessage, AnyMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.channels import DeltaChannel
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    empty_checkpoint,
+)
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import _messages_delta_reducer, add_messages
+from langgraph.types import interrupt
 
+from shared.checkpoint import AsyncS3Saver, RetryPolicy, S3Saver
 from shared.ids import new_id
 from shared.jobs import Job, JobStore
 from tests import servers
@@ -129,3 +146,190 @@ def stack_of_its_own(s3_endpoint: str, workdir: Path, workers: int,
             yield stack
     finally:
         redis.stop()
+
+
+PREFIX = "chat_histories/"
+VARIANTS = ["async", "sync"]
+FAST_RETRY = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.01)
+
+
+class ThreadedS3Saver(S3Saver):
+    """The sync saver behind the async API, one thread hop per call."""
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await asyncio.to_thread(self.get_tuple, config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        found = await asyncio.to_thread(
+            lambda: list(self.list(config, filter=filter, before=before, limit=limit))
+        )
+        for item in found:
+            yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await asyncio.to_thread(self.delete_thread, thread_id)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await asyncio.to_thread(self.delete_for_runs, run_ids)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
+
+    async def aget_transcript(self, thread_id: str, *, before: int | None = None,
+                              limit: int = 100, checkpoint_ns: str = "") -> Any:
+        return await asyncio.to_thread(
+            lambda: self.get_transcript(
+                thread_id, before=before, limit=limit, checkpoint_ns=checkpoint_ns)
+        )
+
+    async def asetup(self) -> None:
+        await asyncio.to_thread(self.setup)
+
+
+@asynccontextmanager
+async def open_saver(variant: str, endpoint: str, bucket: str, prefix: str = PREFIX,
+                     **options: Any) -> AsyncIterator[Any]:
+    """An open saver of either variant; both answer the async API."""
+    url = f"s3://{bucket}/{prefix}"
+    if variant == "async":
+        async with AsyncS3Saver.from_conn_string(
+            url, endpoint_url=endpoint, region_name="us-east-1", **options
+        ) as saver:
+            yield saver
+    else:
+        with ThreadedS3Saver.from_conn_string(
+            url, endpoint_url=endpoint, region_name="us-east-1", **options
+        ) as sync_saver:
+            yield sync_saver
+
+
+async def setup(saver: Any) -> None:
+    await (saver.asetup() if isinstance(saver, ThreadedS3Saver) else saver.setup())
+
+
+class State(TypedDict):
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
+class DeltaState(TypedDict):
+    messages: Annotated[list[AnyMessage], DeltaChannel(_messages_delta_reducer,
+                                                      snapshot_frequency=3)]
+
+
+async def echo(state: State) -> dict[str, list[AnyMessage]]:
+    return {"messages": [AIMessage(content=f"echo: {state['messages'][-1].content}")]}
+
+
+async def delta_echo(state: DeltaState) -> dict[str, list[AnyMessage]]:
+    return {"messages": [AIMessage(content=f"echo: {state['messages'][-1].content}")]}
+
+
+async def approve(state: State) -> dict[str, list[AnyMessage]]:
+    answer = interrupt("approve?")
+    return {"messages": [AIMessage(content=f"approved: {answer}")]}
+
+
+def chat_graph(saver: Any, node: Any = echo, schema: Any = State) -> Any:
+    builder = StateGraph(schema)
+    builder.add_node("reply", node)
+    builder.add_edge(START, "reply")
+    builder.add_edge("reply", END)
+    return builder.compile(checkpointer=saver)
+
+
+class RequestCounter:
+    """Counts the HTTP requests a client sends, by S3 operation, and the bytes PUT.
+
+    A context manager: the client is shared by the module's tests.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.ops: Counter[str] = Counter()
+        self.put_bytes = 0
+
+    def __enter__(self) -> RequestCounter:
+        self.client.meta.events.register("before-send.s3", self._on_send)
+        self.client.meta.events.register("provide-client-params.s3.PutObject", self._on_put)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.client.meta.events.unregister("before-send.s3", self._on_send)
+        self.client.meta.events.unregister("provide-client-params.s3.PutObject", self._on_put)
+
+    def _on_send(self, event_name: str, **_: Any) -> None:
+        self.ops[event_name.rsplit(".", 1)[-1]] += 1
+
+    def _on_put(self, params: dict[str, Any], **_: Any) -> None:
+        self.put_bytes += len(params.get("Body") or b"")
+
+    def take(self) -> Counter[str]:
+        ops, self.ops = self.ops, Counter()
+        return ops
+
+
+def thread(thread_id: str, ns: str = "") -> RunnableConfig:
+    return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns}}
+
+
+def new_checkpoint(**values: Any) -> Checkpoint:
+    checkpoint = empty_checkpoint()
+    checkpoint["channel_values"] = values
+    checkpoint["channel_versions"] = dict.fromkeys(values, 1)
+    return checkpoint
+
+
+async def all_objects(sync_client: Any, bucket: str, prefix: str) -> dict[str, bytes]:
+    def read() -> dict[str, bytes]:
+        listed = sync_client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+        return {
+            o["Key"][len(prefix):]: sync_client.get_object(Bucket=bucket, Key=o["Key"])[
+                "Body"].read()
+            for o in listed
+        }
+
+    return await asyncio.to_thread(read)
+
+
+
+
+async def read_transcript(saver: Any, thread_id: str, limit: int = 100) -> list[Any]:
+    """Every message of a thread's transcript, walking its pages from the newest."""
+    pages: list[list[Any]] = []
+    before = None
+    while True:
+        page = await saver.aget_transcript(thread_id, before=before, limit=limit)
+        assert page is not None
+        pages.append([entry.value for entry in page.entries])
+        if page.start == 0:
+            return [value for values in reversed(pages) for value in values]
+        assert page.start < (before if before is not None else float("inf"))
+        before = page.start

@@ -47,7 +47,7 @@ from shared.keys import (
     thread_lock_key,
 )
 from shared.settings import Settings
-from shared.threads import ThreadIndex
+from shared.threads import ThreadIndex, summarize
 
 log = structlog.get_logger("worker.cleanup")
 
@@ -230,16 +230,15 @@ class Cleanup:
         return added
 
     async def _list(self, thread_id: str) -> None:
-        """Puts a stored thread back in its owner's list, from its latest checkpoint."""
-        config: dict[str, Any] = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+        """Puts a stored thread back in its owner's list, from its transcript."""
         try:
-            saved = await self.saver.aget_tuple(config)  # type: ignore[arg-type]
+            summary = await summarize(self.saver, thread_id)
         except Exception as exc:
             # One unreadable thread must not keep every other one out of the lists.
             log.warning("thread_summary_failed", thread_id=thread_id, error=type(exc).__name__)
             return
-        if saved is not None:
-            await self.index.record(thread_id, saved)
+        if summary is not None:
+            await self.index.record(thread_id, summary)
 
     async def _unindexed(self, ids: list[str]) -> list[str]:
         if not ids:

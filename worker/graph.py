@@ -3,7 +3,11 @@
 The human message and the reply enter the conversation in one write, at the
 end of the node. If the LLM call fails or the turn is cancelled, LangGraph
 still saves a checkpoint on exit, but `messages` is untouched: the turn
-stores neither message (contract, guarantee 1).
+stores neither message.
+
+`messages` is a window: the node drops the oldest messages beyond
+`window_messages`, so the checkpoint a turn loads and saves does not grow
+with the conversation. The saver's transcript keeps every message.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from langchain_core.messages import (
     AIMessage,
     AnyMessage,
     HumanMessage,
+    RemoveMessage,
     SystemMessage,
     trim_messages,
 )
@@ -45,9 +50,13 @@ def system_prompt(language: str) -> str:
 def build_graph(llm: BaseChatModel, checkpointer: BaseCheckpointSaver[Any],
                 context_max_tokens: int,
                 before_call: Callable[[], Awaitable[None]] | None = None,
+                window_messages: int | None = None,
                 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """The compiled graph; `before_call` runs right before each LLM request
-    (the global rate limit: it raises to stop the call)."""
+    (the global rate limit: it raises to stop the call); `window_messages`
+    bounds the messages kept in the state (None keeps all)."""
+    if window_messages is not None and window_messages < 2:
+        raise ValueError("window_messages must hold at least one turn (2 messages)")
 
     async def answer(state: ChatState) -> dict[str, Any]:
         pending = state.get("pending")
@@ -55,7 +64,9 @@ def build_graph(llm: BaseChatModel, checkpointer: BaseCheckpointSaver[Any],
             return {}
         history = state.get("messages", [])
         if any(m.id == pending.id for m in history):
-            # The same job ran before and was stored (a redelivery): nothing to add.
+            # The same job ran before and was stored (a redelivery): nothing to
+            # add. Turns of a thread are applied in order, so a redelivered
+            # job is the last one stored: its messages are in any window.
             return {"pending": None}
         context = trim_messages(
             [*history, pending],
@@ -74,7 +85,9 @@ def build_graph(llm: BaseChatModel, checkpointer: BaseCheckpointSaver[Any],
             additional_kwargs={CREATED_AT: datetime.now(UTC).timestamp()},
             response_metadata=answer.response_metadata,
         )
-        return {"messages": [pending, reply], "pending": None}
+        overflow = 0 if window_messages is None else len(history) + 2 - window_messages
+        dropped = [RemoveMessage(id=m.id) for m in history[:max(overflow, 0)] if m.id]
+        return {"messages": [*dropped, pending, reply], "pending": None}
 
     graph = StateGraph(ChatState)
     graph.add_node("answer", answer)

@@ -58,7 +58,8 @@ async def open_resources(settings: Settings, stack: AsyncExitStack) -> Resources
         metrics.LLM_CALLS.inc()
 
     graph = build_graph(build_llm(settings), DeferredSaver(saver), settings.CONTEXT_MAX_TOKENS,
-                        before_call=before_call)
+                        before_call=before_call,
+                        window_messages=settings.CONTEXT_WINDOW_MESSAGES)
     # Compiling may derive a saver with the state's types allowed: use that one.
     checkpointer = cast(DeferredSaver, graph.checkpointer)
     return Resources(settings, redis, jobs, saver, checkpointer, graph,

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from api import conversations, owners
+from api import conversations
 from api.agent import state
 from api.agent.assistants import resolve
 from api.agent.records import ThreadRecords, scan_index
@@ -125,7 +125,7 @@ async def outcome(services: Services, job: Job) -> dict[str, Any]:
     state values, or the run's error."""
     if job.status == JobStatus.FAILED:
         return {"__error__": {"error": "RunError", "message": job.error or "failed"}}
-    return state.values_of(await owners.load(services.saver, job.thread_id))
+    return state.values_of(await state.latest(services.saver, job.thread_id))
 
 
 async def forget_thread(services: Services, records: ThreadRecords, thread_id: str,

@@ -17,8 +17,15 @@ from langchain_core.messages import BaseMessage
 from langgraph.checkpoint.base import CheckpointTuple
 
 from api.agent.schemas import CheckpointRef, ThreadState
+from shared.checkpoint import AsyncS3Saver
 from shared.conversation import human_id, reply_id
 from shared.threads import OWNER_FIELD
+
+
+async def latest(saver: AsyncS3Saver, thread_id: str) -> CheckpointTuple | None:
+    """The thread's latest checkpoint (its window of recent messages), or None."""
+    config: dict[str, Any] = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    return await saver.aget_tuple(config)  # type: ignore[arg-type]
 
 
 def values_of(saved: CheckpointTuple | None) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from typing import Any
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from api import owners
 from api.agent import state
 from api.agent.schemas import GRAPH_ID
 from api.deps import Services
@@ -54,7 +53,7 @@ async def _parts(services: Services, job: Job, event: Event,
         return [("error", {"error": "RunError", "message": event.data["detail"]})]
     if event.type != "done" or not {"updates", "values"} & set(modes):
         return []  # a cancelled run's stream just ends; its status says interrupted
-    saved = await owners.load(services.saver, job.thread_id)
+    saved = await state.latest(services.saver, job.thread_id)
     parts: list[tuple[str, Any]] = []
     if "updates" in modes:
         parts.append(("updates", {NODE: {"messages": state.turn_messages(saved, job.job_id)}}))

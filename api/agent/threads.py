@@ -63,8 +63,8 @@ async def _find(services: Services, records: ThreadRecords, thread_id: str,
     record = await records.get(thread_id)
     if record is not None and record.owner != owner:
         raise NotFound(NO_SUCH_THREAD)
-    saved = await owners.load(services.saver, thread_id)
-    if record is None and (saved is None or (owner and stored_owner(saved) != owner)):
+    saved = await state.latest(services.saver, thread_id)
+    if record is None and (saved is None or (owner and stored_owner(saved.metadata) != owner)):
         raise NotFound(NO_SUCH_THREAD)
     return record, saved
 
@@ -102,7 +102,7 @@ async def search_threads(body: ThreadSearch, services: ServicesDep, records: Rec
                 and (body.status is None or (body.status == "busy") == record.busy))
 
     found = await records.search(owner, body.sort_order != "asc", body.offset, body.limit, keep)
-    saved = await asyncio.gather(*(owners.load(services.saver, r.thread_id) for r in found))
+    saved = await asyncio.gather(*(state.latest(services.saver, r.thread_id) for r in found))
     return [await _view(services, r.thread_id, r, s) for r, s in zip(found, saved, strict=True)]
 
 

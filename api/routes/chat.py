@@ -4,23 +4,35 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
+from datetime import datetime
 from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
 from fastapi.responses import JSONResponse
-from langgraph.checkpoint.base import CheckpointTuple
+from langchain_core.messages import BaseMessage
 from pydantic.json_schema import SkipJsonSchema
 
-from api import conversations, idempotency, owners
+from api import conversations, idempotency
 from api.deps import ClientDep, OwnerDep, ServicesDep, limit_client
-from api.errors import ApiError, Conflict, JobFailed, NotFound
+from api.errors import ApiError, BadRequest, Conflict, JobFailed, NotFound
 from api.openapi_responses import SSE_CONTENT, errors
 from api.queueing import queue_job
-from api.schemas import ChatQuery, ChatReply, ChatRequest, History, HistoryMessage, JobAccepted
+from api.schemas import (
+    HISTORY_CURSOR,
+    ChatQuery,
+    ChatReply,
+    ChatRequest,
+    History,
+    HistoryMessage,
+    HistoryQuery,
+    JobAccepted,
+)
 from api.sse import stream_response
-from shared.conversation import message_time, role_of
+from shared.checkpoint import TranscriptEntry
+from shared.conversation import CREATED_AT, message_time, role_of
 from shared.ids import ID_PATTERN, MAX_ID_LENGTH, new_id
 from shared.jobs import Event, Job
 from shared.threads import stored_owner
@@ -30,6 +42,7 @@ log = structlog.get_logger("api.chat")
 
 ThreadIdPath = Annotated[str, Path(pattern=ID_PATTERN, max_length=MAX_ID_LENGTH)]
 NO_SUCH_THREAD = "no such thread"
+_CURSOR = re.compile(HISTORY_CURSOR)
 
 
 def accepted(job: Job) -> JSONResponse:
@@ -144,27 +157,39 @@ async def _wait(services: ServicesDep, job_id: str, seconds: float) -> Event | N
     return None
 
 
-async def _stored_thread(services: ServicesDep, thread_id: str,
-                         owner: str) -> CheckpointTuple:
-    """The thread's latest checkpoint; 404 if none, or if another key owns it."""
+def _position(cursor: str | None) -> int | None:
+    """The transcript position a `next_before` cursor stands for."""
+    if cursor is None:
+        return None
+    if not _CURSOR.fullmatch(cursor):
+        raise BadRequest("before must be the next_before of an earlier page")
+    return int(cursor)
+
+
+def _shown(entry: TranscriptEntry) -> HistoryMessage | None:
+    message = entry.value
+    if not isinstance(message, BaseMessage) or (role := role_of(message)) is None:
+        return None
+    # Messages carry the time they were accepted; else the time they were stored.
+    when = (message_time(message) if CREATED_AT in message.additional_kwargs
+            else datetime.fromisoformat(entry.ts))
+    return HistoryMessage(content=str(message.content), role=role, timestamp=when)
+
+
+@router.get("/chat/history/{thread_id}", response_model=History, responses=errors(400, 404))
+async def get_history(thread_id: ThreadIdPath, services: ServicesDep, owner: OwnerDep,
+                      query: Annotated[HistoryQuery, Query()]) -> History:
+    """A page of the conversation: its newest messages before the cursor, oldest first."""
     structlog.contextvars.bind_contextvars(thread_id=thread_id)
-    saved = await owners.load(services.saver, thread_id)
-    if saved is None or (owner and stored_owner(saved) != owner):
+    before = _position(query.before)
+    page = await services.saver.aget_transcript(thread_id, before=before, limit=query.limit)
+    if page is None or (owner and stored_owner(page.metadata) != owner):
         raise NotFound(NO_SUCH_THREAD)
-    return saved
-
-
-@router.get("/chat/history/{thread_id}", response_model=History, responses=errors(404))
-async def get_history(thread_id: ThreadIdPath, services: ServicesDep,
-                      owner: OwnerDep) -> History:
-    """The conversation's messages, oldest first."""
-    saved = await _stored_thread(services, thread_id, owner)
-    messages = saved.checkpoint["channel_values"].get("messages", [])
-    shown = [HistoryMessage(content=str(m.content), role=role, timestamp=message_time(m))
-             for m in messages if (role := role_of(m)) is not None]
-    if not shown:
+    shown = [m for entry in page.entries if (m := _shown(entry)) is not None]
+    if not shown and before is None:
         raise NotFound(NO_SUCH_THREAD)
-    return History(thread_id=thread_id, messages=shown)
+    return History(thread_id=thread_id, messages=shown,
+                   next_before=str(page.start) if page.start > 0 else None)
 
 
 @router.delete("/chat/history/{thread_id}", status_code=status.HTTP_204_NO_CONTENT,

@@ -3,20 +3,24 @@
 Example::
 
     async with AsyncS3Saver.from_conn_string(
-        "s3://bucket/chat_histories/", keep_last=20, serde=make_serde(key)
+        "s3://bucket/chat_histories/", keep_last=20, encryption_key=key,
+        transcript="messages",
     ) as saver:
         await saver.setup()
         graph = builder.compile(checkpointer=saver)
 
-A chat turn (read the latest checkpoint, write one) costs at most 3 S3
-requests and uploads what the turn added, not the conversation; see
-``_plans`` for how, and ``bench/SAVER.md`` for measurements.
+A chat turn (read the latest checkpoint, write one) costs 2 S3 requests,
+3 when it seals a transcript segment. With a graph that keeps a bounded
+window of messages, what a turn reads and writes does not grow with the
+conversation, and the transcript keeps every message for paged reads
+(``aget_transcript``); see ``_plans`` for how.
 """
 
 from ._s3 import RetryPolicy
 from .aio import AsyncS3Saver
+from .base import TranscriptEntry, TranscriptPage
 from .errors import CheckpointConflict, S3SaverError, S3Unavailable
-from .serde import make_serde
+from .serde import decode_key
 from .sync import S3Saver
 
 __all__ = [
@@ -26,5 +30,7 @@ __all__ = [
     "S3Saver",
     "S3SaverError",
     "S3Unavailable",
-    "make_serde",
+    "TranscriptEntry",
+    "TranscriptPage",
+    "decode_key",
 ]

@@ -4,8 +4,8 @@ The remembered head ETag is the saver's *view*: its next write must match it,
 so a saver that read a thread before another writer moved it gets
 ``CheckpointConflict`` instead of forking the conversation. The remembered
 content lets a write follow a read without reading again, and lets a read of
-an unchanged head cost one GET answered 304 (a base is immutable under its
-ETag). Forgetting (LRU eviction) only costs requests, never correctness.
+an unchanged head cost one GET answered 304. Forgetting (LRU eviction) only
+costs requests, never correctness.
 """
 
 from __future__ import annotations
@@ -14,21 +14,23 @@ import threading
 from collections import OrderedDict
 from typing import NamedTuple
 
-from ._state import Segment, State
+from ._state import State
 
 DEFAULT_CACHE_BYTES = 32 * 2**20
 _MAX_ABSENT = 10_000
 
 
 class Loaded(NamedTuple):
-    """One namespace as last read or written: its head, base and merged state."""
+    """One namespace as last read or written: its head's ETag, size and content.
+
+    ``legacy`` marks a head of the previous format: the next write replaces it
+    and deletes the objects it named.
+    """
 
     etag: str
-    head: Segment
-    head_size: int
-    base: Segment | None
-    base_size: int
+    size: int
     state: State
+    legacy: bool = False
 
 
 class StateCache:
@@ -71,7 +73,7 @@ class StateCache:
         """Remember a namespace as just read or written."""
         with self._mutex:
             self._drop((thread_id, checkpoint_ns))
-            size = loaded.head_size + loaded.base_size
+            size = loaded.size
             if size > self.max_bytes:
                 return
             self._entries[(thread_id, checkpoint_ns)] = loaded
@@ -90,4 +92,4 @@ class StateCache:
         self._absent.pop(key, None)
         old = self._entries.pop(key, None)
         if old is not None:
-            self._bytes -= old.head_size + old.base_size
+            self._bytes -= old.size

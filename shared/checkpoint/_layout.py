@@ -3,12 +3,13 @@
 Every object of a thread lives under ``{prefix}{thread_id}/`` (the trailing
 ``/`` keeps thread ``t1`` apart from ``t10``)::
 
-    {prefix}{thread_id}/ns.{b64(checkpoint_ns)}/head      latest state (or the delta over a base)
-    {prefix}{thread_id}/ns.{b64(checkpoint_ns)}/base/0    frozen state a head builds on
-    {prefix}{thread_id}/ns.{b64(checkpoint_ns)}/base/1    the other slot (bases alternate)
+    {prefix}{thread_id}/ns.{b64(checkpoint_ns)}/head               retained checkpoints
+    {prefix}{thread_id}/ns.{b64(checkpoint_ns)}/seg/{gen}/{n:08d}  sealed transcript segment n
 
 Thread ids must match ``ID_PATTERN``; the namespace is free text, so it is
-base64url-encoded (no padding).
+base64url-encoded (no padding). ``gen`` names one life of a transcript (a
+thread deleted and written again starts another), so a segment key is never
+reused for other content.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ _B64_PATTERN = re.compile(r"[A-Za-z0-9_-]*")
 _BUCKET_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
 _NS_MARK = "ns."
 _MAX_NS_BYTES = 512
-SLOTS = (0, 1)
+_GEN_PATTERN = re.compile(r"[0-9a-f]{16}")
 
-KeyKind = Literal["head", "base"]
+KeyKind = Literal["head", "segment"]
 
 
 def validate_id(value: object, what: str) -> str:
@@ -178,7 +179,6 @@ class ParsedKey(NamedTuple):
     thread_id: str
     checkpoint_ns: str
     kind: KeyKind
-    slot: int | None
 
 
 @dataclass(frozen=True)
@@ -199,24 +199,29 @@ class KeyLayout:
         """Return the key of the head object of a namespace."""
         return f"{self.namespace(thread_id, checkpoint_ns)}head"
 
-    def base(self, thread_id: str, checkpoint_ns: str, slot: int) -> str:
-        """Return the key of one of the two base slots of a namespace."""
-        if slot not in SLOTS:
-            raise ValueError(f"invalid base slot {slot!r}")
-        return f"{self.namespace(thread_id, checkpoint_ns)}base/{slot}"
+    def segment(self, thread_id: str, checkpoint_ns: str, gen: str, number: int) -> str:
+        """Return the key of one sealed segment of a namespace's transcript."""
+        if not _GEN_PATTERN.fullmatch(gen) or number < 0:
+            raise ValueError(f"invalid segment {gen!r}/{number!r}")
+        return f"{self.namespace(thread_id, checkpoint_ns)}seg/{gen}/{number:08d}"
 
     def parse(self, key: str) -> ParsedKey | None:
         """Return what ``key`` names, or ``None`` for keys this layout never builds."""
         if not key.startswith(self.prefix):
             return None
         parts = key[len(self.prefix) :].split("/")
-        if len(parts) not in (3, 4) or not ID_PATTERN.fullmatch(parts[0]):
+        if len(parts) not in (3, 5) or not ID_PATTERN.fullmatch(parts[0]):
             return None
         checkpoint_ns = decode_ns(parts[1])
         if checkpoint_ns is None:
             return None
         if parts[2:] == ["head"]:
-            return ParsedKey(parts[0], checkpoint_ns, "head", None)
-        if len(parts) == 4 and parts[2] == "base" and parts[3] in ("0", "1"):
-            return ParsedKey(parts[0], checkpoint_ns, "base", int(parts[3]))
+            return ParsedKey(parts[0], checkpoint_ns, "head")
+        if len(parts) == 5 and parts[2] == "seg":
+            return ParsedKey(parts[0], checkpoint_ns, "segment")
         return None
+
+
+def place(thread_id: str, checkpoint_ns: str, role: str) -> bytes:
+    """What an object is and where it belongs, as encryption's associated data."""
+    return "\0".join((thread_id, checkpoint_ns, role)).encode()

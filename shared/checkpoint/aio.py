@@ -19,7 +19,6 @@ from langgraph.checkpoint.base import (
     Checkpoint,
     CheckpointMetadata,
     CheckpointTuple,
-    DeltaChannelHistory,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
@@ -27,7 +26,7 @@ from . import _plans as plans
 from ._layout import parse_conn_string
 from ._requests import Emit, Locked, Plan, PlanCursor, Step
 from ._s3 import CLIENT_CONFIG, AsyncStore, RetryPolicy
-from .base import BaseS3Saver
+from .base import SEGMENT_SIZE, BaseS3Saver, TranscriptPage
 from .errors import S3SaverError
 
 T = TypeVar("T")
@@ -59,6 +58,9 @@ class AsyncS3Saver(BaseS3Saver):
         serde: SerializerProtocol | None = None,
         keep_last: int | None = None,
         retry: RetryPolicy | None = None,
+        encryption_key: bytes | None = None,
+        transcript: str | None = None,
+        segment_size: int = SEGMENT_SIZE,
     ) -> AsyncIterator[Self]:
         """Open a saver on ``s3://BUCKET/PREFIX`` for the life of the context.
 
@@ -72,6 +74,9 @@ class AsyncS3Saver(BaseS3Saver):
             serde: Serializer; the default never unpickles.
             keep_last: Keep this many checkpoints per thread; ``None`` keeps all.
             retry: Retries of throttled or failed requests.
+            encryption_key: AES key sealing every object (AES-GCM), or ``None``.
+            transcript: The messages channel to keep a transcript of, or ``None``.
+            segment_size: Messages per sealed transcript segment.
 
         Yields:
             The saver.
@@ -84,7 +89,9 @@ class AsyncS3Saver(BaseS3Saver):
         async with session.client(
             "s3", endpoint_url=endpoint_url, region_name=region_name, config=CLIENT_CONFIG
         ) as client:
-            yield cls(client, bucket, prefix, serde=serde, keep_last=keep_last, retry=retry)
+            yield cls(client, bucket, prefix, serde=serde, keep_last=keep_last, retry=retry,
+                encryption_key=encryption_key, transcript=transcript, segment_size=segment_size,
+            )
 
     async def setup(self) -> None:
         """Check that the bucket exists and answers; creates nothing.
@@ -107,8 +114,8 @@ class AsyncS3Saver(BaseS3Saver):
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """Fetch one checkpoint: ``checkpoint_id`` from the config, else the latest.
 
-        Costs one GET of the head (304 if this saver holds it already), plus
-        one of its base when the head is a delta over one. Never LISTs.
+        Costs one GET of the head (304 if this saver holds it already). Never
+        LISTs.
 
         Args:
             config: ``configurable`` holds ``thread_id``, optionally
@@ -173,9 +180,9 @@ class AsyncS3Saver(BaseS3Saver):
         """Store a checkpoint; with the highest id it becomes the latest.
 
         After a read of the thread by this saver, one conditional PUT of the
-        head (two when it freezes a grown head into a base). Only values not
-        stored for an earlier version are written, and a list only its new
-        elements.
+        head, plus one PUT of a transcript segment when the committed tail
+        holds a full one. A value is stored once per version, and a list's
+        elements once however many retained versions hold them.
 
         Args:
             config: Target thread/namespace; its ``checkpoint_id`` is the parent.
@@ -270,8 +277,7 @@ class AsyncS3Saver(BaseS3Saver):
         """Prune threads: keep the latest checkpoint per namespace, or delete them.
 
         ``"keep_latest"`` also keeps the ancestors whose writes rebuild a
-        DeltaChannel of the latest checkpoint, and rewrites the thread so
-        nothing pruned survives in an old base.
+        DeltaChannel of the latest checkpoint. Transcripts are kept whole.
 
         Args:
             thread_ids: The threads.
@@ -285,22 +291,59 @@ class AsyncS3Saver(BaseS3Saver):
         """
         await self._run(plans.prune(self, thread_ids, strategy))
 
-    async def aget_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> dict[str, DeltaChannelHistory]:
-        """Writes and seed to rebuild DeltaChannels of a checkpoint (LangGraph beta API).
+    async def aget_metadata(
+        self, thread_id: str, *, checkpoint_ns: str = ""
+    ) -> CheckpointMetadata | None:
+        """Read the metadata of a thread's latest checkpoint, decoding nothing else.
 
-        Served from the namespace as just loaded: no request when LangGraph
-        asks right after ``aget_tuple``, one read otherwise.
+        Costs one GET of the head (304 if this saver holds it already).
 
         Args:
-            config: Names the checkpoint (the latest if no ``checkpoint_id``).
-            channels: The channels to rebuild.
+            thread_id: The thread.
+            checkpoint_ns: The namespace.
 
         Returns:
-            Per channel, its writes oldest first and its seed, if any.
+            The metadata, or ``None`` if the thread has no checkpoint.
+
+        Raises:
+            ValueError: If the thread id is not a safe id.
+            S3Unavailable: If S3 is down.
+            S3SaverError: On other storage failures.
         """
-        return await self._run(plans.delta_history(self, config, channels))
+        return await self._run(plans.latest_metadata(self, thread_id, checkpoint_ns))
+
+    async def aget_transcript(
+        self,
+        thread_id: str,
+        *,
+        before: int | None = None,
+        limit: int = 100,
+        checkpoint_ns: str = "",
+    ) -> TranscriptPage | None:
+        """Read a page of a thread's transcript: the messages before a position.
+
+        Costs one GET of the head (304 if this saver holds it already) and at
+        most one of a sealed segment, whatever the transcript's length; the
+        page holds fewer than ``limit`` messages when it reaches the start of
+        that segment. ``page.start`` is the ``before`` of the page before it.
+
+        Args:
+            thread_id: The thread.
+            before: Position (0-based, in the whole transcript) the page ends
+                before; ``None`` for the newest messages.
+            limit: At most this many messages.
+            checkpoint_ns: The namespace.
+
+        Returns:
+            The page, oldest first, with the latest checkpoint's metadata; or
+            ``None`` if the thread has no checkpoint.
+
+        Raises:
+            ValueError: If the saver keeps no transcript, or an argument is invalid.
+            S3Unavailable: If S3 is down.
+            S3SaverError: On other storage failures.
+        """
+        return await self._run(plans.transcript_page(self, thread_id, checkpoint_ns, before, limit))
 
     # --- running plans --------------------------------------------------
 

@@ -1,20 +1,21 @@
-"""What the sync and async S3 savers share: layout, serde, values, policies. No I/O.
+"""What the sync and async S3 savers share: layout, serde, values, the transcript. No I/O.
 
-Storage layout: see ``_layout`` for the keys and ``_state`` for what each
-object holds; every object is a versioned msgpack map (``_codec``), deflated
-over 1 KiB. Values go through the saver's ``serde`` as ``(type, bytes)``
-pairs stored as raw binaries. A list value is stored element by element, and
-an element already stored for an earlier version of the channel is referred
-to, not written again: a chat turn stores its new messages only.
+Storage layout: see ``_layout`` for the keys and ``_state`` for what the head
+holds; every object is a versioned msgpack map (``_codec``), deflated over
+1 KiB, optionally sealed with AES-GCM. Values go through the saver's
+``serde`` as ``(type, bytes)`` pairs stored as raw binaries. A list value is
+stored as the digests of its elements, so consecutive versions of a message
+window share the messages they have in common.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -23,29 +24,48 @@ from langgraph.checkpoint.base import (
     Checkpoint,
     CheckpointMetadata,
     CheckpointTuple,
-    DeltaChannelHistory,
     PendingWrite,
     get_checkpoint_metadata,
     writes_sort_key,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
-from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
-from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.serde.types import _DeltaSnapshot
 
 from ._cache import DEFAULT_CACHE_BYTES, StateCache
 from ._codec import COMPRESS_OVER
 from ._layout import KeyLayout, checkpoint_config, normalise_prefix, validate_id
 from ._s3 import RetryPolicy
-from ._state import Blob, Record, State, Typed, WriteRecord, expand, to_ranges
+from ._state import Blob, Entry, Record, State, Transcript, Typed, WriteRecord, digest
 from .errors import S3SaverError
+from .serde import ObjectCipher, default_serde
 
-# A self-contained head above this many bytes is frozen into a base, so later
-# turns upload only what they add.
-SPILL_OVER = 4 * 1024
+# Messages per sealed transcript segment: the head carries at most this many
+# (plus one turn's) of them, and a history page reads at most one segment.
+SEGMENT_SIZE = 100
 # What a serde or a malformed object raises; NotImplementedError is an unknown type
 # tag, e.g. "pickle", which the default serde refuses to load.
 _UNREADABLE = (KeyError, TypeError, ValueError, IndexError, AttributeError, NotImplementedError)
+
+
+class TranscriptEntry(NamedTuple):
+    """One message of a transcript, with the ``ts`` of the checkpoint it entered in."""
+
+    value: Any
+    ts: str
+
+
+class TranscriptPage(NamedTuple):
+    """Consecutive transcript messages, oldest first.
+
+    Attributes:
+        entries: The messages.
+        start: The position of the first one (0 is the conversation's first).
+        metadata: The metadata of the namespace's latest checkpoint.
+    """
+
+    entries: list[TranscriptEntry]
+    start: int
+    metadata: CheckpointMetadata
 
 
 def merge_writes(
@@ -75,13 +95,6 @@ def merge_writes(
     return list(merged.values()) if changed else None
 
 
-def default_serde() -> SerializerProtocol:
-    """LangGraph's serializer, locked down: never unpickles, and rebuilds only
-    allow-listed types (LangChain messages included; a compiled graph adds its
-    state's types through ``with_allowlist``)."""
-    return JsonPlusSerializer(pickle_fallback=False, allowed_msgpack_modules=None)
-
-
 class BaseS3Saver(BaseCheckpointSaver[str]):
     """Everything of the S3 saver that does no I/O; ``S3Saver`` and
     ``AsyncS3Saver`` add the client calls.
@@ -92,14 +105,23 @@ class BaseS3Saver(BaseCheckpointSaver[str]):
         bucket: The bucket.
         prefix: Key prefix, normalised to end in one ``/`` (or empty).
         serde: Serializer for checkpoints, metadata, values and writes; the
-            default never unpickles. Pass ``make_serde(key)`` to encrypt.
+            default never unpickles.
         keep_last: Keep only this many checkpoints per thread and namespace
             (and the ancestors a DeltaChannel needs); ``None`` keeps all.
         retry: Retries of throttled or failed requests.
         cache_bytes: Bound on what the saver remembers of recent threads.
+        encryption_key: A 16, 24 or 32-byte AES key: every object is sealed
+            with AES-GCM, bound to its thread, namespace and role.
+        transcript: The name of a channel holding a list of messages (e.g.
+            ``"messages"``): every element that enters it is also kept, in
+            order, in the namespace's transcript, read back by pages
+            (``aget_transcript``) however short the channel itself is kept.
+            ``None`` keeps no transcript.
+        segment_size: Messages per sealed transcript segment.
 
     Raises:
-        ValueError: If ``keep_last`` is below 1.
+        ValueError: If ``keep_last`` or ``segment_size`` is below 1, or the key
+            has the wrong length.
     """
 
     serde: SerializerProtocol = default_serde()
@@ -114,14 +136,21 @@ class BaseS3Saver(BaseCheckpointSaver[str]):
         keep_last: int | None = None,
         retry: RetryPolicy | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        encryption_key: bytes | None = None,
+        transcript: str | None = None,
+        segment_size: int = SEGMENT_SIZE,
     ) -> None:
         super().__init__(serde=serde)
         if keep_last is not None and keep_last < 1:
             raise ValueError(f"keep_last must be at least 1, got {keep_last}")
+        if segment_size < 1:
+            raise ValueError(f"segment_size must be at least 1, got {segment_size}")
         self.bucket = bucket
         self.keys = KeyLayout(normalise_prefix(prefix))
         self.keep_last = keep_last
-        self.spill_over = SPILL_OVER
+        self.cipher = ObjectCipher(encryption_key) if encryption_key else None
+        self.transcript = transcript
+        self.segment_size = segment_size
         self.compress_over = COMPRESS_OVER
         # Shared, not copied, by the clones LangGraph makes with ``with_allowlist``.
         self.cache = StateCache(cache_bytes)
@@ -167,78 +196,61 @@ class BaseS3Saver(BaseCheckpointSaver[str]):
             replay=tuple(c for c in counters if c in versions),
         )
 
-    def _store_values(self, state: State, record: Record, values: Mapping[str, Any]) -> None:
-        """Add to ``state`` the values of ``record`` it does not hold yet.
+    def _store_values(
+        self, state: State, record: Record, values: Mapping[str, Any], ts: str
+    ) -> None:
+        """Add to ``state`` the values of ``record`` it does not hold yet, and
+        to its transcript the messages that entered the transcript channel.
 
         A ``(channel, version)`` already stored is the same value (versions
         only move on change), so unchanged channels cost nothing.
         """
-        parent = state.records.get(record.parent) if record.parent else None
+        parent = state.records.get(record.parent or "") or state.records.get(
+            state.latest_id() or ""
+        )
         for channel, version in record.versions.items():
             if (channel, version) in state.blobs or channel not in values:
                 continue
             value = values[channel]
-            reference = self._reference(state, parent, channel)
             if type(value) is list:
-                state.blobs[(channel, version)] = self._list_blob(state, "l", value, reference)
+                blob = Blob("l", refs=self._store_items(state, value))
             elif isinstance(value, _DeltaSnapshot) and type(value.value) is list:
-                state.blobs[(channel, version)] = self._list_blob(
-                    state, "s", value.value, reference
-                )
+                blob = Blob("s", refs=self._store_items(state, value.value))
             else:
-                state.blobs[(channel, version)] = Blob("v", self.serde.dumps_typed(value))
+                blob = Blob("v", self.serde.dumps_typed(value))
+            state.blobs[(channel, version)] = blob
+            if channel == self.transcript and blob.kind == "l":
+                self._append(state, parent, channel, blob, ts)
 
-    def _reference(self, state: State, parent: Record | None, channel: str) -> Blob | None:
-        # Elements are found by content, so any earlier list of the channel will
-        # do; the parent's is the likeliest to share them.
-        for record in (parent, state.records.get(state.latest_id() or "")):
-            if record is not None and channel in record.versions:
-                blob = state.blobs.get((channel, record.versions[channel]))
-                if blob is not None and blob.kind != "v":
-                    return blob
-        return None
+    def _store_items(self, state: State, values: list[Any]) -> tuple[bytes, ...]:
+        refs = []
+        for value in values:
+            typed = self.serde.dumps_typed(value)
+            ref = digest(typed)
+            state.items.setdefault(ref, typed)
+            refs.append(ref)
+        return tuple(refs)
 
-    def _list_blob(
-        self, state: State, kind: str, values: list[Any], reference: Blob | None
-    ) -> Blob:
-        known = expand(reference.ranges) if reference is not None else []
-        plain = self._plain_serde()
-        by_content: dict[Typed, int] | None = None
-        indexes: list[int] = []
-        for position, value in enumerate(values):
-            typed = plain.dumps_typed(value)
-            index: int | None = None
-            if by_content is None and position < len(known):
-                if self._plaintext(state.items[known[position]]) == typed:
-                    index = known[position]
-                else:
-                    # Not a plain append: match the rest by content (edits, removals).
-                    by_content = {self._plaintext(state.items[i]): i for i in reversed(known)}
-            if by_content is not None:
-                index = by_content.get(typed)
-            if index is None:
-                state.items.append(typed if plain is self.serde else self.serde.dumps_typed(value))
-                index = len(state.items) - 1
-            indexes.append(index)
-        return Blob(cast(Any, kind), ranges=to_ranges(indexes))
-
-    def _plain_serde(self) -> SerializerProtocol:
-        serde = self.serde
-        return serde.serde if isinstance(serde, EncryptedSerializer) else serde
-
-    def _plaintext(self, typed: Typed) -> Typed:
-        """An element as the plain serde wrote it, decrypted if need be, to compare."""
-        serde = self.serde
-        if isinstance(serde, EncryptedSerializer) and "+" in typed[0]:
-            kind, cipher = typed[0].split("+", 1)
-            return kind, serde.cipher.decrypt(cipher, typed[1])
-        return typed
+    def _append(
+        self, state: State, parent: Record | None, channel: str, blob: Blob, ts: str
+    ) -> None:
+        """Append to the transcript what the list holds and its previous version did not."""
+        before = state.blobs.get((channel, parent.versions.get(channel, ""))) if parent else None
+        known = set(before.refs) if before is not None else set()
+        new = [ref for ref in blob.refs if ref not in known]
+        if not new:
+            return
+        transcript = state.transcript or Transcript(os.urandom(8).hex(), self.segment_size)
+        state.transcript = Transcript(
+            transcript.gen, transcript.size, transcript.sealed,
+            transcript.tail + tuple(Entry(ref, ts) for ref in new),
+        )
 
     def _load_value(self, state: State, blob: Blob) -> Any:
         if blob.kind == "v":
             assert blob.value is not None
             return self.serde.loads_typed(blob.value)
-        values = [self.serde.loads_typed(state.items[i]) for i in expand(blob.ranges)]
+        values = [self.serde.loads_typed(state.items[ref]) for ref in blob.refs]
         return values if blob.kind == "l" else _DeltaSnapshot(values)
 
     def _load_tuple(
@@ -274,10 +286,7 @@ class BaseS3Saver(BaseCheckpointSaver[str]):
         """Whether every key of the filter equals the record's metadata's."""
         if not metadata_filter:
             return True
-        try:
-            metadata = self.serde.loads_typed(record.metadata)
-        except _UNREADABLE as exc:
-            raise S3SaverError(f"unreadable metadata of {record.id!r}: {exc!r}") from exc
+        metadata = self._load_metadata(record)
         return all(metadata.get(k) == v for k, v in metadata_filter.items())
 
     # --- writes -------------------------------------------------------------
@@ -304,46 +313,22 @@ class BaseS3Saver(BaseCheckpointSaver[str]):
         except _UNREADABLE as exc:
             raise S3SaverError(f"unreadable pending write: {exc!r}") from exc
 
-    def _delta_history(
-        self, state: State, checkpoint_id: str | None, channels: Sequence[str]
-    ) -> dict[str, DeltaChannelHistory]:
-        """Walk a checkpoint's ancestors in ``state`` for DeltaChannel replay.
+    def _load_entries(self, entries: Sequence[tuple[Typed, str]]) -> list[TranscriptEntry]:
+        """Deserialise transcript messages.
 
-        Same contract as ``BaseCheckpointSaver.get_delta_channel_history``, but
-        from one loaded state instead of a read per ancestor.
+        Raises:
+            S3SaverError: If one cannot be decoded.
         """
-        record = state.records.get(checkpoint_id) if checkpoint_id else None
-        collected: dict[str, list[PendingWrite]] = {c: [] for c in channels}
-        seeds: dict[str, Any] = {}
-        remaining = set(channels)
-        seen: set[str] = set()
-        parent = record.parent if record is not None else None
-        while remaining and parent is not None and parent not in seen:
-            ancestor = state.records.get(parent)
-            if ancestor is None:
-                break
-            seen.add(parent)
-            found = {
-                c: blob
-                for c in remaining
-                if c in ancestor.versions
-                and (blob := state.blobs.get((c, ancestor.versions[c]))) is not None
-            }
-            for write in reversed(_ordered(state.writes.get(parent, ()))):
-                if write.channel in remaining:
-                    value = self.serde.loads_typed(write.value)
-                    collected[write.channel].append((write.task_id, write.channel, value))
-            for channel, blob in found.items():
-                seeds[channel] = self._load_value(state, blob)
-                remaining.discard(channel)
-            parent = ancestor.parent
-        history: dict[str, DeltaChannelHistory] = {}
-        for channel in channels:
-            entry: DeltaChannelHistory = {"writes": list(reversed(collected[channel]))}
-            if channel in seeds:
-                entry["seed"] = seeds[channel]
-            history[channel] = entry
-        return history
+        try:
+            return [TranscriptEntry(self.serde.loads_typed(typed), ts) for typed, ts in entries]
+        except _UNREADABLE as exc:
+            raise S3SaverError(f"unreadable transcript message: {exc!r}") from exc
+
+    def _load_metadata(self, record: Record) -> CheckpointMetadata:
+        try:
+            return cast(CheckpointMetadata, self.serde.loads_typed(record.metadata))
+        except _UNREADABLE as exc:
+            raise S3SaverError(f"unreadable metadata of {record.id!r}: {exc!r}") from exc
 
     def get_next_version(self, current: str | int | float | None, channel: None) -> str:
         """Return the next channel version: ``"%032d.%08x"``, string-sortable.
@@ -352,7 +337,7 @@ class BaseS3Saver(BaseCheckpointSaver[str]):
         ones too); the random suffix keeps two branches forked from one
         checkpoint from minting the same version for different values. It is
         shorter than the reference savers' float, as every version is stored
-        in each checkpoint and this saver uploads them every turn.
+        in each checkpoint and the head is uploaded every turn.
 
         Args:
             current: The current version (``None`` for a new channel).
@@ -374,4 +359,4 @@ def _ordered(records: Sequence[WriteRecord]) -> list[WriteRecord]:
     return sorted(records, key=lambda r: writes_sort_key(r.task_path, r.task_id, r.idx))
 
 
-__all__ = ["SPILL_OVER", "BaseS3Saver", "default_serde", "merge_writes"]
+__all__ = ["BaseS3Saver", "TranscriptEntry", "TranscriptPage", "merge_writes"]

@@ -1,10 +1,10 @@
-"""Serializers for the saver: LangGraph's, locked down, optionally encrypted at rest.
+"""What the saver serialises with, and how it encrypts at rest.
 
-Encryption goes through LangGraph's ``EncryptedSerializer`` with AES-GCM
-(``cryptography``): every value, element, checkpoint and metadata is sealed
-with its own random nonce, and a wrong key or a tampered object fails to load
-instead of decoding garbage. Channel names, versions, ids and run ids stay in
-clear, as they do in LangGraph's SQL savers.
+Values go through LangGraph's ``JsonPlusSerializer`` with pickle off and its
+strict msgpack allow-list. Encryption is of whole objects (``ObjectCipher``,
+AES-GCM), after deflate: ids, versions and metadata are hidden too, and the
+associated data names the object's thread, namespace and role, so an object
+copied to another thread's key, or to another role, fails to decrypt.
 """
 
 from __future__ import annotations
@@ -14,65 +14,78 @@ import binascii
 import os
 from typing import Any
 
-from langgraph.checkpoint.serde.base import CipherProtocol, SerializerProtocol
-from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
-
-from .base import default_serde
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 _NONCE = 12
+# The cipher name LangGraph's EncryptedSerializer wrote in the previous format's
+# type tags ("msgpack+aesgcm"): that format sealed values one by one.
+_VALUE_CIPHER = "aesgcm"
 
 
-class AesGcmCipher(CipherProtocol):
-    """AES-GCM for ``EncryptedSerializer``; ciphertext is ``nonce + sealed``.
+def default_serde() -> SerializerProtocol:
+    """LangGraph's serializer, locked down: never unpickles, and rebuilds only
+    allow-listed types (LangChain messages included; a compiled graph adds its
+    state's types through ``with_allowlist``)."""
+    return JsonPlusSerializer(pickle_fallback=False, allowed_msgpack_modules=None)
+
+
+class ObjectCipher:
+    """AES-GCM over stored objects; ciphertext is ``nonce + sealed + tag``.
 
     Args:
         key: 16, 24 or 32 bytes.
 
     Raises:
         ValueError: If the key has another length.
-        ImportError: If ``cryptography`` is not installed.
     """
-
-    name = "aesgcm"
 
     def __init__(self, key: bytes) -> None:
         if len(key) not in (16, 24, 32):
             raise ValueError(f"AES key must be 16, 24 or 32 bytes, got {len(key)}")
-        try:
-            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ImportError("encryption needs the 'cryptography' package") from exc
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         self._aead: Any = AESGCM(key)
 
-    def encrypt(self, plaintext: bytes) -> tuple[str, bytes]:
-        """Seal ``plaintext`` under a fresh random nonce.
-
-        Returns:
-            The cipher name and ``nonce + ciphertext + tag``.
-        """
+    def seal(self, plaintext: bytes, associated: bytes) -> bytes:
+        """Encrypt under a fresh random nonce, authenticating ``associated`` too."""
         nonce = os.urandom(_NONCE)
-        return self.name, nonce + self._aead.encrypt(nonce, plaintext, None)
+        return nonce + bytes(self._aead.encrypt(nonce, plaintext, associated))
 
-    def decrypt(self, ciphername: str, ciphertext: bytes) -> bytes:
-        """Open what ``encrypt`` sealed.
+    def open(self, sealed: bytes, associated: bytes | None) -> bytes:
+        """Invert ``seal``.
 
         Raises:
-            ValueError: If the cipher is not this one, the key is wrong or the
-                data was altered.
+            ValueError: If the key is wrong, the data was altered, or it was
+                sealed for other associated data (another thread or role).
         """
-        if ciphername != self.name:
-            raise ValueError(f"unsupported cipher {ciphername!r}")
         from cryptography.exceptions import InvalidTag
 
         try:
-            data: bytes = self._aead.decrypt(ciphertext[:_NONCE], ciphertext[_NONCE:], None)
+            return bytes(self._aead.decrypt(sealed[:_NONCE], sealed[_NONCE:], associated))
         except InvalidTag as exc:
-            raise ValueError("cannot decrypt: wrong key or altered data") from exc
-        return data
+            raise ValueError("wrong key, altered data, or moved from another place") from exc
+
+    def open_value(self, typed: tuple[str, bytes]) -> tuple[str, bytes]:
+        """A value sealed alone by the previous format, as its plain ``(type, bytes)``.
+
+        Raises:
+            ValueError: If it was sealed by another cipher or cannot be opened.
+        """
+        kind, _, cipher = typed[0].partition("+")
+        if not cipher:
+            return typed
+        if cipher != _VALUE_CIPHER:
+            raise ValueError(f"unsupported cipher {cipher!r}")
+        # That format bound nothing to its values: no associated data.
+        return kind, self.open(typed[1], None)
 
 
 def decode_key(encoded: str) -> bytes:
     """Decode a base64 (standard or URL-safe, padding optional) AES key.
+
+    Generate one with
+    ``python -c "import os,base64; print(base64.b64encode(os.urandom(32)).decode())"``.
 
     Raises:
         ValueError: If it is not base64 of 16, 24 or 32 bytes.
@@ -89,26 +102,3 @@ def decode_key(encoded: str) -> bytes:
             f"CHECKPOINT_ENCRYPTION_KEY must encode 16, 24 or 32 bytes, got {len(key)}"
         )
     return key
-
-
-def make_serde(encryption_key: str | None) -> SerializerProtocol:
-    """The saver's serializer, encrypting at rest when a key is given.
-
-    Generate a key with
-    ``python -c "import os,base64; print(base64.b64encode(os.urandom(32)).decode())"``.
-    Changing the key makes every stored conversation unreadable.
-
-    Args:
-        encryption_key: Base64 of a 16, 24 or 32-byte AES key, or ``None``
-            (or empty) for no encryption.
-
-    Returns:
-        A strict ``JsonPlusSerializer`` (no pickle, allow-listed types only),
-        wrapped in an AES-GCM ``EncryptedSerializer`` when there is a key.
-
-    Raises:
-        ValueError: If the key is malformed.
-    """
-    if not encryption_key:
-        return default_serde()
-    return EncryptedSerializer(AesGcmCipher(decode_key(encryption_key)), default_serde())

@@ -18,7 +18,6 @@ from langgraph.checkpoint.base import (
     Checkpoint,
     CheckpointMetadata,
     CheckpointTuple,
-    DeltaChannelHistory,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
@@ -26,7 +25,7 @@ from . import _plans as plans
 from ._layout import parse_conn_string
 from ._requests import Emit, Locked, Plan, PlanCursor, Step
 from ._s3 import CLIENT_CONFIG, RetryPolicy, SyncStore
-from .base import BaseS3Saver
+from .base import SEGMENT_SIZE, BaseS3Saver, TranscriptPage
 from .errors import S3SaverError
 
 T = TypeVar("T")
@@ -55,64 +54,43 @@ class S3Saver(BaseS3Saver):
         serde: SerializerProtocol | None = None,
         keep_last: int | None = None,
         retry: RetryPolicy | None = None,
+        encryption_key: bytes | None = None,
+        transcript: str | None = None,
+        segment_size: int = SEGMENT_SIZE,
     ) -> Iterator[Self]:
         """Open a saver on ``s3://BUCKET/PREFIX`` for the life of the context.
 
-        Args:
-            conn_string: ``s3://BUCKET`` or ``s3://BUCKET/PREFIX``.
-            endpoint_url: A non-AWS endpoint (MinIO, moto...), or ``None``.
-            region_name: The region, or ``None`` for the AWS default.
-            serde: Serializer; the default never unpickles.
-            keep_last: Keep this many checkpoints per thread; ``None`` keeps all.
-            retry: Retries of throttled or failed requests.
-
-        Yields:
-            The saver.
-
-        Raises:
-            ValueError: If the connection string is malformed.
+        Sync twin of ``AsyncS3Saver.from_conn_string``, with a boto3 client.
         """
         bucket, prefix = parse_conn_string(conn_string)
         client = boto3.session.Session().client(
             "s3", endpoint_url=endpoint_url, region_name=region_name, config=CLIENT_CONFIG
         )
         try:
-            yield cls(client, bucket, prefix, serde=serde, keep_last=keep_last, retry=retry)
+            yield cls(client, bucket, prefix, serde=serde, keep_last=keep_last, retry=retry,
+                encryption_key=encryption_key, transcript=transcript, segment_size=segment_size,
+            )
         finally:
             client.close()
 
     def setup(self) -> None:
         """Check that the bucket exists and answers; creates nothing.
 
-        Raises:
-            S3Unavailable: If S3 cannot be reached or is failing.
-            S3SaverError: If the bucket is missing or not accessible.
+        Sync twin of ``AsyncS3Saver.setup``: same arguments, results and errors.
         """
         self._run(plans.setup(self))
 
     def ping(self) -> None:
         """Cheap readiness probe: one HEAD of the bucket.
 
-        Raises:
-            S3Unavailable: If S3 cannot be reached or is failing.
-            S3SaverError: If the bucket is missing or not accessible.
+        Sync twin of ``AsyncS3Saver.aping``: same arguments, results and errors.
         """
         self._run(plans.ping(self))
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """Fetch one checkpoint: ``checkpoint_id`` from the config, else the latest.
 
-        Args:
-            config: ``configurable`` holds ``thread_id``, optionally
-                ``checkpoint_ns`` and ``checkpoint_id``.
-
-        Returns:
-            The checkpoint with its pending writes, or ``None`` if there is none.
-
-        Raises:
-            ValueError: If an id in the config is not a safe id.
-            S3Unavailable: If S3 is down.
-            S3SaverError: On other storage failures.
+        Sync twin of ``AsyncS3Saver.aget_tuple``: same arguments, results and errors.
         """
         return self._run(plans.get_tuple(self, config))
 
@@ -125,21 +103,7 @@ class S3Saver(BaseS3Saver):
     ) -> RunnableConfig:
         """Store a checkpoint; with the highest id it becomes the latest.
 
-        Args:
-            config: Target thread/namespace; its ``checkpoint_id`` is the parent.
-            checkpoint: The checkpoint, with all its channel values.
-            metadata: Its metadata.
-            new_versions: Channels whose version changed.
-
-        Returns:
-            The config of the stored checkpoint.
-
-        Raises:
-            ValueError: If an id is not a safe id.
-            CheckpointConflict: If another writer moved the thread since this
-                saver read it (nothing is stored then).
-            S3Unavailable: If S3 is down.
-            S3SaverError: On other storage failures.
+        Sync twin of ``AsyncS3Saver.aput``: same arguments, results and errors.
         """
         return self._run(plans.put(self, config, checkpoint, metadata, new_versions))
 
@@ -152,86 +116,60 @@ class S3Saver(BaseS3Saver):
     ) -> None:
         """Store the writes of one task against a checkpoint.
 
-        Args:
-            config: Names the thread, namespace and checkpoint.
-            writes: ``(channel, value)`` pairs.
-            task_id: The task that made them.
-            task_path: The task's path, used to order pending writes.
-
-        Raises:
-            ValueError: If an id is not safe or the config has no checkpoint_id.
-            S3Unavailable: If S3 is down.
-            S3SaverError: On other storage failures.
+        Sync twin of ``AsyncS3Saver.aput_writes``: same arguments, results and errors.
         """
         self._run(plans.put_writes(self, config, writes, task_id, task_path))
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete every checkpoint and write of a thread, in all namespaces.
 
-        Args:
-            thread_id: The thread.
-
-        Raises:
-            ValueError: If the thread id is not a safe id.
-            S3Unavailable: If S3 is down.
-            S3SaverError: On other storage failures.
+        Sync twin of ``AsyncS3Saver.adelete_thread``: same arguments, results and errors.
         """
         self._run(plans.delete_thread(self, thread_id))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint and write of a thread to another, in all namespaces.
 
-        Args:
-            source_thread_id: The thread to copy.
-            target_thread_id: The thread to copy into (what it holds is kept).
-
-        Raises:
-            ValueError: If a thread id is not a safe id.
-            S3Unavailable: If S3 is down.
-            S3SaverError: On other storage failures.
+        Sync twin of ``AsyncS3Saver.acopy_thread``: same arguments, results and errors.
         """
         self._run(plans.copy_thread(self, source_thread_id, target_thread_id))
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints and writes of runs, in every thread (a full scan).
 
-        Args:
-            run_ids: The runs (metadata ``run_id``).
-
-        Raises:
-            S3Unavailable: If S3 is down.
-            S3SaverError: On other storage failures.
+        Sync twin of ``AsyncS3Saver.adelete_for_runs``: same arguments, results and errors.
         """
         self._run(plans.delete_for_runs(self, run_ids))
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """Prune threads: keep the latest checkpoint per namespace, or delete them.
 
-        Args:
-            thread_ids: The threads.
-            strategy: ``"keep_latest"`` or ``"delete"``.
-
-        Raises:
-            TypeError: If ``thread_ids`` is a single string.
-            ValueError: If the strategy is unknown or an id is not safe.
-            S3Unavailable: If S3 is down.
-            S3SaverError: On other storage failures.
+        Sync twin of ``AsyncS3Saver.aprune``: same arguments, results and errors.
         """
         self._run(plans.prune(self, thread_ids, strategy))
 
-    def get_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> dict[str, DeltaChannelHistory]:
-        """Writes and seed to rebuild DeltaChannels of a checkpoint (LangGraph beta API).
+    def get_metadata(
+        self, thread_id: str, *, checkpoint_ns: str = ""
+    ) -> CheckpointMetadata | None:
+        """Read the metadata of a thread's latest checkpoint, decoding nothing else.
 
-        Args:
-            config: Names the checkpoint (the latest if no ``checkpoint_id``).
-            channels: The channels to rebuild.
-
-        Returns:
-            Per channel, its writes oldest first and its seed, if any.
+        Sync twin of ``AsyncS3Saver.aget_metadata``: same arguments, results and errors.
         """
-        return self._run(plans.delta_history(self, config, channels))
+        return self._run(plans.latest_metadata(self, thread_id, checkpoint_ns))
+
+    def get_transcript(
+        self,
+        thread_id: str,
+        *,
+        before: int | None = None,
+        limit: int = 100,
+        checkpoint_ns: str = "",
+    ) -> TranscriptPage | None:
+        """Read a page of a thread's transcript: the messages before a position.
+
+        Sync twin of ``AsyncS3Saver.aget_transcript``: same arguments, results and errors.
+        """
+        return self._run(plans.transcript_page(self, thread_id, checkpoint_ns, before, limit))
 
     # --- running plans --------------------------------------------------
 
@@ -272,21 +210,7 @@ class S3Saver(BaseS3Saver):
     ) -> Iterator[CheckpointTuple]:
         """List checkpoints, newest (highest checkpoint id) first within each thread.
 
-        Args:
-            config: Restricts to a thread, and to a namespace if
-                ``checkpoint_ns`` is present, and to one id if
-                ``checkpoint_id`` is. ``None`` lists every thread.
-            filter: Metadata keys and the values they must equal.
-            before: Only checkpoints with an id lower than this config's.
-            limit: At most this many results.
-
-        Yields:
-            Matching checkpoint tuples.
-
-        Raises:
-            ValueError: If an id in the config is not a safe id.
-            S3Unavailable: If S3 is down.
-            S3SaverError: On other storage failures.
+        Sync twin of ``AsyncS3Saver.alist``: same arguments, results and errors.
         """
         cursor = PlanCursor(
             plans.list_checkpoints(self, config, filter=filter, before=before, limit=limit)

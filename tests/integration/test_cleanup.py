@@ -70,9 +70,11 @@ class Bucket:
     async def put(self, key: str) -> None:
         await self.client.put_object(Bucket=self.name, Key=key, Body=b"x")
 
-    async def store(self, thread_id: str, objects: int = 3) -> None:
-        for n in range(objects):
-            await self.put(f"{PREFIX}{thread_id}/ns.AA/c/{n}")
+    async def store(self, thread_id: str, segments: int = 2) -> None:
+        """A thread as the saver lays it out: a head and sealed transcript segments."""
+        await self.put(f"{PREFIX}{thread_id}/ns./head")
+        for n in range(segments):
+            await self.put(f"{PREFIX}{thread_id}/ns./seg/0123456789abcdef/{n:08d}")
 
     async def keys(self, prefix: str = "") -> list[str]:
         found = await self.client.list_objects_v2(Bucket=self.name, Prefix=prefix)

@@ -4,8 +4,8 @@ Each writer loops: read the latest checkpoint, append its own message, put the
 child. A writer that read a thread another writer has moved since must get
 ``CheckpointConflict`` (and then retries). At the end, the thread's chain of
 parents holds exactly the checkpoints whose ``put`` succeeded, and the latest
-holds every message they appended. The heads are kept small so that spills
-into base slots happen under contention too.
+holds every message they appended, as does the transcript, read back page
+by page. Segments are small, so that sealing happens under contention too.
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import Checkpoint, CheckpointTuple, empty_checkpoint
 
 from shared.checkpoint import AsyncS3Saver, CheckpointConflict, S3Saver
+from tests.helpers import read_transcript
 
 THREAD: RunnableConfig = {"configurable": {"thread_id": "contended", "checkpoint_ns": ""}}
-SMALL_HEAD = 400  # bytes: spill into base slots every few turns
+# A transcript of the messages, sealed every 3 of them.
+OPTIONS: dict[str, Any] = {"transcript": "messages", "segment_size": 3}
 
 
 def child_of(saver: Any, latest: CheckpointTuple, label: str) -> Checkpoint:
@@ -36,8 +38,8 @@ def child_of(saver: Any, latest: CheckpointTuple, label: str) -> Checkpoint:
 def write_turns(url: str, endpoint: str, name: str, wins: int, barrier: Any,
                 results: Any) -> None:
     """One OS process: ``wins`` successful puts with the sync saver."""
-    with S3Saver.from_conn_string(url, endpoint_url=endpoint, region_name="us-east-1") as saver:
-        saver.spill_over = SMALL_HEAD
+    with S3Saver.from_conn_string(url, endpoint_url=endpoint, region_name="us-east-1",
+                                  **OPTIONS) as saver:
         won: list[str] = []
         conflicts = 0
         barrier.wait()
@@ -66,14 +68,16 @@ async def start_thread(url: str, endpoint: str) -> None:
 async def chain_of(url: str, endpoint: str) -> tuple[list[str], list[str]]:
     """The ids from the latest checkpoint back to the root, and the latest's messages."""
     async with AsyncS3Saver.from_conn_string(url, endpoint_url=endpoint,
-                                             region_name="us-east-1") as saver:
+                                             region_name="us-east-1", **OPTIONS) as saver:
         every = [t async for t in saver.alist(THREAD)]
         latest = await saver.aget_tuple(THREAD)
         listed = await saver.client.list_objects_v2(
-            Bucket=saver._store.bucket, Prefix=saver.keys.thread("contended"))
+            Bucket=saver.bucket, Prefix=saver.keys.thread("contended"))
+        transcript = await read_transcript(saver, "contended", limit=4)
     assert latest is not None
-    # The heads spilled into base slots while the writers raced.
-    assert any("/base/" in o["Key"] for o in listed.get("Contents", []))
+    # Segments were sealed while the writers raced, and hold the messages once each.
+    assert any("/seg/" in o["Key"] for o in listed.get("Contents", []))
+    assert transcript == latest.checkpoint["channel_values"]["messages"]
     parents = {t.checkpoint["id"]: t.parent_config for t in every}
     chain, current = [], latest.checkpoint["id"]
     while True:
@@ -100,8 +104,7 @@ async def test_saver_instances_in_one_process_never_lose_a_checkpoint(
 
     async def writer(name: str) -> tuple[list[str], int]:
         async with AsyncS3Saver.from_conn_string(url, endpoint_url=s3_endpoint,
-                                                 region_name="us-east-1") as saver:
-            saver.spill_over = SMALL_HEAD
+                                                 region_name="us-east-1", **OPTIONS) as saver:
             won: list[str] = []
             conflicts = 0
             while len(won) < 8:

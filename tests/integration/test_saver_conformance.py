@@ -18,14 +18,9 @@ from langgraph.checkpoint.conformance.capabilities import Capability
 
 from shared.checkpoint import AsyncS3Saver
 from shared.checkpoint._s3 import CLIENT_CONFIG
-from tests.integration.test_saver_s3 import ThreadedS3Saver
+from tests.helpers import ThreadedS3Saver
 
 ALL = {cap.value for cap in Capability}
-# Cases per capability in langgraph-checkpoint-conformance 0.0.2 (81 in all).
-EXPECTED = {
-    "put": 17, "put_writes": 10, "get_tuple": 10, "list": 16, "delete_thread": 5,
-    "copy_thread": 8, "delete_for_runs": 7, "prune": 8,
-}
 
 
 @pytest.mark.parametrize("variant", ["async", "sync"])
@@ -51,13 +46,12 @@ async def test_every_capability_passes(s3_endpoint: str, s3_bucket: str, variant
 
         report = await validate(s3_saver, capabilities=ALL)
 
-    counts = {}
     for name in sorted(ALL):
         result = report.results[name]
-        counts[name] = result.tests_passed
         print(f"{variant} {name}: {result.tests_passed} passed, {result.tests_failed} failed")
     failures = {name: report.results[name].failures for name in ALL}
+    # Every capability was run, each ran cases, and every case passed.
     assert all(report.results[name].detected for name in ALL), failures
+    assert all(report.results[name].tests_passed > 0 for name in ALL), failures
     assert all(report.results[name].tests_failed == 0 for name in ALL), failures
-    assert counts == EXPECTED, failures
     assert report.passed_all_base() and report.passed_all(), failures

@@ -19,7 +19,7 @@ import pytest
 from langchain_core.messages import HumanMessage
 
 from shared.checkpoint import RetryPolicy, S3Unavailable
-from tests.integration.test_saver_s3 import chat_graph, open_saver, setup, thread
+from tests.helpers import chat_graph, open_saver, setup, thread
 
 SLOW_DOWN = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'

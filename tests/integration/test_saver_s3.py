@@ -8,258 +8,34 @@ that one async test body drives the sync code.
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
-import uuid
-from collections import Counter
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from typing import Annotated, Any, TypedDict
+from typing import Any
 
-import aioboto3
-import boto3
 import pytest
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
-from langgraph.channels import DeltaChannel
-from langgraph.checkpoint.base import (
-    ChannelVersions,
-    Checkpoint,
-    CheckpointMetadata,
-    CheckpointTuple,
-    empty_checkpoint,
-)
-from langgraph.graph import END, START, StateGraph
-from langgraph.graph.message import _messages_delta_reducer, add_messages
-from langgraph.types import Command, interrupt
+from langgraph.types import Command
 
 from shared.checkpoint import (
-    AsyncS3Saver,
     CheckpointConflict,
-    RetryPolicy,
-    S3Saver,
     S3SaverError,
     S3Unavailable,
-    make_serde,
 )
-from shared.checkpoint._s3 import CLIENT_CONFIG
 from tests import servers
-
-PREFIX = "chat_histories/"
-VARIANTS = ["async", "sync"]
-FAST_RETRY = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.01)
-
-
-class ThreadedS3Saver(S3Saver):
-    """The sync saver behind the async API, one thread hop per call."""
-
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await asyncio.to_thread(self.get_tuple, config)
-
-    async def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        found = await asyncio.to_thread(
-            lambda: list(self.list(config, filter=filter, before=before, limit=limit))
-        )
-        for item in found:
-            yield item
-
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
-
-    async def aput_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        await asyncio.to_thread(self.delete_thread, thread_id)
-
-    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
-
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await asyncio.to_thread(self.delete_for_runs, run_ids)
-
-    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
-
-    async def aget_delta_channel_history(self, *, config: RunnableConfig,
-                                         channels: Sequence[str]) -> Any:
-        return await asyncio.to_thread(
-            lambda: self.get_delta_channel_history(config=config, channels=channels)
-        )
-
-    async def asetup(self) -> None:
-        await asyncio.to_thread(self.setup)
-
-
-@asynccontextmanager
-async def open_saver(variant: str, endpoint: str, bucket: str, prefix: str = PREFIX,
-                     **options: Any) -> AsyncIterator[Any]:
-    """An open saver of either variant; both answer the async API."""
-    url = f"s3://{bucket}/{prefix}"
-    if variant == "async":
-        async with AsyncS3Saver.from_conn_string(
-            url, endpoint_url=endpoint, region_name="us-east-1", **options
-        ) as saver:
-            yield saver
-    else:
-        with ThreadedS3Saver.from_conn_string(
-            url, endpoint_url=endpoint, region_name="us-east-1", **options
-        ) as sync_saver:
-            yield sync_saver
-
-
-async def setup(saver: Any) -> None:
-    await (saver.asetup() if isinstance(saver, ThreadedS3Saver) else saver.setup())
-
-
-class State(TypedDict):
-    messages: Annotated[list[AnyMessage], add_messages]
-
-
-class DeltaState(TypedDict):
-    messages: Annotated[list[AnyMessage], DeltaChannel(_messages_delta_reducer,
-                                                      snapshot_frequency=3)]
-
-
-async def echo(state: State) -> dict[str, list[AnyMessage]]:
-    return {"messages": [AIMessage(content=f"echo: {state['messages'][-1].content}")]}
-
-
-async def delta_echo(state: DeltaState) -> dict[str, list[AnyMessage]]:
-    return {"messages": [AIMessage(content=f"echo: {state['messages'][-1].content}")]}
-
-
-async def approve(state: State) -> dict[str, list[AnyMessage]]:
-    answer = interrupt("approve?")
-    return {"messages": [AIMessage(content=f"approved: {answer}")]}
-
-
-def chat_graph(saver: Any, node: Any = echo, schema: Any = State) -> Any:
-    builder = StateGraph(schema)
-    builder.add_node("reply", node)
-    builder.add_edge(START, "reply")
-    builder.add_edge("reply", END)
-    return builder.compile(checkpointer=saver)
-
-
-class RequestCounter:
-    """Counts the HTTP requests a client sends, by S3 operation, and the bytes PUT.
-
-    A context manager: the client is shared by the module's tests.
-    """
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self.ops: Counter[str] = Counter()
-        self.put_bytes = 0
-
-    def __enter__(self) -> RequestCounter:
-        self.client.meta.events.register("before-send.s3", self._on_send)
-        self.client.meta.events.register("provide-client-params.s3.PutObject", self._on_put)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.client.meta.events.unregister("before-send.s3", self._on_send)
-        self.client.meta.events.unregister("provide-client-params.s3.PutObject", self._on_put)
-
-    def _on_send(self, event_name: str, **_: Any) -> None:
-        self.ops[event_name.rsplit(".", 1)[-1]] += 1
-
-    def _on_put(self, params: dict[str, Any], **_: Any) -> None:
-        self.put_bytes += len(params.get("Body") or b"")
-
-    def take(self) -> Counter[str]:
-        ops, self.ops = self.ops, Counter()
-        return ops
-
-
-@pytest.fixture(scope="module")
-def bucket(s3_endpoint: str) -> str:
-    """One bucket per module; each test works under its own prefix."""
-    return servers.create_bucket(s3_endpoint)
-
-
-@pytest.fixture(scope="module")
-def sync_client(s3_endpoint: str) -> Any:
-    return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
-                        config=CLIENT_CONFIG)
-
-
-@pytest.fixture(scope="module")
-async def async_client(s3_endpoint: str) -> AsyncIterator[Any]:
-    async with aioboto3.Session().client(
-        "s3", endpoint_url=s3_endpoint, region_name="us-east-1", config=CLIENT_CONFIG
-    ) as client:
-        yield client
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"{uuid.uuid4().hex[:12]}/"
-
-
-@pytest.fixture
-def make_saver(request: pytest.FixtureRequest, sync_client: Any, async_client: Any,
-               bucket: str, prefix: str) -> Any:
-    """Builds savers of this test's variant on the shared clients, under its prefix."""
-    variant = getattr(request, "param", "async")
-
-    def build(**options: Any) -> Any:
-        if variant == "async":
-            return AsyncS3Saver(async_client, bucket, prefix, **options)
-        return ThreadedS3Saver(sync_client, bucket, prefix, **options)
-
-    return build
-
-
-@pytest.fixture(params=VARIANTS)
-def saver(request: pytest.FixtureRequest, sync_client: Any, async_client: Any, bucket: str,
-          prefix: str) -> Any:
-    if request.param == "async":
-        return AsyncS3Saver(async_client, bucket, prefix)
-    return ThreadedS3Saver(sync_client, bucket, prefix)
-
-
-def thread(thread_id: str, ns: str = "") -> RunnableConfig:
-    return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns}}
-
-
-def new_checkpoint(**values: Any) -> Checkpoint:
-    checkpoint = empty_checkpoint()
-    checkpoint["channel_values"] = values
-    checkpoint["channel_versions"] = dict.fromkeys(values, 1)
-    return checkpoint
-
-
-async def all_objects(sync_client: Any, bucket: str, prefix: str) -> dict[str, bytes]:
-    def read() -> dict[str, bytes]:
-        listed = sync_client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
-        return {
-            o["Key"][len(prefix):]: sync_client.get_object(Bucket=bucket, Key=o["Key"])[
-                "Body"].read()
-            for o in listed
-        }
-
-    return await asyncio.to_thread(read)
+from tests.helpers import (
+    FAST_RETRY,
+    VARIANTS,
+    DeltaState,
+    RequestCounter,
+    all_objects,
+    approve,
+    chat_graph,
+    delta_echo,
+    new_checkpoint,
+    open_saver,
+    setup,
+    thread,
+)
 
 
 @pytest.mark.parametrize("durability", ["exit", "async", "sync"])
@@ -411,30 +187,6 @@ async def test_missing_bucket_is_an_error_not_an_outage(s3_endpoint: str, varian
 
 
 @pytest.mark.parametrize("make_saver", VARIANTS, indirect=True)
-async def test_a_turn_costs_at_most_three_requests_and_history_two(make_saver: Any) -> None:
-    config = thread("long-chat")
-    per_turn: list[Counter[str]] = []
-    with RequestCounter(make_saver().client) as requests:
-        for turn in range(30):
-            worker = make_saver(keep_last=5)  # each turn on a fresh saver: a random worker
-            worker.spill_over = 600  # small, so that this short chat goes through spills
-            await chat_graph(worker).ainvoke(
-                {"messages": [HumanMessage(f"turn {turn} {os.urandom(16).hex()}")]}, config,
-                durability="exit",
-            )
-            per_turn.append(requests.take())
-
-        assert max(sum(ops.values()) for ops in per_turn) == 3
-        assert all(set(ops) <= {"GetObject", "PutObject"} for ops in per_turn)  # no LIST
-        history = make_saver()
-        latest = await history.aget_tuple(config)
-        assert sum(requests.take().values()) <= 2
-        assert latest is not None and len(latest.checkpoint["channel_values"]["messages"]) == 60
-        listed = [t async for t in history.alist(config, limit=2)]
-        assert len(listed) == 2 and requests.take() == Counter(GetObject=1)  # 304, cached base
-
-
-@pytest.mark.parametrize("make_saver", VARIANTS, indirect=True)
 async def test_keep_last_keeps_history_whole(make_saver: Any) -> None:
     graph = chat_graph(make_saver(keep_last=3))
     config = thread("pruned")
@@ -492,26 +244,11 @@ async def test_copied_threads_go_on_independently(saver: Any) -> None:
     assert len(original.checkpoint["channel_values"]["messages"]) == 2
 
 
-async def test_prune_leaves_no_old_base_behind(
-    saver: Any, sync_client: Any, bucket: str, prefix: str
-) -> None:
-    saver.spill_over = 300
-    graph = chat_graph(saver)
-    for turn in range(6):
-        await graph.ainvoke({"messages": [HumanMessage(f"secret {turn} " * 10)]},
-                            thread("purged"), durability="exit")
-    assert any("/base/" in k for k in await all_objects(sync_client, bucket, prefix))
-    await saver.aprune(["purged"])
-    assert list(await all_objects(sync_client, bucket, prefix)) == ["purged/ns./head"]
-    latest = await saver.aget_tuple(thread("purged"))
-    assert latest is not None and len(latest.checkpoint["channel_values"]["messages"]) == 12
-
-
 async def test_encryption_at_rest(
     s3_endpoint: str, sync_client: Any, bucket: str, prefix: str
 ) -> None:
-    key = base64.b64encode(os.urandom(32)).decode()
-    async with open_saver("async", s3_endpoint, bucket, prefix, serde=make_serde(key)) as saver:
+    async with open_saver("async", s3_endpoint, bucket, prefix,
+                          encryption_key=os.urandom(32)) as saver:
         await chat_graph(saver).ainvoke({"messages": [HumanMessage("my password is hunter2")]},
                                         thread("private"))
         latest = await saver.aget_tuple(thread("private"))
@@ -519,8 +256,7 @@ async def test_encryption_at_rest(
         assert latest.checkpoint["channel_values"]["messages"][0].content.endswith("hunter2")
     stored = await all_objects(sync_client, bucket, prefix)
     assert stored and not any(b"hunter2" in body for body in stored.values())
-    wrong_key = base64.b64encode(os.urandom(32)).decode()
     async with open_saver("async", s3_endpoint, bucket, prefix,
-                          serde=make_serde(wrong_key)) as wrong:
-        with pytest.raises(S3SaverError, match="unreadable"):
+                          encryption_key=os.urandom(32)) as wrong:
+        with pytest.raises(S3SaverError, match="decrypt"):
             await wrong.aget_tuple(thread("private"))

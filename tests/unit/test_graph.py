@@ -95,3 +95,30 @@ async def test_echo_model_is_labelled_and_streams_word_by_word() -> None:
     assert "".join(chunks) == f"{ECHO_LABEL} a b c"
     assert len(chunks) > 3
     assert (await model.ainvoke([HumanMessage("x")])).content == f"{ECHO_LABEL} x"
+
+
+async def test_the_state_keeps_a_window_of_the_newest_messages() -> None:
+    replies = [f"r{i}" for i in range(6)]
+    graph = build_graph(FakeListChatModel(responses=replies), InMemorySaver(), 1000,
+                        window_messages=4)
+
+    for i in range(6):
+        state = await turn(graph, "t", f"j{i}", f"q{i}")
+
+    assert [m.content for m in state["messages"]] == ["q4", "r4", "q5", "r5"]
+
+
+async def test_a_redelivered_job_is_not_stored_twice_with_a_window() -> None:
+    graph = build_graph(FakeListChatModel(responses=["r0", "r1", "r2"]), InMemorySaver(), 1000,
+                        window_messages=2)
+    await turn(graph, "t", "j0", "q0")
+    await turn(graph, "t", "j1", "q1")
+
+    again = await turn(graph, "t", "j1", "q1")
+
+    assert [m.content for m in again["messages"]] == ["q1", "r1"]
+
+
+def test_a_window_must_hold_a_turn() -> None:
+    with pytest.raises(ValueError, match="window_messages"):
+        build_graph(FakeListChatModel(responses=[]), InMemorySaver(), 1000, window_messages=1)

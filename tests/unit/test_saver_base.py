@@ -16,7 +16,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.base import Checkpoint, empty_checkpoint
 from langgraph.checkpoint.serde.types import ERROR, INTERRUPT, _DeltaSnapshot
 
-from shared.checkpoint import S3SaverError, _codec, make_serde
+from shared.checkpoint import S3SaverError, _codec, decode_key
 from shared.checkpoint._codec import FORMAT_VERSION, MAGIC, pack, unpack
 from shared.checkpoint._layout import (
     KeyLayout,
@@ -29,25 +29,25 @@ from shared.checkpoint._layout import (
 )
 from shared.checkpoint._state import (
     Blob,
+    Entry,
     Record,
-    Segment,
     State,
+    Transcript,
     WriteRecord,
-    compact,
-    decode,
-    diff,
-    encode,
-    expand,
-    merge,
+    collect,
+    digest,
+    from_fields,
     retain,
-    to_ranges,
+    to_fields,
     union,
 )
 from shared.checkpoint.base import BaseS3Saver, merge_writes
+from shared.checkpoint.serde import ObjectCipher
 
 GOOD_IDS = ["t1", "thread-0", str(uuid.uuid4()), "a:b.c_d-e", "x" * 256, "..a"]
 BAD_IDS: list[Any] = ["", ".", "..", "../x", "a/b", "a b", "x" * 257, "t\n1", "é", None, 7]
-KEY = base64.b64encode(bytes(range(32))).decode()
+KEY = bytes(range(32))
+PLACE = b"t1\0\0head"
 
 
 @pytest.fixture
@@ -118,10 +118,11 @@ def test_bad_conn_strings_are_rejected(conn: str) -> None:
 def test_keys_live_under_the_thread_prefix() -> None:
     keys = KeyLayout("p/")
     assert keys.head("t1", "") == "p/t1/ns./head"
-    assert keys.base("t1", "child:1", 1) == "p/t1/ns.Y2hpbGQ6MQ/base/1"
+    gen = "0123456789abcdef"
+    assert keys.segment("t1", "child:1", gen, 7) == f"p/t1/ns.Y2hpbGQ6MQ/seg/{gen}/00000007"
     assert not keys.head("t10", "").startswith(keys.thread("t1"))
     with pytest.raises(ValueError):
-        keys.base("t1", "", 2)
+        keys.segment("t1", "", "../x", 0)
     with pytest.raises(ValueError):
         keys.head("../etc", "")
 
@@ -130,14 +131,15 @@ def test_keys_live_under_the_thread_prefix() -> None:
 def test_keys_parse_back(prefix: str) -> None:
     keys = KeyLayout(prefix)
     ns = "parent:abc|child:def"
-    assert keys.parse(keys.head("t1", ns)) == ParsedKey("t1", ns, "head", None)
-    assert keys.parse(keys.base("t1", "", 0)) == ParsedKey("t1", "", "base", 0)
+    assert keys.parse(keys.head("t1", ns)) == ParsedKey("t1", ns, "head")
+    segment = keys.segment("t1", "", "0123456789abcdef", 0)
+    assert keys.parse(segment) == ParsedKey("t1", "", "segment")
 
 
 @pytest.mark.parametrize(
     "key",
-    ["other/t1/ns./head", "p/t1/ns./head/x", "p/t1/bad/head", "p/../ns./head", "p/t1/ns./base/2",
-     "p/t1/ns./c/c1", "p/t1/ns./base", "p/t1", "p/t1/ns./base/0/x"],
+    ["other/t1/ns./head", "p/t1/ns./head/x", "p/t1/bad/head", "p/../ns./head", "p/t1/ns./base/0",
+     "p/t1/ns./c/c1", "p/t1/ns./seg", "p/t1", "p/t1/ns./seg/0/x/y"],
 )
 def test_foreign_keys_do_not_parse(key: str) -> None:
     assert KeyLayout("p/").parse(key) is None
@@ -147,12 +149,12 @@ def test_foreign_keys_do_not_parse(key: str) -> None:
 
 
 def test_objects_carry_magic_and_version_and_deflate_when_large() -> None:
-    small = pack({"a": b"\x00\xff"})
+    small = pack({"a": b"\x00\xff"}, cipher=None, place=PLACE)
     assert small.startswith(MAGIC + bytes((FORMAT_VERSION, 0)))
     assert ormsgpack.unpackb(small[6:]) == {"a": b"\x00\xff"}  # raw binary, not base64
-    large = pack({"a": "x" * 5000})
+    large = pack({"a": "x" * 5000}, cipher=None, place=PLACE)
     assert large[5] == 1 and len(large) < 200
-    assert unpack(large, "test") == {"a": "x" * 5000}
+    assert unpack(large, "test", cipher=None, place=PLACE) == {"a": "x" * 5000}
 
 
 @pytest.mark.parametrize(
@@ -161,19 +163,38 @@ def test_objects_carry_magic_and_version_and_deflate_when_large() -> None:
 )
 def test_corrupt_objects_raise_saver_errors(body: bytes) -> None:
     with pytest.raises(S3SaverError, match="corrupt"):
-        unpack(body, "head")
+        unpack(body, "head", cipher=None, place=PLACE)
 
 
 def test_other_format_versions_are_refused_before_decoding() -> None:
     with pytest.raises(S3SaverError, match="format version 1"):
-        unpack(MAGIC + bytes((1, 1)) + b"junk", "head")
+        unpack(MAGIC + bytes((1, 1)) + b"junk", "head", cipher=None, place=PLACE)
+
+
+def test_sealed_objects_open_only_with_their_key_and_place() -> None:
+    cipher = ObjectCipher(KEY)
+    sealed = pack({"secret": "hunter2" * 300}, cipher=cipher, place=PLACE)
+    assert b"hunter2" not in sealed and sealed[5] == 3  # deflated, then sealed
+    assert unpack(sealed, "head", cipher=cipher, place=PLACE) == {"secret": "hunter2" * 300}
+    for key, place, match in [
+        (KEY, b"t2\0\0head", "decrypt"),  # another thread's key
+        (KEY, b"t1\0\0segment/0", "decrypt"),  # another role
+        (os.urandom(32), PLACE, "decrypt"),  # another key
+    ]:
+        with pytest.raises(S3SaverError, match=match):
+            unpack(sealed, "head", cipher=ObjectCipher(key), place=place)
+    with pytest.raises(S3SaverError, match="no key"):
+        unpack(sealed, "head", cipher=None, place=PLACE)
+    tampered = sealed[:6] + bytes([sealed[6] ^ 1]) + sealed[7:]
+    with pytest.raises(S3SaverError, match="decrypt"):
+        unpack(tampered, "head", cipher=cipher, place=PLACE)
 
 
 def test_inflating_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_codec, "_MAX_INFLATED", 2**20)
     bomb = MAGIC + bytes((FORMAT_VERSION, 1)) + zlib.compress(b"\x00" * 2**21, 9)
     with pytest.raises(S3SaverError, match="inflates past"):
-        unpack(bomb, "head")
+        unpack(bomb, "head", cipher=None, place=PLACE)
 
 
 # --- the state model ------------------------------------------------------------
@@ -189,51 +210,21 @@ def item(n: int) -> tuple[str, bytes]:
     return ("msgpack", ormsgpack.packb(n))
 
 
-def test_ranges_run_length_encode_indexes() -> None:
-    assert to_ranges([0, 1, 2, 7, 8, 3]) == (0, 3, 7, 9, 3, 4)
-    assert expand((0, 3, 7, 9, 3, 4)) == [0, 1, 2, 7, 8, 3]
-    assert to_ranges([]) == ()
-
-
-def test_compact_drops_unused_values_and_renumbers_items() -> None:
+def test_collect_drops_what_nothing_retained_uses() -> None:
+    kept, gone, tail = item(1), item(2), item(3)
     state = State(
         records={"c2": record("c2", "c1", {"m": 2, "x": 1})},
-        blobs={("m", 1): Blob("l", ranges=(0, 2)), ("m", 2): Blob("l", ranges=(1, 2, 4, 6)),
+        blobs={("m", 1): Blob("l", refs=(digest(gone),)),
+               ("m", 2): Blob("l", refs=(digest(kept),)),
                ("x", 1): Blob("v", ("msgpack", b"x"))},
-        items=[item(i) for i in range(6)],
+        items={digest(t): t for t in (kept, gone, tail)},
         writes={"c2": (), "c0": (), "c9": ()},
+        transcript=Transcript("0" * 16, 10, tail=(Entry(digest(tail), "ts"),)),
     )
-    small = compact(state)
+    small = collect(state)
     assert set(small.blobs) == {("m", 2), ("x", 1)}
-    assert small.items == [item(1), item(4), item(5)]
-    assert [small.items[i] for i in expand(small.blobs[("m", 2)].ranges)] == [
-        item(1), item(4), item(5)]
+    assert set(small.items) == {digest(kept), digest(tail)}
     assert set(small.writes) == {"c2", "c9"}  # c9: written before its checkpoint
-
-
-def test_a_head_diffed_over_its_base_merges_back() -> None:
-    base_state = State({"c1": record("c1")}, {("m", 1): Blob("l", ranges=(0, 1))}, [item(0)],
-                       {"c1": ()})
-    base = Segment(base_state, b"t")
-    state = base_state.copy()
-    state.records["c2"] = record("c2", "c1", {"m": 2})
-    state.items.append(item(1))
-    state.blobs[("m", 2)] = Blob("l", ranges=(0, 2))
-    state.blobs[("x", 9)] = Blob("v", ("msgpack", b"only a pruned checkpoint used it"))
-    del state.records["c1"]
-    del state.writes["c1"]
-    delta = diff(state, base)
-    assert delta is not None
-    head = Segment(delta[0], b"u", base=(0, "etag"), items_start=1, dropped=delta[1])
-    assert delta[1] == {"c1"} and delta[0].items == [item(1)]
-    assert ("x", 9) not in delta[0].blobs
-    del state.blobs[("x", 9)]
-    assert merge(decode(encode(head, compress_over=10), "head"), base) == state
-
-
-def test_a_state_that_drops_writes_alone_is_not_a_delta() -> None:
-    base = Segment(State({"c1": record("c1")}, {}, [], {"c1": ()}), b"t")
-    assert diff(State({"c1": record("c1")}), base) is None
 
 
 def test_retain_keeps_the_newest_and_the_ancestors_their_delta_channels_need() -> None:
@@ -255,24 +246,25 @@ def test_retain_keeps_the_newest_and_the_ancestors_their_delta_channels_need() -
     assert retain(plain, 9) is plain
 
 
-def test_union_keeps_the_item_log_of_the_target() -> None:
-    into = State({"a": record("a", None, {"m": 1})}, {("m", 1): Blob("l", ranges=(0, 1))},
-                 [item(0)])
-    other = State({"b": record("b", None, {"m": 2})}, {("m", 2): Blob("l", ranges=(0, 1))},
-                  [item(9)])
+def test_union_adds_the_other_checkpoints() -> None:
+    into = State({"a": record("a", None, {"m": 1})}, {("m", 1): Blob("l", refs=(b"x",))},
+                 {b"x": item(0)})
+    other = State({"b": record("b", None, {"m": 2})}, {("m", 2): Blob("l", refs=(b"y",))},
+                  {b"y": item(9)})
     both = union(into, other)
-    assert both.blobs[("m", 2)].ranges == (1, 2) and both.items == [item(0), item(9)]
+    assert set(both.records) == {"a", "b"} and both.items == {b"x": item(0), b"y": item(9)}
 
 
-def test_segments_round_trip() -> None:
+def test_heads_round_trip() -> None:
     state = State(
         {"c1": record("c1", None, {"a": 1, "b": "2.5"}, ("b",), "run")},
-        {("a", 1): Blob("v", ("bytes", b"\x00")), ("b", "2.5"): Blob("s", ranges=(0, 1))},
-        [item(3)],
+        {("a", 1): Blob("v", ("bytes", b"\x00")), ("b", "2.5"): Blob("s", refs=(digest(item(3)),))},
+        {digest(item(3)): item(3)},
         {"c1": (WriteRecord("t", -1, ERROR, ("msgpack", b"e"), "p"),)},
+        Transcript("0123456789abcdef", 5, 2, (Entry(digest(item(3)), "2024-01-01"),)),
     )
-    segment = Segment(state, b"tok", slots=("e0", None), last_slot=0, spent=7)
-    assert decode(encode(segment, compress_over=0), "head") == segment
+    fields = ormsgpack.unpackb(ormsgpack.packb(to_fields(state, b"tok")))
+    assert from_fields(fields) == (state, b"tok")
 
 
 # --- values, checkpoints and writes through the serde ---------------------------------
@@ -288,8 +280,8 @@ def checkpoint_with(values: dict[str, Any], version: int = 1) -> Checkpoint:
 def store(saver: BaseS3Saver, state: State, checkpoint: Checkpoint,
           parent: str | None = None) -> Record:
     rec = saver._dump_record({}, checkpoint, {"step": 1}, parent)
+    saver._store_values(state, rec, checkpoint["channel_values"], checkpoint["ts"])
     state.records[rec.id] = rec
-    saver._store_values(state, rec, checkpoint["channel_values"])
     return rec
 
 
@@ -313,7 +305,7 @@ def test_a_list_stores_only_its_new_elements(saver: BaseS3Saver) -> None:
     longer = [*history, AIMessage("answer", id="a")]
     second = store(saver, state, checkpoint_with({"messages": longer}, 2), first.id)
     assert len(state.items) == 51
-    assert state.blobs[("messages", 2)].ranges == (0, 51)
+    assert state.blobs[("messages", 2)].refs[:50] == state.blobs[("messages", 1)].refs
     assert saver._load_tuple("t", "", state, second).checkpoint["channel_values"] == {
         "messages": longer}
 
@@ -395,36 +387,29 @@ def test_keep_last_must_keep_something() -> None:
         BaseS3Saver(keep_last=0)
 
 
-# --- encryption at rest ---------------------------------------------------------------
+# --- the transcript ------------------------------------------------------------------
 
 
-def test_without_a_key_the_serde_is_the_strict_default() -> None:
-    assert make_serde(None).dumps_typed("x")[0] == "msgpack"
-    assert make_serde("").dumps_typed("x")[0] == "msgpack"
-
-
-def test_encrypted_values_round_trip_and_hide_their_content() -> None:
-    saver = BaseS3Saver(serde=make_serde(KEY))
+def test_the_transcript_gets_each_message_once_in_order() -> None:
+    saver = BaseS3Saver(transcript="messages")
     state = State()
-    secret = "my card number is 4111"
-    history = [HumanMessage(secret, id="1")]
-    first = store(saver, state, checkpoint_with({"messages": history}))
-    longer = [*history, AIMessage("noted", id="2")]
-    second = store(saver, state, checkpoint_with({"messages": longer}, 2), first.id)
-    body = encode(Segment(state, b"t"), compress_over=1 << 30)
-    assert secret.encode() not in body and b"noted" not in body
-    assert len(state.items) == 2  # elements are still shared, by decrypted content
-    assert saver._load_tuple("t", "", state, second).checkpoint["channel_values"] == {
-        "messages": longer}
-    other = BaseS3Saver(serde=make_serde(base64.b64encode(os.urandom(32)).decode()))
-    with pytest.raises(S3SaverError, match="unreadable"):
-        other._load_tuple("t", "", state, second)
+    messages = [HumanMessage(f"m{i}", id=str(i)) for i in range(6)]
+    first = store(saver, state, checkpoint_with({"messages": messages[:2]}))
+    # A window: the oldest message leaves the list, two new ones come in.
+    store(saver, state, checkpoint_with({"messages": messages[1:4]}, 2), first.id)
+    assert state.transcript is not None
+    assert [state.items[e.ref] for e in state.transcript.tail] == [
+        saver.serde.dumps_typed(m) for m in messages[:4]]
+    plain = BaseS3Saver()
+    untouched = State()
+    store(plain, untouched, checkpoint_with({"messages": messages}))
+    assert untouched.transcript is None
 
 
 @pytest.mark.parametrize("key", ["not base64!", base64.b64encode(b"short").decode()])
 def test_malformed_keys_are_refused(key: str) -> None:
     with pytest.raises(ValueError, match="CHECKPOINT_ENCRYPTION_KEY"):
-        make_serde(key)
+        decode_key(key)
 
 
 def test_the_async_saver_points_sync_callers_to_the_async_api() -> None:

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import pytest
-from langgraph.checkpoint.base import CheckpointTuple, empty_checkpoint
 
 from api.owners import ThreadOwners
 from shared.checkpoint import AsyncS3Saver
@@ -22,11 +21,8 @@ class StoredThreads:
     def __init__(self, **metadata: dict[str, Any]) -> None:
         self.metadata = metadata
 
-    async def aget_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:
-        thread = config["configurable"]["thread_id"]
-        if thread not in self.metadata:
-            return None
-        return CheckpointTuple(config, empty_checkpoint(), self.metadata[thread])  # type: ignore[arg-type]
+    async def aget_metadata(self, thread_id: str) -> dict[str, Any] | None:
+        return self.metadata.get(thread_id)
 
 
 @pytest.fixture
