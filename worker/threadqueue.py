@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from shared.jobs import Job, JobStatus, JobStore
 from shared.keys import PENDING_KEY, hold_key, inbox_key, kicked_key, thread_lock_key
+from shared.queue import QUEUE
 
 # The next job id, or nothing; a thread with an empty inbox stops being pending.
 _NEXT = """
@@ -61,16 +62,18 @@ class ThreadQueue:
         """Looks at the head job of every pending thread for what needs a push.
 
         Stalled: nobody runs the thread, nor will (no lease, no hold) while
-        its head job is `running` (its worker died) or has been `queued` for
-        over `stall_seconds` (its nudge was lost). Each is reported at most
-        once a minute, so a long queue is not flooded with duplicate nudges
-        (which would be harmless, just wasted).
+        its head job is `running` (its worker died), or has been `queued` for
+        over `stall_seconds` while the broker's queue is empty (its nudge was
+        lost; with a backlog, a queued job is just waiting its turn, and a
+        nudge for each would double the backlog). Each is reported at most
+        once a minute.
 
         Unstoppable: a running job whose cancel was asked over `cancel_grace`
         seconds ago and which still runs: its worker did not stop it.
         """
         found = Sweep()
         now = time.time()
+        backlog = await self.redis.llen(QUEUE)
         async for thread_id in self.redis.sscan_iter(PENDING_KEY, count=500):
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.exists(thread_lock_key(thread_id), hold_key(thread_id))
@@ -87,7 +90,7 @@ class ThreadQueue:
                     and now - job.cancel_requested > cancel_grace):
                 found.unstoppable.append(job)
             elif (not busy and (job.status == JobStatus.RUNNING
-                                or now - job.created_at > stall_seconds)
+                                or (not backlog and now - job.created_at > stall_seconds))
                   and await self.redis.set(kicked_key(thread_id), "1", nx=True,
                                            ex=KICK_SECONDS)):
                 found.stalled.append(job.job_id)

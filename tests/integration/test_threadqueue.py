@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 
 from shared.jobs import Job, JobStore
 from shared.keys import PENDING_KEY, inbox_key, job_key, thread_lock_key
+from shared.queue import QUEUE
 from tests import helpers
 from worker.threadqueue import ThreadQueue
 
@@ -70,6 +71,15 @@ async def test_a_queued_job_is_stalled_only_after_the_stall_time(queue: ThreadQu
     (job,) = await accept(queue, "t")
 
     assert (await queue.sweep(stall_seconds=60, cancel_grace=2)).stalled == []
+    assert (await queue.sweep(stall_seconds=0, cancel_grace=2)).stalled == [job.job_id]
+
+
+async def test_a_queued_job_behind_a_backlog_is_not_stalled(queue: ThreadQueue) -> None:
+    (job,) = await accept(queue, "t")
+    await queue.redis.rpush(QUEUE, "a task message ahead of it")
+
+    assert (await queue.sweep(stall_seconds=0, cancel_grace=2)).stalled == []
+    await queue.redis.delete(QUEUE)
     assert (await queue.sweep(stall_seconds=0, cancel_grace=2)).stalled == [job.job_id]
 
 
