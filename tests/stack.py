@@ -96,7 +96,7 @@ def stack_env(redis_url: str, s3_endpoint: str, bucket: str, groq_port: int,
         "CHAT_WAIT_TIMEOUT": "20",
         "TURN_MAX_RETRIES": "2",
         # High enough that only the tests about the limit ever meet it.
-        "RATE_LIMIT_CALLS": "1000",
+        "RATE_LIMIT_CALLS": "100000",
         # Every test client is one address: only the tests of the limit meet it.
         "MAX_QUEUED_PER_CLIENT": "100000",
         "WORKER_CONCURRENCY": "2",
