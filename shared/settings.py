@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     # Checkpoint saver (shared/checkpoint): checkpoints kept per thread, pruned as
     # turns are saved (0 keeps all), and the base64 AES key that encrypts them at
     # rest (unset: not encrypted); passed as keep_last= and encryption_key=.
+    # The S3 client's connection pool, per process (gateway, or worker child).
+    S3_MAX_CONNECTIONS: int = Field(64, ge=1, le=10_000)
     CHECKPOINT_KEEP_LAST: int = Field(20, ge=0)
     CHECKPOINT_ENCRYPTION_KEY: SecretStr | None = None
 

@@ -26,6 +26,7 @@ async def open_saver(settings: Settings) -> AsyncIterator[AsyncS3Saver]:
         encryption_key=decode_key(key.get_secret_value()) if key else None,
         keep_last=settings.CHECKPOINT_KEEP_LAST or None,
         transcript=MESSAGES_CHANNEL,
+        max_connections=settings.S3_MAX_CONNECTIONS,
     ) as saver:
         count_requests(saver.client)
         yield saver

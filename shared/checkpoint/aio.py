@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Self, TypeVar, cast
 
 import aioboto3
+from botocore.config import Config
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     ChannelVersions,
@@ -61,6 +62,7 @@ class AsyncS3Saver(BaseS3Saver):
         encryption_key: bytes | None = None,
         transcript: str | None = None,
         segment_size: int = SEGMENT_SIZE,
+        max_connections: int = 64,
     ) -> AsyncIterator[Self]:
         """Open a saver on ``s3://BUCKET/PREFIX`` for the life of the context.
 
@@ -77,6 +79,8 @@ class AsyncS3Saver(BaseS3Saver):
             encryption_key: AES key sealing every object (AES-GCM), or ``None``.
             transcript: The messages channel to keep a transcript of, or ``None``.
             segment_size: Messages per sealed transcript segment.
+            max_connections: Size of the client's connection pool: at least
+                the requests in flight at once, or they queue for a connection.
 
         Yields:
             The saver.
@@ -87,7 +91,8 @@ class AsyncS3Saver(BaseS3Saver):
         bucket, prefix = parse_conn_string(conn_string)
         session = aioboto3.Session()
         async with session.client(
-            "s3", endpoint_url=endpoint_url, region_name=region_name, config=CLIENT_CONFIG
+            "s3", endpoint_url=endpoint_url, region_name=region_name,
+            config=CLIENT_CONFIG.merge(Config(max_pool_connections=max_connections))
         ) as client:
             yield cls(client, bucket, prefix, serde=serde, keep_last=keep_last, retry=retry,
                 encryption_key=encryption_key, transcript=transcript, segment_size=segment_size,

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any, Self, TypeVar, cast
 
 import boto3
+from botocore.config import Config
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     ChannelVersions,
@@ -57,6 +58,7 @@ class S3Saver(BaseS3Saver):
         encryption_key: bytes | None = None,
         transcript: str | None = None,
         segment_size: int = SEGMENT_SIZE,
+        max_connections: int = 64,
     ) -> Iterator[Self]:
         """Open a saver on ``s3://BUCKET/PREFIX`` for the life of the context.
 
@@ -64,7 +66,8 @@ class S3Saver(BaseS3Saver):
         """
         bucket, prefix = parse_conn_string(conn_string)
         client = boto3.session.Session().client(
-            "s3", endpoint_url=endpoint_url, region_name=region_name, config=CLIENT_CONFIG
+            "s3", endpoint_url=endpoint_url, region_name=region_name,
+            config=CLIENT_CONFIG.merge(Config(max_pool_connections=max_connections))
         )
         try:
             yield cls(client, bucket, prefix, serde=serde, keep_last=keep_last, retry=retry,

@@ -4,6 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from shared.settings import Settings, describe
+from shared.storage import open_saver
 
 
 def settings(**env: object) -> Settings:
@@ -54,3 +55,10 @@ def test_api_keys_are_split_and_trimmed() -> None:
 
 def test_secrets_do_not_show_in_repr() -> None:
     assert "gsk-secret" not in repr(settings(GROQ_API_KEY="gsk-secret"))
+
+
+async def test_the_s3_pool_is_sized_by_its_setting() -> None:
+    # Opening the saver connects nowhere: no server is needed.
+    async with open_saver(settings(S3_MAX_CONNECTIONS=7,
+                                   S3_ENDPOINT_URL="http://127.0.0.1:9")) as saver:
+        assert saver.client.meta.config.max_pool_connections == 7
