@@ -97,10 +97,6 @@ class EventHub:
             raise Unavailable("too many clients waiting on this gateway; retry later",
                               headers={"Retry-After": str(BUSY_RETRY_AFTER)})
 
-    @property
-    def subscribers(self) -> int:
-        return self._count
-
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="event-hub")
 
