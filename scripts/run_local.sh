@@ -45,7 +45,7 @@ fi
 export S3_BUCKET_NAME="${S3_BUCKET_NAME:-chat-memory}"
 if [ -z "${S3_ENDPOINT_URL:-}" ] && [ -z "${AWS_ACCESS_KEY_ID:-}" ]; then
   port=$(free_port)
-  python -m moto.server -H 127.0.0.1 -p "$port" >"$run/s3.log" 2>&1 &
+  python scripts/local_s3.py --port "$port" >"$run/s3.log" 2>&1 &
   pids+=($!)
   wait_port "$port"
   export S3_ENDPOINT_URL="http://127.0.0.1:$port"

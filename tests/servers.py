@@ -23,6 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+LOCAL_S3 = Path(__file__).resolve().parents[1] / "scripts" / "local_s3.py"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -114,10 +117,10 @@ def redis_server(workdir: Path, port: int | None = None, persistent: bool = Fals
 
 
 def s3_server(workdir: Path, port: int | None = None) -> Server:
-    """moto's server mode: the S3 protocol over HTTP, kept in memory."""
+    """moto's S3 over HTTP/1.1 with keep-alive (scripts/local_s3.py), kept in memory."""
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    argv = [sys.executable, str(LOCAL_S3), "--port", str(port)]
     return Server("s3", argv, port, workdir / f"s3-{port}.log")
 
 
