@@ -1,0 +1,310 @@
+"""What a turn costs, and how many turns run at once: one script, every figure.
+
+Starts the whole stack on loopback for each case (redis-server, moto's S3
+served with keep-alive, the gateway, Celery workers, the Groq-like server
+through ChatGroq or the offline echo model) and prints, per case: turns/s,
+p50/p99 of the client's wait, CPU ms per turn of the gateway, the workers
+(their whole process trees) and the S3 server, Redis commands per turn
+(`INFO commandstats`, commands run inside scripts included, idle polling
+included) and S3 requests per turn.
+
+Cases:
+- sequential: 100 waited `POST /chat` turns, one after the other, on one
+  thread, echo model;
+- throughput: 20 clients x 20 turns each, every client on its own thread,
+  echo model;
+- stream: POST to the first `token` event (100 sequential turns, the LLM
+  answering at once); then 20 concurrent streams of 300 tokens, 5 ms apart;
+- scaling: 1, 2 and 4 worker processes of 8 turns each, a 200 ms LLM, 16
+  clients per worker process;
+- many at once: 200 chats sent together on new threads to ONE worker
+  process, a 2 s LLM: when the last was answered, and the worker's memory.
+
+Run: `python -m bench.perf_bench [--cases sequential throughput ...]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import redis
+
+from tests import servers
+from tests.sse import read_events
+from tests.stack import Stack, launch
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Rig:
+    stack: Stack
+    redis: servers.Server
+    s3: servers.Server
+
+    @property
+    def base_url(self) -> str:
+        return str(self.stack.client.base_url)
+
+
+@contextmanager
+def rig(workdir: Path, workers: int, **env: str) -> Iterator[Rig]:
+    redis_server = servers.redis_server(workdir / "redis").start()
+    s3 = servers.s3_server(workdir / "s3").start()
+    try:
+        with launch(f"redis://127.0.0.1:{redis_server.port}/0", f"http://127.0.0.1:{s3.port}",
+                    workdir / "stack", workers, **env) as stack:
+            yield Rig(stack, redis_server, s3)
+    finally:
+        s3.stop()
+        redis_server.stop()
+
+
+def tree(pid: int) -> list[int]:
+    """The process and all its descendants."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        found.append(todo.pop())
+        todo += parents.get(found[-1], [])
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICKS
+
+
+def rss_mib(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total / 1024
+
+
+class Meter:
+    """Counts what a stretch of load cost: CPU, Redis commands, S3 requests."""
+
+    def __init__(self, rig: Rig) -> None:
+        self.rig = rig
+        self.redis = redis.Redis(port=rig.redis.port, decode_responses=True)
+        self.groups = {"gateway": lambda: tree(rig.stack.gateway.pid),
+                       "workers": lambda: [p for w in rig.stack.workers for p in tree(w.pid)],
+                       "s3": lambda: [rig.s3.pid]}
+
+    def s3_requests(self) -> int:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.rig.s3.port}/_requests") as reply:
+            return int(reply.read())
+
+    def __enter__(self) -> Meter:
+        self.redis.config_resetstat()
+        self.s3_before = self.s3_requests()
+        self.cpu_before = {name: cpu_seconds(pids()) for name, pids in self.groups.items()}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cpu = {name: cpu_seconds(pids()) - self.cpu_before[name]
+                    for name, pids in self.groups.items()}
+        self.s3 = self.s3_requests() - self.s3_before
+        stats: dict[str, Any] = self.redis.info("commandstats")
+        self.commands = {name.removeprefix("cmdstat_"): int(value["calls"])
+                         for name, value in stats.items()
+                         if name not in ("cmdstat_config|resetstat", "cmdstat_info")}
+        self.redis.close()
+
+    def report(self, turns: int) -> str:
+        cpu = "  ".join(f"{name} {seconds * 1000 / turns:.1f}"
+                        for name, seconds in self.cpu.items())
+        top = sorted(self.commands.items(), key=lambda kv: -kv[1])[:8]
+        top_text = ", ".join(f"{name} {calls / turns:.1f}" for name, calls in top)
+        return (f"  CPU ms/turn: {cpu}\n"
+                f"  Redis commands/turn: {sum(self.commands.values()) / turns:.1f} ({top_text})\n"
+                f"  S3 requests/turn: {self.s3 / turns:.2f}")
+
+
+def percentiles(ms: list[float]) -> str:
+    if len(ms) < 2:
+        return f"p50 {ms[0]:.1f} ms"
+    cuts = statistics.quantiles(ms, n=100)
+    return f"p50 {statistics.median(ms):.1f} ms  p99 {cuts[98]:.1f} ms  max {max(ms):.1f} ms"
+
+
+async def chats(base_url: str, clients: int, turns: int, tag: str,
+                new_threads: bool = False) -> tuple[list[float], float]:
+    """`clients` clients at once, each sending `turns` waited turns in a row;
+    the wait of every turn (ms) and the seconds it all took."""
+    waits: list[float] = []
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(base_url, connector=connector,
+                                     timeout=aiohttp.ClientTimeout(total=600)) as session:
+        async def client(c: int) -> None:
+            thread = None
+            for t in range(turns):
+                sent = time.perf_counter()
+                async with session.post("/chat", json={"message": f"{tag} {c} {t}",
+                                                       "thread_id": thread}) as reply:
+                    body = await reply.json()
+                    assert reply.status == 200, (reply.status, body)
+                waits.append((time.perf_counter() - sent) * 1000)
+                thread = None if new_threads else body["thread_id"]
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client(c) for c in range(clients)))
+        return waits, time.perf_counter() - started
+
+
+def warm(rig: Rig, clients: int) -> None:
+    asyncio.run(chats(rig.base_url, clients, 2, "warm"))
+
+
+def case_sequential(tmp: Path) -> None:
+    with rig(tmp / "sequential", 1, LLM_PROVIDER="echo") as r:
+        warm(r, 4)
+        with Meter(r) as meter:
+            waits, _ = asyncio.run(chats(r.base_url, 1, 100, "seq"))
+        print(f"sequential: 100 turns on one thread, echo: {percentiles(waits)}")
+        print(meter.report(100))
+
+
+def case_throughput(tmp: Path, workers: int) -> None:
+    with rig(tmp / "throughput", workers, LLM_PROVIDER="echo") as r:
+        warm(r, 20)
+        with Meter(r) as meter:
+            waits, elapsed = asyncio.run(chats(r.base_url, 20, 20, "load"))
+        print(f"throughput: 20 clients x 20 turns, echo, {workers} worker process(es): "
+              f"{400 / elapsed:.1f} turns/s, {percentiles(waits)}")
+        print(meter.report(400))
+
+
+def first_token_ms(stack: Stack, n: int) -> float:
+    started = time.perf_counter()
+    first = None
+    with stack.client.stream("POST", "/chat", params={"stream": "true"},
+                             json={"message": f"first token {n}"}) as reply:
+        for event in read_events(reply):
+            if event.type == "token" and first is None:
+                first = time.perf_counter() - started
+            if event.type in ("done", "error", "cancelled"):
+                assert event.type == "done", event
+    assert first is not None
+    return first * 1000
+
+
+async def streams(base_url: str, count: int) -> int:
+    """`count` streams at once; the tokens (events) they delivered."""
+    async with aiohttp.ClientSession(base_url) as session:
+        async def one(n: int) -> int:
+            tokens = 0
+            async with session.post("/chat", params={"stream": "true"},
+                                    json={"message": f"long {n}"}) as reply:
+                async for line in reply.content:
+                    if line.startswith(b"event: token"):
+                        tokens += 1
+            return tokens
+        return sum(await asyncio.gather(*(one(n) for n in range(count))))
+
+
+def case_stream(tmp: Path) -> None:
+    with rig(tmp / "stream", 1) as r:
+        r.stack.control(reply_tokens=20, token_delay=0)
+        warm(r, 4)
+        with Meter(r) as meter:
+            times = [first_token_ms(r.stack, n) for n in range(100)]
+        print(f"stream: POST -> first token, 100 sequential turns: {percentiles(times)}")
+        print(meter.report(100))
+        r.stack.control(reply_tokens=300, token_delay=0.005)
+        started = time.perf_counter()
+        events = asyncio.run(streams(r.base_url, 20))
+        elapsed = time.perf_counter() - started
+        print(f"stream: 20 streams x 300 tokens 5 ms apart: {events} token events in "
+              f"{elapsed:.2f} s; {20 * 300 / elapsed:.0f} tokens/s "
+              f"(one stream alone: {300 * 0.005:.1f} s)")
+
+
+def case_scaling(tmp: Path) -> None:
+    rates = {}
+    for workers in (1, 2, 4):
+        with rig(tmp / f"scaling{workers}", workers, WORKER_CONCURRENCY="8") as r:
+            r.stack.control(delay=0.2)
+            warm(r, 8 * workers)
+            with Meter(r) as meter:
+                waits, elapsed = asyncio.run(chats(r.base_url, 16 * workers, 10, "scale"))
+            rates[workers] = 160 * workers / elapsed
+            print(f"scaling: {workers} worker process(es) x 8 turns, 200 ms LLM, "
+                  f"{16 * workers} clients: {rates[workers]:.1f} turns/s "
+                  f"({rates[workers] / (rates[1] * workers):.2f}x linear), {percentiles(waits)}")
+            print(meter.report(160 * workers))
+
+
+def case_many(tmp: Path, count: int, concurrency: int) -> None:
+    with rig(tmp / "many", 1, WORKER_CONCURRENCY=str(concurrency),
+             REDIS_MAX_CONNECTIONS="100", S3_MAX_CONNECTIONS="100") as r:
+        warm(r, 8)
+        r.stack.control(delay=2.0)
+        worker = r.stack.workers[0]
+        with Meter(r) as meter:
+            waits, _ = asyncio.run(chats(r.base_url, count, 1, "many", new_threads=True))
+            memory = rss_mib(tree(worker.pid))
+        processes = len(tree(worker.pid))
+        print(f"many at once: {count} chats on new threads, 2 s LLM, one worker process "
+              f"({concurrency} turns at once): last answered {max(waits) / 1000:.2f} s after "
+              f"sending, {percentiles(waits)}; worker tree {memory:.0f} MiB "
+              f"in {processes} process(es)")
+        print(meter.report(count))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    cases = ["sequential", "throughput", "stream", "scaling", "many"]
+    parser.add_argument("--cases", nargs="+", choices=cases, default=cases)
+    parser.add_argument("--workers", type=int, default=2,
+                        help="worker processes for the throughput case")
+    parser.add_argument("--many", type=int, default=200, help="chats in the many-at-once case")
+    parser.add_argument("--concurrency", type=int, default=200,
+                        help="WORKER_CONCURRENCY in the many-at-once case")
+    args = parser.parse_args()
+    print(f"{os.cpu_count()} CPUs; figures per turn; CPU is process time over the case")
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in args.cases:
+            if case == "sequential":
+                case_sequential(Path(tmp))
+            elif case == "throughput":
+                case_throughput(Path(tmp), args.workers)
+            elif case == "stream":
+                case_stream(Path(tmp))
+            elif case == "scaling":
+                case_scaling(Path(tmp))
+            else:
+                case_many(Path(tmp), args.many, args.concurrency)
+
+
+if __name__ == "__main__":
+    main()
