@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from shared import metrics
 from shared.keys import (
     ACTIVITY_KEY,
+    CANCELS_CHANNEL,
     PENDING_KEY,
     THREADS_INDEXED_KEY,
     client_jobs_key,
@@ -153,6 +154,7 @@ if not s[1] then return 'unknown' end
 if s[1] ~= 'running' and s[1] ~= 'queued' then return 'ended' end
 if s[2] then return 'ended' end
 redis.call('HSET', KEYS[1], 'cancel_requested', now)
+if s[1] == 'running' then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
 return 'cancelling'
 """
 # One more transient failure: {failures that used up a retry, seconds since
@@ -341,11 +343,16 @@ class JobStore:
     async def ask_cancel(self, job_id: str) -> str:
         """Flags an unfinished job to stop: "cancelling"; "ended" if it has
         finished or is storing its turn (too late); "unknown"."""
-        return cast(str, await self._ask_cancel(keys=[job_key(job_id)]))
+        return cast(str, await self._ask_cancel(keys=[job_key(job_id)],
+                                                args=[CANCELS_CHANNEL, job_id]))
 
-    async def cancel_requested(self, job_id: str) -> bool:
-        flag = await self.redis.hget(job_key(job_id), "cancel_requested")
-        return flag is not None
+    async def cancels_requested(self, job_ids: list[str]) -> list[str]:
+        """Those of the jobs whose cancel has been asked."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hexists(job_key(job_id), "cancel_requested")
+            asked = await pipe.execute()
+        return [job_id for job_id, flag in zip(job_ids, asked, strict=True) if flag]
 
     async def begin_commit(self, job_id: str) -> bool:
         """Claims the right to store the turn; False if a cancel came first.

@@ -30,6 +30,10 @@ def gateway_wake_key(process: str) -> str:
     return f"{PREFIX}gateway:{process}:wake"
 
 
+# Pub/sub channel: the id of each running job asked to stop. Every worker
+# process listens; the one running the job stops it.
+CANCELS_CHANNEL = f"{PREFIX}cancels"
+
 # Sorted set: thread id -> time of its last accepted or finished turn (Redis's
 # clock); read by cleanup.
 ACTIVITY_KEY = f"{PREFIX}threads:activity"

@@ -53,12 +53,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        # A backstop only: the turn enforces its own, shorter, limit inside asyncio.
-        "task_time_limit": settings.TURN_TIME_LIMIT + 15,
         # The gateway must answer 503 quickly when Redis is down, not hang.
         "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0.1,
                                       "interval_step": 0.2, "interval_max": 0.5},
         "broker_connection_timeout": 2,
+        # Turns wait on the LLM: one process runs many at once, each task in a
+        # thread handing its coroutine to the process's event loop
+        # (worker/runtime.py). Time limits are asyncio's, inside that loop.
+        "worker_pool": "threads",
         "worker_concurrency": settings.WORKER_CONCURRENCY,
         "worker_hijack_root_logger": False,
         "timezone": "UTC",

@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     JOB_TTL_SECONDS: int = Field(2 * DAY, ge=DAY)
     TURN_MAX_RETRIES: int = Field(5, ge=0, le=20)
     TURN_TIME_LIMIT: Positive = 150
-    WORKER_CONCURRENCY: Positive = 8
+    WORKER_CONCURRENCY: Positive = 100
     # A dead worker's thread is taken over after its lease runs out and the
     # next recovery sweep (run by beat) sees it; see worker/threadqueue.py.
     THREAD_LEASE_SECONDS: int = Field(15, ge=3, le=300)

@@ -29,7 +29,8 @@ from worker.threadqueue import Sweep, ThreadQueue
 log = structlog.get_logger("worker.recovery")
 
 # A running job gets this long to stop by itself after a cancel (it normally
-# takes ~0.1 s) before its task is revoked.
+# takes one Redis round trip) before the sweep ends it cancelled; its worker,
+# if it is alive but deaf, then finds it may not store the turn.
 CANCEL_GRACE = 2.0
 
 
@@ -76,7 +77,5 @@ class RecoveryTimer(threading.Thread):
             log.warning("thread_stalled", job_id=job_id)
             self.app.send_task(TURN_TASK, args=[job_id])
         for job in found.unstoppable:
-            log.warning("cancel_by_revoke", job_id=job.job_id, task_id=job.task_id)
-            if job.task_id:
-                self.app.control.revoke(job.task_id, terminate=True, signal="SIGTERM")
+            log.warning("cancel_by_sweep", job_id=job.job_id)
             runner.run(jobs.cancel(job))

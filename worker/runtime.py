@@ -1,15 +1,19 @@
-"""One event loop per worker process, kept for its whole life.
+"""One event loop per worker process, running many turns at once.
 
-Async clients (httpx inside the LLM client, aioboto3, redis.asyncio) are bound
-to the loop that made them, and building them per task costs tens of
-milliseconds (two SSL contexts per LLM client). So each Celery child process holds one
-`asyncio.Runner` with the LLM client, the compiled graph, and the Redis and
-S3 clients, and every task runs its coroutine on it.
+A turn is mostly waiting on the LLM, so a worker process runs up to
+WORKER_CONCURRENCY of them together: Celery's threads pool hands each task to
+a thread, and each thread hands its coroutine to the process's one event loop
+(`Runtime.run`), which runs in a thread of its own. The async clients (httpx
+inside the LLM client, aioboto3, redis.asyncio) are bound to that loop and
+built once with it: building them per task costs tens of milliseconds (two
+SSL contexts per LLM client), and one pool of connections per process is what
+keeps them alive between turns.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -24,6 +28,7 @@ from shared.jobs import JobStore
 from shared.redis_client import make_redis
 from shared.settings import Settings, get_settings
 from shared.storage import open_saver
+from worker.cancels import CancelWatch
 from worker.deferred import DeferredSaver
 from worker.graph import build_graph
 from worker.llm import build_llm
@@ -43,6 +48,7 @@ class Resources:
     graph: CompiledStateGraph[Any, Any, Any, Any]
     threads: ThreadQueue
     limiter: LlmRateLimit
+    cancels: CancelWatch
 
 
 async def open_resources(settings: Settings, stack: AsyncExitStack) -> Resources:
@@ -62,49 +68,79 @@ async def open_resources(settings: Settings, stack: AsyncExitStack) -> Resources
                         window_messages=settings.CONTEXT_WINDOW_MESSAGES)
     # Compiling may derive a saver with the state's types allowed: use that one.
     checkpointer = cast(DeferredSaver, graph.checkpointer)
+    cancels = CancelWatch(redis, jobs)
+    cancels.start()
+    stack.push_async_callback(cancels.stop)
     return Resources(settings, redis, jobs, saver, checkpointer, graph,
-                     ThreadQueue(redis, jobs), limiter)
+                     ThreadQueue(redis, jobs), limiter, cancels)
 
 
 class Runtime:
-    """The process's event loop and the resources that live on it."""
+    """The process's event loop, in a thread of its own, and the resources on it."""
 
     def __init__(self, settings: Settings) -> None:
-        self._runner = asyncio.Runner()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever,
+                                        name="turns-loop", daemon=True)
+        self._thread.start()
         self._stack = AsyncExitStack()
-        self.resources = self._runner.run(open_resources(settings, self._stack))
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
         try:
-            return self._runner.run(coro)
-        except BaseException as exc:
-            # SIGTERM or a hard limit arrives as an exception here: close the loop
-            # so the turn's `finally` blocks (lock release, stream close) still run.
-            if not isinstance(exc, Exception):
-                self.close()
+            self.resources = self.run(open_resources(settings, self._stack))
+        except BaseException:
+            self._stop()
+            raise
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Runs `coro` on the loop and waits for its result, from any thread.
+
+        `timeout`: cancel it after that many seconds (Celery's time limits
+        need processes of their own, so a thread's task bounds itself here).
+        """
+        future = asyncio.run_coroutine_threadsafe(_bounded(coro, timeout), self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            # The calling thread is leaving (shutdown): the turn stops too, and
+            # its `finally` blocks (lease release, stream close) still run.
+            future.cancel()
             raise
 
     def close(self) -> None:
         global _runtime
         try:
-            self._runner.run(self._stack.aclose())
+            self.run(self._stack.aclose(), timeout=10)
         finally:
-            self._runner.close()
+            self._stop()
             if _runtime is self:
                 _runtime = None
 
+    def _stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+
+async def _bounded(coro: Coroutine[Any, Any, T], seconds: float | None) -> T:
+    async with asyncio.timeout(seconds):
+        return await coro
+
 
 _runtime: Runtime | None = None
+_made = threading.Lock()
 
 
 def get_runtime() -> Runtime:
-    """This process's runtime, made on first use (the prefork child's init, or solo)."""
+    """This process's runtime, made on first use; the threads that ask for it
+    while it is being made wait for it."""
     global _runtime
-    if _runtime is None:
-        _runtime = Runtime(get_settings())
-    return _runtime
+    with _made:
+        if _runtime is None:
+            _runtime = Runtime(get_settings())
+        return _runtime
 
 
 def close_runtime() -> None:
-    if _runtime is not None:
-        _runtime.close()
+    with _made:
+        if _runtime is not None:
+            _runtime.close()

@@ -10,12 +10,16 @@ from redis.exceptions import RedisError
 
 from shared.ids import is_valid_id
 from shared.queue import CLEANUP_TASK, TURN_TASK
-from worker.celery_app import app
+from worker.celery_app import app, settings
 from worker.cleanup import PASS_TIME_LIMIT, cleanup_idle_threads
 from worker.runtime import get_runtime
 from worker.turn import backoff, drain_next
 
 log = structlog.get_logger("worker.tasks")
+
+# A backstop only: the turn bounds its own run with TURN_TIME_LIMIT; this
+# bounds what comes around it (taking the thread, storing the turn).
+TASK_TIME_LIMIT = settings.TURN_TIME_LIMIT + 15
 
 
 @app.task(name=TURN_TASK, bind=True, max_retries=None)
@@ -26,7 +30,8 @@ def run_turn_task(self: Task[Any, Any], job_id: str) -> None:
         return
     runtime = get_runtime()
     try:
-        step = runtime.run(drain_next(runtime.resources, job_id, self.request.id or ""))
+        step = runtime.run(drain_next(runtime.resources, job_id, self.request.id or ""),
+                           timeout=TASK_TIME_LIMIT)
     except RedisError:
         # Redis is down, so nothing could be recorded: run again later. If even
         # the retry can't be sent, the message was never acknowledged and comes
@@ -39,12 +44,13 @@ def run_turn_task(self: Task[Any, Any], job_id: str) -> None:
         app.send_task(TURN_TASK, args=[step.next_job])
 
 
-@app.task(name=CLEANUP_TASK, time_limit=PASS_TIME_LIMIT)
+@app.task(name=CLEANUP_TASK)
 def cleanup_task() -> int:
     """Deletes conversations idle longer than SESSION_TTL_SECONDS; returns how many."""
     runtime = get_runtime()
     res = runtime.resources
-    report = runtime.run(cleanup_idle_threads(res.settings, res.redis, res.saver))
+    report = runtime.run(cleanup_idle_threads(res.settings, res.redis, res.saver),
+                         timeout=PASS_TIME_LIMIT)
     for job_id in report.waiting_jobs:
         app.send_task(TURN_TASK, args=[job_id])
     return report.deleted

@@ -38,7 +38,6 @@ from worker.streaming import TokenBatcher
 
 log = structlog.get_logger("worker.turn")
 
-CANCEL_POLL_SECONDS = 0.1
 # A turn that keeps failing because storage is down gives up after this long,
 # counted from its first failure (not from its acceptance: a job that waited
 # in a backlog has not been failing).
@@ -111,6 +110,12 @@ async def _run(res: Resources, job: Job, lease: Lock, task_id: str) -> NextStep:
         log.info("turn_rate_limited", retry_in=round(wait, 3))
         metrics.LLM_LIMIT_WAIT.inc(min(wait, MAX_COUNTDOWN))
         return NextStep(retry_in=min(wait, MAX_COUNTDOWN))
+    with res.cancels.watching(job.job_id) as asked:
+        return await _start(res, job, lease, task_id, asked)
+
+
+async def _start(res: Resources, job: Job, lease: Lock, task_id: str,
+                 asked: asyncio.Event) -> NextStep:
     started = await res.jobs.start(job.job_id, task_id)
     if started is None or started.finished:
         return DONE
@@ -120,7 +125,7 @@ async def _run(res: Resources, job: Job, lease: Lock, task_id: str) -> NextStep:
         await res.jobs.cancel(started)
         return DONE
     try:
-        reply = await _answer(res, started, lease)
+        reply = await _answer(res, started, lease, asked)
     except LeaseLost:
         log.warning("turn_abandoned_lease_lost")
         return DONE
@@ -140,7 +145,8 @@ async def _run(res: Resources, job: Job, lease: Lock, task_id: str) -> NextStep:
     return DONE
 
 
-async def _answer(res: Resources, job: Job, lease: Lock) -> str | None:
+async def _answer(res: Resources, job: Job, lease: Lock,
+                  asked: asyncio.Event) -> str | None:
     """The reply, stored in the thread with its message; None if the job was
     cancelled, and then nothing is stored.
 
@@ -157,26 +163,26 @@ async def _answer(res: Resources, job: Job, lease: Lock) -> str | None:
     with res.checkpointer.deferred() as held:
         # The task copies this context, so the graph's writes are held.
         run = asyncio.ensure_future(_stream(res, job, turn_input, config))
+    cancelled = asyncio.ensure_future(asked.wait())
     renew_every = res.settings.THREAD_LEASE_SECONDS / 3
-    renew_at = time.monotonic() + renew_every
     try:
         async with asyncio.timeout(res.settings.TURN_TIME_LIMIT):
             while not run.done():
-                await asyncio.wait({run}, timeout=CANCEL_POLL_SECONDS)
+                await asyncio.wait({run, cancelled}, timeout=renew_every,
+                                   return_when=asyncio.FIRST_COMPLETED)
                 if run.done():
                     break
-                if await res.jobs.cancel_requested(job.job_id):
+                if cancelled.done():
                     return None
-                if time.monotonic() >= renew_at:
-                    renew_at = time.monotonic() + renew_every
-                    try:
-                        await lease.reacquire()
-                    except LockError as exc:
-                        raise LeaseLost from exc
+                try:
+                    await lease.reacquire()
+                except LockError as exc:
+                    raise LeaseLost from exc
     finally:
-        if not run.done():
-            run.cancel()
-            await asyncio.gather(run, return_exceptions=True)
+        for task in (run, cancelled):
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(run, cancelled, return_exceptions=True)
     state = run.result()
     wanted = reply_id(job.job_id)
     reply = next(str(m.content) for m in state["messages"] if m.id == wanted)

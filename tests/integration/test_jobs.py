@@ -59,7 +59,7 @@ async def test_a_running_job_is_asked_to_stop_not_ended(jobs: JobStore) -> None:
 
     assert not await jobs.cancel(job, only_if_queued=True)
     assert await jobs.ask_cancel(job.job_id) == "cancelling"
-    assert await jobs.cancel_requested(job.job_id)
+    assert await jobs.cancels_requested([job.job_id]) == [job.job_id]
     # The worker then finds it may not store its turn.
     assert not await jobs.begin_commit(job.job_id)
 
@@ -70,7 +70,7 @@ async def test_a_cancel_after_the_commit_began_is_too_late(jobs: JobStore) -> No
     assert await jobs.begin_commit(job.job_id)
 
     assert await jobs.ask_cancel(job.job_id) == "ended"
-    assert not await jobs.cancel_requested(job.job_id)
+    assert await jobs.cancels_requested([job.job_id]) == []
     # Even while a failed write waits for its retry: it may have landed.
     await jobs.requeue(job.job_id)
     assert await jobs.ask_cancel(job.job_id) == "ended"
@@ -132,7 +132,7 @@ async def test_cancel_thread_ends_queued_jobs_and_flags_running_ones(jobs: JobSt
 
     assert (await jobs.get(queued.job_id)).status == JobStatus.CANCELLED  # type: ignore[union-attr]
     assert (await jobs.get(running.job_id)).status == JobStatus.RUNNING  # type: ignore[union-attr]
-    assert await jobs.cancel_requested(running.job_id)
+    assert await jobs.cancels_requested([running.job_id]) == [running.job_id]
 
 
 async def test_a_late_reader_still_gets_the_outcome(jobs: JobStore) -> None:
