@@ -1,10 +1,10 @@
 """A local S3 server for development, tests and benchmarks: moto's S3, in memory.
 
-`python -m moto.server` answers every request with `Connection: close`
-(HTTP/1.0), so a client opens a TCP connection per request and the figures
-measure the emulator's sockets, not the project. This serves the same moto
-S3 app from werkzeug's threaded server speaking HTTP/1.1, so connections
-are kept alive as they are with AWS or MinIO.
+`python -m moto.server` (werkzeug's server) answers every request with
+`Connection: close`, so a client opens a TCP connection per request and the
+figures measure the emulator's sockets, not the project. This serves the
+same moto S3 app from cheroot's threaded HTTP/1.1 server, which keeps
+connections alive as AWS and MinIO do.
 
 `GET /_requests` answers how many S3 requests it has served (for benchmarks).
 
@@ -18,15 +18,8 @@ import itertools
 from collections.abc import Iterable
 from typing import Any
 
-from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
-from werkzeug.serving import make_server
-
-
-class KeepAliveHandler(MotoRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass  # a line per request would cost more than the request
+from cheroot import wsgi
+from moto.moto_server.werkzeug_app import create_backend_app
 
 
 class CountingApp:
@@ -52,10 +45,10 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
     args = parser.parse_args()
-    server = make_server(args.host, args.port, CountingApp(), threaded=True,
-                         request_handler=KeepAliveHandler)
+    # Threads for the connections held open at once: every S3 client's pool.
+    server = wsgi.Server((args.host, args.port), CountingApp(), numthreads=64, max=512)
     print(f"S3 (moto, keep-alive) on http://{args.host}:{args.port}", flush=True)
-    server.serve_forever()
+    server.safe_start()
 
 
 if __name__ == "__main__":
