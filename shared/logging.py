@@ -30,8 +30,11 @@ REDACTED = "[redacted]"
 # garble the logs and hide nothing an attacker could not guess.
 MIN_SECRET_CHARS = 8
 # Their INFO lines name hosts and URLs, and at DEBUG some write headers.
+# Celery's worker writes two INFO lines per task (received, succeeded): the
+# turn logs its own start and end, with the job and thread ids.
 QUIET_LOGGERS = ("uvicorn.access", "httpx", "httpcore", "botocore", "aiobotocore", "boto3",
-                 "urllib3", "groq", "openai", "langsmith")
+                 "urllib3", "groq", "openai", "langsmith",
+                 "celery.worker.strategy", "celery.app.trace")
 
 
 class Redact:

@@ -119,6 +119,7 @@ async def _start(res: Resources, job: Job, lease: Lock, task_id: str,
     started = await res.jobs.start(job.job_id, task_id)
     if started is None or started.finished:
         return DONE
+    log.info("turn_started", attempt=started.attempt)
     if started.attempt == 1 and started.started_at is not None:
         metrics.QUEUE_WAIT.observe(max(0.0, started.started_at - started.created_at))
     if started.cancel_requested is not None:  # asked while it was queued
