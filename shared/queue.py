@@ -39,16 +39,15 @@ def visibility_timeout(settings: Settings) -> int:
 def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.REDIS_URL,
-        "result_backend": settings.REDIS_URL,
         "broker_transport_options": {"visibility_timeout": visibility_timeout(settings)},
         "broker_connection_retry_on_startup": True,
         "task_serializer": "json",
-        "result_serializer": "json",
         "accept_content": ["json"],
         "task_default_queue": QUEUE,
         "task_queues": [Queue(QUEUE), Queue(MAINTENANCE_QUEUE)],
         "task_routes": {CLEANUP_TASK: {"queue": MAINTENANCE_QUEUE}},
-        # Job outcomes live in our own records (shared.jobs); Celery's are unused.
+        # Job outcomes live in our own records (shared.jobs): no result backend,
+        # so sending a task does not subscribe to its result either.
         "task_ignore_result": True,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
