@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import cast
@@ -34,8 +35,10 @@ READ_COUNT = 500
 RETRY_SECONDS = 0.5
 # The longest a read waits after the last, to let events gather (5 µs a stream).
 MAX_GATHER_SECONDS = 0.02
-# The wake stream outlives a process that died without deleting it by this much.
+# The wake stream outlives a process that died without deleting it by this
+# much; its expiry is pushed back at most once a RENEW (not at every wake).
 WAKE_TTL_SECONDS = 3600
+WAKE_RENEW_SECONDS = 600
 
 
 def _position(entry_id: str) -> tuple[int, int]:
@@ -88,6 +91,7 @@ class EventHub:
         self._cursors[self._wake_key] = "0-0"
         self._blocked = False
         self._waking: asyncio.Task[None] | None = None
+        self._wake_expires_at = 0.0
         self._task: asyncio.Task[None] | None = None
         self.healthy = True
 
@@ -128,12 +132,16 @@ class EventHub:
                 del self._subs[key], self._cursors[key]
 
     async def _wake(self) -> None:
+        renew = time.monotonic() > self._wake_expires_at
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.xadd(self._wake_key, {"type": "wake", "data": "{}"}, maxlen=10,
                           approximate=True)
-                pipe.expire(self._wake_key, WAKE_TTL_SECONDS)
+                if renew:
+                    pipe.expire(self._wake_key, WAKE_TTL_SECONDS)
                 await pipe.execute()
+            if renew:
+                self._wake_expires_at = time.monotonic() + WAKE_RENEW_SECONDS
         except Exception as exc:  # the reader notices Redis is down by itself
             log.debug("event_hub_wake_failed", error=type(exc).__name__)
 
