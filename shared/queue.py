@@ -21,17 +21,19 @@ QUEUE = "chat"
 # behind a backlog of chat turns.
 MAINTENANCE_QUEUE = "chat-maintenance"
 
-# The longest countdown a turn's retry may ask for. It must stay well below the
-# visibility timeout, or Redis hands the delayed message to a second worker.
+# The longest countdown a turn's retry may ask for.
 MAX_COUNTDOWN = 60
 
 
-def visibility_timeout(settings: Settings) -> int:
-    """Seconds after which Redis gives an unacknowledged job to another worker.
+def nudge_lost_after(settings: Settings) -> int:
+    """Seconds after which a job still queued is nudged again, even behind a backlog.
 
-    Longer than a whole turn (its time limit) plus the longest countdown, so
-    a live worker never loses its job; this is also the bound on how long a
-    SIGKILLed worker's job waits before it runs again.
+    A task message is only a nudge: the job itself waits in its thread's
+    inbox. The transport does not keep messages a worker has taken (no ack
+    emulation: it would cost eight Redis commands a turn), so a worker that
+    dies loses the nudges it had reserved or was holding for a retry, and
+    the recovery sweep sends them again. Longer than a whole turn plus the
+    longest countdown, so a live worker's nudge is rarely doubled.
     """
     return settings.TURN_TIME_LIMIT + MAX_COUNTDOWN + 30
 
@@ -39,7 +41,10 @@ def visibility_timeout(settings: Settings) -> int:
 def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.REDIS_URL,
-        "broker_transport_options": {"visibility_timeout": visibility_timeout(settings)},
+        # The nudges a worker takes are not kept in Redis until acknowledged
+        # (see nudge_lost_after): the thread's inbox and the recovery sweep
+        # are what make a job survive its worker.
+        "broker_transport_options": {"ack_emulation": False},
         "broker_connection_retry_on_startup": True,
         "task_serializer": "json",
         "accept_content": ["json"],

@@ -4,8 +4,7 @@ Every RECOVERY_INTERVAL_SECONDS, one worker process (whichever takes the
 sweep's Redis lease first) nudges the threads whose worker died mid-turn or
 whose nudge was lost, and stops the jobs whose worker did not honour a
 cancel. No beat is needed: a SIGKILLed worker's turn runs again within
-THREAD_LEASE_SECONDS plus about one interval, while Redis's own redelivery
-of the unacknowledged message waits for the visibility timeout.
+THREAD_LEASE_SECONDS plus about one interval.
 
 It runs in a thread of the worker's main process, on an event loop and a
 Redis client of its own, apart from the turns.
@@ -21,7 +20,7 @@ from celery import Celery
 
 from shared.jobs import JobStore
 from shared.keys import RECOVERY_LOCK_KEY
-from shared.queue import TURN_TASK
+from shared.queue import TURN_TASK, nudge_lost_after
 from shared.redis_client import make_redis
 from shared.settings import Settings
 from worker.threadqueue import Sweep, ThreadQueue
@@ -41,7 +40,8 @@ async def sweep_once(threads: ThreadQueue, settings: Settings) -> Sweep | None:
     if not await threads.redis.set(RECOVERY_LOCK_KEY, "1", nx=True,
                                    px=max(1, interval_ms * 9 // 10)):
         return None
-    return await threads.sweep(settings.RECOVERY_STALL_SECONDS, CANCEL_GRACE)
+    return await threads.sweep(settings.RECOVERY_STALL_SECONDS, CANCEL_GRACE,
+                               nudge_lost_after(settings))
 
 
 class RecoveryTimer(threading.Thread):

@@ -34,8 +34,8 @@ def run_turn_task(self: Task[Any, Any], job_id: str) -> None:
                            timeout=TASK_TIME_LIMIT)
     except RedisError:
         # Redis is down, so nothing could be recorded: run again later. If even
-        # the retry can't be sent, the message was never acknowledged and comes
-        # back after the visibility timeout, or the recovery sweep nudges the thread.
+        # the retry can't be sent, the job still waits in its thread's inbox,
+        # and the recovery sweep nudges the thread once Redis is back.
         log.warning("turn_redis_down", job_id=job_id)
         raise self.retry(countdown=backoff(min(self.request.retries + 1, 5))) from None
     if step.retry_in is not None:

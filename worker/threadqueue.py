@@ -58,13 +58,15 @@ class ThreadQueue:
         """Nobody runs the thread's head job for `seconds`: its retry is scheduled."""
         await self.redis.set(hold_key(thread_id), "1", px=max(1, int(seconds * 1000)))
 
-    async def sweep(self, stall_seconds: float, cancel_grace: float) -> Sweep:
+    async def sweep(self, stall_seconds: float, cancel_grace: float,
+                    lost_after: float) -> Sweep:
         """Looks at the head job of every pending thread for what needs a push.
 
         Stalled: nobody runs the thread, nor will (no lease, no hold) while
         its head job is `running` (its worker died), or has been `queued` for
-        over `stall_seconds` while the broker's queue is empty (its nudge was
-        lost; with a backlog, a queued job is just waiting its turn, and a
+        over `stall_seconds` while the broker's queue is empty, or for over
+        `lost_after` in any case (its nudge was lost with its worker; behind
+        a backlog, a queued job is normally just waiting its turn, and a
         nudge for each would double the backlog). Each is reported at most
         once a minute.
 
@@ -90,7 +92,8 @@ class ThreadQueue:
                     and now - job.cancel_requested > cancel_grace):
                 found.unstoppable.append(job)
             elif (not busy and (job.status == JobStatus.RUNNING
-                                or (not backlog and now - job.created_at > stall_seconds))
+                                or (not backlog and now - job.created_at > stall_seconds)
+                                or now - job.created_at > lost_after)
                   and await self.redis.set(kicked_key(thread_id), "1", nx=True,
                                            ex=KICK_SECONDS)):
                 found.stalled.append(job.job_id)

@@ -49,8 +49,8 @@ async def test_a_running_job_without_a_lease_is_stalled_once_a_minute(queue: Thr
     (job,) = await accept(queue, "t")
     await queue.jobs.start(job.job_id)
 
-    first = await queue.sweep(stall_seconds=60, cancel_grace=2)
-    second = await queue.sweep(stall_seconds=60, cancel_grace=2)
+    first = await queue.sweep(stall_seconds=60, cancel_grace=2, lost_after=600)
+    second = await queue.sweep(stall_seconds=60, cancel_grace=2, lost_after=600)
 
     assert first.stalled == [job.job_id]
     assert second.stalled == []
@@ -64,23 +64,37 @@ async def test_a_leased_or_held_thread_is_not_stalled(queue: ThreadQueue) -> Non
     await queue.redis.set(thread_lock_key("a"), "token", ex=10)
     await queue.hold("b", 10)
 
-    assert (await queue.sweep(stall_seconds=0, cancel_grace=2)).stalled == []
+    assert await stalled(queue, 0, 600) == []
+
+
+
+async def stalled(queue: ThreadQueue, stall_seconds: float, lost_after: float) -> list[str]:
+    return (await queue.sweep(stall_seconds, cancel_grace=2, lost_after=lost_after)).stalled
 
 
 async def test_a_queued_job_is_stalled_only_after_the_stall_time(queue: ThreadQueue) -> None:
     (job,) = await accept(queue, "t")
 
-    assert (await queue.sweep(stall_seconds=60, cancel_grace=2)).stalled == []
-    assert (await queue.sweep(stall_seconds=0, cancel_grace=2)).stalled == [job.job_id]
+    assert await stalled(queue, 60, 600) == []
+    assert await stalled(queue, 0, 600) == [job.job_id]
 
 
 async def test_a_queued_job_behind_a_backlog_is_not_stalled(queue: ThreadQueue) -> None:
     (job,) = await accept(queue, "t")
     await queue.redis.rpush(QUEUE, "a task message ahead of it")
 
-    assert (await queue.sweep(stall_seconds=0, cancel_grace=2)).stalled == []
+    assert await stalled(queue, 0, 600) == []
     await queue.redis.delete(QUEUE)
-    assert (await queue.sweep(stall_seconds=0, cancel_grace=2)).stalled == [job.job_id]
+    assert await stalled(queue, 0, 600) == [job.job_id]
+
+
+async def test_a_queued_job_waiting_too_long_is_nudged_even_behind_a_backlog(
+        queue: ThreadQueue) -> None:
+    (job,) = await accept(queue, "t")
+    await queue.redis.rpush(QUEUE, "a task message ahead of it")
+
+    assert await stalled(queue, 0, 60) == []
+    assert await stalled(queue, 0, 0) == [job.job_id]
 
 
 async def test_a_running_job_ignoring_its_cancel_is_unstoppable(queue: ThreadQueue) -> None:
@@ -89,9 +103,9 @@ async def test_a_running_job_ignoring_its_cancel_is_unstoppable(queue: ThreadQue
     await queue.redis.set(thread_lock_key("t"), "token", ex=10)
     await queue.redis.hset(job_key(job.job_id), "cancel_requested", "1.0")
 
-    found = await queue.sweep(stall_seconds=60, cancel_grace=2)
+    found = await queue.sweep(stall_seconds=60, cancel_grace=2, lost_after=600)
 
     assert [j.job_id for j in found.unstoppable] == [job.job_id]
     assert found.unstoppable[0].task_id == "celery-task-1"
     await queue.jobs.ask_cancel(job.job_id)  # just now: still within the grace
-    assert (await queue.sweep(stall_seconds=60, cancel_grace=2)).unstoppable == []
+    assert (await queue.sweep(stall_seconds=60, cancel_grace=2, lost_after=600)).unstoppable == []

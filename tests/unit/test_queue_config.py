@@ -6,7 +6,7 @@ from shared.queue import (
     QUEUE,
     TURN_TASK,
     make_celery,
-    visibility_timeout,
+    nudge_lost_after,
 )
 from shared.settings import Settings
 
@@ -29,6 +29,7 @@ def test_reliability_settings() -> None:
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
     assert conf.worker_prefetch_multiplier == 1
     assert conf.accept_content == ["json"]
-    # A live worker must never lose its job to redelivery: longer than a whole turn.
-    assert conf.broker_transport_options["visibility_timeout"] == visibility_timeout(settings)
-    assert visibility_timeout(settings) > settings.TURN_TIME_LIMIT + 60
+    # Taken nudges are not kept in Redis (the inbox and the sweep keep the jobs)...
+    assert conf.broker_transport_options["ack_emulation"] is False
+    # ...and a live worker's nudge is not doubled: longer than a whole turn.
+    assert nudge_lost_after(settings) > settings.TURN_TIME_LIMIT + 60
