@@ -34,12 +34,6 @@ class MovingWindow:
             return 0.0
         return await self._wait(name)
 
-    async def wait_needed(self, name: str) -> float:
-        """The seconds until a hit would fit (0.0: now), counting nothing."""
-        if await self._limiter.test(self._item, name):
-            return 0.0
-        return await self._wait(name)
-
     async def _wait(self, name: str) -> float:
         stats = await self._limiter.get_window_stats(self._item, name)
         return max(0.05, stats.reset_time - time.time())

@@ -11,6 +11,7 @@ that expires when the provider said to come back.
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 
 from redis.asyncio import Redis
 
@@ -30,6 +31,10 @@ end
 """
 
 
+# Set by `count_turn` for the turn running in this context: its call is counted.
+_counted: ContextVar[list[bool]] = ContextVar("llm_call_counted")
+
+
 class LlmRateLimit:
     """Decides whether an LLM call may start now, or how long to wait."""
 
@@ -38,21 +43,28 @@ class LlmRateLimit:
         self._window = MovingWindow(redis, LLM_LIMIT_PREFIX, calls, period)
         self._pause = redis.register_script(_PAUSE)
 
-    async def wait_needed(self) -> float:
-        """The seconds to wait before a call could start (0: now), counting nothing.
+    async def count_turn(self) -> float:
+        """Counts the turn's LLM call as it begins: 0.0 if it may go on, else
+        the seconds to wait (nothing counted).
 
-        A cheap look before a turn's work begins; `acquire` decides.
+        Counting here rather than looking first and counting at the call saves
+        a script per turn; the turn's own call (`acquire`, in this context)
+        then counts nothing more. A turn that fails before its call has used
+        a slot: the window errs towards fewer calls, never more.
         """
-        paused = await self._paused_for()
-        if paused > 0:
-            return paused
-        return await self._window.wait_needed(_LIMIT_NAME)
+        try:
+            await self.acquire()
+        except RateLimited as limited:
+            return limited.retry_after or 0.05
+        _counted.set([True])
+        return 0.0
 
     async def acquire(self) -> None:
-        """Counts one call starting now, or raises RateLimited with the wait.
-
-        Called right before the LLM request, so the window counts real starts.
-        """
+        """Counts one call starting now, or raises RateLimited with the wait."""
+        counted = _counted.get(None)
+        if counted is not None and counted[0]:
+            counted[0] = False  # shared with the graph's task: counted once
+            return
         paused = await self._paused_for()
         if paused > 0:
             raise RateLimited(paused)

@@ -60,7 +60,7 @@ class LeaseLost(Exception):
 
 
 def backoff(failures: int) -> float:
-    """Exponential backoff with full jitter, capped below the visibility timeout."""
+    """Exponential backoff with full jitter, capped at MAX_COUNTDOWN."""
     return random.uniform(0.5, min(MAX_COUNTDOWN, 2.0**failures))
 
 
@@ -105,7 +105,7 @@ async def _release(lease: Lock) -> None:
 
 
 async def _run(res: Resources, job: Job, lease: Lock, task_id: str) -> NextStep:
-    wait = await res.limiter.wait_needed()
+    wait = await res.limiter.count_turn()
     if wait > 0:
         log.info("turn_rate_limited", retry_in=round(wait, 3))
         metrics.LLM_LIMIT_WAIT.inc(min(wait, MAX_COUNTDOWN))
