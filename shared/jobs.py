@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any, cast
 
 from redis.asyncio import Redis
+from redis.typing import EncodableT, FieldT
 
 from shared import metrics
 from shared.keys import (
@@ -57,18 +58,17 @@ local now = t[1] .. '.' .. string.format('%06d', t[2])
 """
 # Ends a job: KEYS job, events, inbox, client's jobs, activity, owner's threads,
 # thread info; ARGV ttl, event type, event data, stream maxlen, ",statuses it
-# may end from,", "1" for a stored turn, the thread's title, its owner, then
-# field/value pairs.
+# may end from,", "1" for a stored turn, the thread's title, its owner, the
+# job's id, its thread's id, then field/value pairs.
 _FINISH = _NOW + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return -1 end
 if not string.find(ARGV[5], ',' .. status .. ',', 1, true) then return 0 end
-redis.call('HSET', KEYS[1], 'finished_at', now, unpack(ARGV, 9))
+redis.call('HSET', KEYS[1], 'finished_at', now, unpack(ARGV, 11))
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'type', ARGV[2], 'data', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[1])
-local job_id = redis.call('HGET', KEYS[1], 'job_id')
-local thread_id = redis.call('HGET', KEYS[1], 'thread_id')
+local job_id, thread_id = ARGV[9], ARGV[10]
 redis.call('LREM', KEYS[3], 0, job_id)
 redis.call('SREM', KEYS[4], job_id)
 if ARGV[6] == '1' then
@@ -324,12 +324,17 @@ class JobStore:
         """Back to `queued` while a retry waits; a finished job is left as it is."""
         await self._requeue(keys=[job_key(job_id)])
 
-    async def append_tokens(self, job_id: str, text: str) -> None:
-        """Appends the next piece of the reply to the job's event stream."""
+    async def append_tokens(self, job_id: str, text: str, first: bool) -> None:
+        """Appends the next piece of the reply to the job's event stream; the
+        `first` piece of an attempt also sets the stream's expiry (the job's
+        end sets it again)."""
         key = events_key(job_id)
+        fields: dict[FieldT, EncodableT] = {"type": "token", "data": json.dumps({"text": text})}
+        if not first:
+            await self.redis.xadd(key, fields, maxlen=STREAM_MAXLEN, approximate=True)
+            return
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xadd(key, {"type": "token", "data": json.dumps({"text": text})},
-                      maxlen=STREAM_MAXLEN, approximate=True)
+            pipe.xadd(key, fields, maxlen=STREAM_MAXLEN, approximate=True)
             # After the XADD: EXPIRE on a key that does not exist yet does nothing.
             pipe.expire(key, self.ttl)
             await pipe.execute()
@@ -396,7 +401,8 @@ class JobStore:
             pairs += [name, value]
         ending = "," + ",".join(from_statuses) + ","
         args = [self.ttl, event, json.dumps(body), STREAM_MAXLEN, ending,
-                "1" if active else "0", title_of(job.message), job.owner, *pairs]
+                "1" if active else "0", title_of(job.message), job.owner, job.job_id,
+                job.thread_id, *pairs]
         keys = [job_key(job.job_id), events_key(job.job_id), inbox_key(job.thread_id),
                 client_jobs_key(job.client), ACTIVITY_KEY, owner_threads_key(job.owner),
                 thread_info_key(job.thread_id)]

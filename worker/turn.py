@@ -196,7 +196,14 @@ async def _answer(res: Resources, job: Job, lease: Lock,
 async def _stream(res: Resources, job: Job, turn_input: dict[str, Any],
                   config: dict[str, Any]) -> dict[str, Any]:
     """Runs the graph, streaming the reply's tokens to the job's events; the final state."""
-    tokens = TokenBatcher(lambda text: res.jobs.append_tokens(job.job_id, text))
+    expiring = False  # the first batch gives the stream its expiry
+
+    async def send(text: str) -> None:
+        nonlocal expiring
+        await res.jobs.append_tokens(job.job_id, text, first=not expiring)
+        expiring = True
+
+    tokens = TokenBatcher(send)
     state: dict[str, Any] = {}
     first_token = True
     # aclosing: leaving the loop early (cancel, error) must close the provider's
