@@ -308,6 +308,14 @@ class JobStore:
         raw = await self.redis.hgetall(job_key(job_id))
         return Job.from_redis(cast(dict[str, str], raw)) if raw else None
 
+    async def get_many(self, job_ids: list[str]) -> list[Job | None]:
+        """The jobs, in one round trip; None for an unknown one (or an empty id)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hgetall(job_key(job_id))
+            raws = await pipe.execute()
+        return [Job.from_redis(cast(dict[str, str], raw)) if raw else None for raw in raws]
+
     async def start(self, job_id: str, task_id: str = "") -> Job | None:
         """Marks the job running in Celery task `task_id` and counts the attempt.
 

@@ -23,6 +23,7 @@ if not head then redis.call('SREM', KEYS[2], ARGV[1]) end
 return head
 """
 KICK_SECONDS = 60
+SWEEP_BATCH = 500
 
 
 @dataclass
@@ -76,25 +77,34 @@ class ThreadQueue:
         found = Sweep()
         now = time.time()
         backlog = await self.redis.llen(QUEUE)
-        async for thread_id in self.redis.sscan_iter(PENDING_KEY, count=500):
+        cursor = 0
+        while True:
+            # A batch of threads costs two round trips, not two per thread:
+            # the sweep runs beside the turns, in the same process.
+            cursor, batch = await self.redis.sscan(PENDING_KEY, cursor, count=SWEEP_BATCH)
+            thread_ids = cast(list[str], batch)
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.exists(thread_lock_key(thread_id), hold_key(thread_id))
-                pipe.lindex(inbox_key(thread_id), 0)
-                busy, head_id = await pipe.execute()
-            if head_id is None:
+                for thread_id in thread_ids:
+                    pipe.exists(thread_lock_key(thread_id), hold_key(thread_id))
+                    pipe.lindex(inbox_key(thread_id), 0)
+                looks = await pipe.execute()
+            heads = {thread_id: (busy, head_id) for thread_id, busy, head_id
+                     in zip(thread_ids, looks[::2], looks[1::2], strict=True)}
+            for thread_id in [t for t, (_, head_id) in heads.items() if head_id is None]:
                 await self.next_id(thread_id)
-                continue
-            job = await self.jobs.get(head_id)
-            if job is None or job.finished:
-                await self.head(thread_id)  # drops it, so the next one is seen next time
-                continue
-            if (job.status == JobStatus.RUNNING and job.cancel_requested is not None
-                    and now - job.cancel_requested > cancel_grace):
-                found.unstoppable.append(job)
-            elif (not busy and (job.status == JobStatus.RUNNING
-                                or (not backlog and now - job.created_at > stall_seconds)
-                                or now - job.created_at > lost_after)
-                  and await self.redis.set(kicked_key(thread_id), "1", nx=True,
-                                           ex=KICK_SECONDS)):
-                found.stalled.append(job.job_id)
-        return found
+                del heads[thread_id]
+            jobs = await self.jobs.get_many([head_id for _, head_id in heads.values()])
+            for (thread_id, (busy, _)), job in zip(heads.items(), jobs, strict=True):
+                if job is None or job.finished:
+                    await self.head(thread_id)  # drops it, so the next one is seen next time
+                elif (job.status == JobStatus.RUNNING and job.cancel_requested is not None
+                        and now - job.cancel_requested > cancel_grace):
+                    found.unstoppable.append(job)
+                elif (not busy and (job.status == JobStatus.RUNNING
+                                    or (not backlog and now - job.created_at > stall_seconds)
+                                    or now - job.created_at > lost_after)
+                      and await self.redis.set(kicked_key(thread_id), "1", nx=True,
+                                               ex=KICK_SECONDS)):
+                    found.stalled.append(job.job_id)
+            if cursor == 0:
+                return found
