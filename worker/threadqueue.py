@@ -7,10 +7,12 @@ inbox together is one Lua script, so two workers never see it half-changed.
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import cast
 
 from redis.asyncio import Redis
+from redis.asyncio.lock import Lock
 
 from shared.jobs import Job, JobStatus, JobStore
 from shared.keys import PENDING_KEY, hold_key, inbox_key, kicked_key, thread_lock_key
@@ -52,8 +54,28 @@ class ThreadQueue:
             await self.redis.lrem(inbox_key(thread_id), 0, job_id)
         return None
 
-    async def held(self, thread_id: str) -> bool:
-        return bool(await self.redis.exists(hold_key(thread_id)))
+    async def take(self, thread_id: str, lease: Lock) -> tuple[bool, str | None]:
+        """Takes the thread's lease, in one round trip with a look at the thread.
+
+        Returns whether the lease was taken and, if so, the id of the job to
+        run: the inbox's head, or None when the thread is on hold (its head
+        job's retry is scheduled and will come back) or has nothing queued.
+        """
+        token = uuid.uuid1().hex.encode()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(thread_lock_key(thread_id), token, nx=True,
+                     px=int(cast(float, lease.timeout) * 1000))
+            pipe.exists(hold_key(thread_id))
+            pipe.lindex(inbox_key(thread_id), 0)
+            taken, held, head = await pipe.execute()
+        if not taken:
+            return False, None
+        lease.local.token = token  # the lease is ours: renew and release it as a Lock
+        if held:
+            return True, None
+        if head is None:
+            await self.next_id(thread_id)  # no longer pending, unless a job came just now
+        return True, head
 
     async def hold(self, thread_id: str, seconds: float) -> None:
         """Nobody runs the thread's head job for `seconds`: its retry is scheduled."""

@@ -66,22 +66,23 @@ def backoff(failures: int) -> float:
 
 async def drain_next(res: Resources, job_id: str, task_id: str = "") -> NextStep:
     """Runs the next turn of the job's thread, unless another worker is on it."""
-    job = await res.jobs.get(job_id)
-    if job is None:
+    nudged = await res.jobs.get(job_id)
+    if nudged is None:
         log.warning("job_unknown", job_id=job_id)
         return DONE
-    return await drain_thread(res, job.thread_id, task_id)
-
-
-async def drain_thread(res: Resources, thread_id: str, task_id: str = "") -> NextStep:
+    thread_id = nudged.thread_id
     lease = Lock(res.redis, thread_lock_key(thread_id),
                  timeout=res.settings.THREAD_LEASE_SECONDS, blocking=False)
-    if not await lease.acquire():
+    taken, head_id = await res.threads.take(thread_id, lease)
+    if not taken:
         return DONE
     try:
-        if await res.threads.held(thread_id):
-            return DONE  # its head job's retry is scheduled and will come back
-        job = await res.threads.head(thread_id)
+        if head_id is None:
+            return DONE
+        # Most often the nudge's own job is next: no need to read it again
+        # (its start re-checks it, atomically).
+        job = (nudged if nudged.job_id == head_id and not nudged.finished
+               else await res.threads.head(thread_id))
         if job is None:
             return DONE
         structlog.contextvars.bind_contextvars(job_id=job.job_id, thread_id=thread_id)
