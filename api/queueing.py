@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import contextlib
 
-from starlette.concurrency import run_in_threadpool
-
 from api.deps import Services
 from api.errors import BUSY_RETRY_AFTER, ApiError, TooManyRequests
 from shared.jobs import Job, Refused
-from shared.queue import TURN_TASK
+from shared.queue import turn_message
 
 _REFUSALS = {
     "thread": "too many messages queued on this thread; retry after the time in Retry-After",
@@ -23,7 +21,7 @@ _REFUSALS = {
 
 async def queue_job(services: Services, job: Job, max_in_thread: int,
                     busy: ApiError | None = None, new_thread: bool = False) -> Job:
-    """Records the job at the end of its thread's inbox and sends its task.
+    """Records the job at the end of its thread's inbox, with its task, in one step.
 
     Raises TooManyRequests (429) when the thread already holds
     `max_in_thread` jobs, or `busy` instead if given, or when the client is
@@ -35,9 +33,8 @@ async def queue_job(services: Services, job: Job, max_in_thread: int,
     try:
         job = await services.jobs.create(job, max_in_thread,
                                          services.settings.MAX_QUEUED_PER_CLIENT,
-                                         new_thread=new_thread)
-        await run_in_threadpool(services.celery.send_task, TURN_TASK,
-                                args=[job.job_id], task_id=job.job_id)
+                                         new_thread=new_thread,
+                                         nudge=turn_message(services.celery, job.job_id))
     except Refused as exc:
         if exc.what == "thread" and busy is not None:
             raise busy from None

@@ -32,6 +32,7 @@ from shared.keys import (
     owner_threads_key,
     thread_info_key,
 )
+from shared.queue import QUEUE
 from shared.threads import title_of
 
 
@@ -105,13 +106,13 @@ return redis.call('HGETALL', KEYS[1])
 """
 # Accepts a job unless its thread's inbox or its client's jobs are full:
 # KEYS job, inbox, pending, activity, client's jobs, owner's threads, thread
-# info, the threads-indexed mark; ARGV ttl, job id, thread id, inbox limit,
-# client limit, title, owner, "1" if the gateway made the thread's id, then
-# field/value pairs.
+# info, the threads-indexed mark, the task queue; ARGV ttl, job id, thread
+# id, inbox limit, client limit, title, owner, "1" if the gateway made the
+# thread's id, the task message to push ("": none), then field/value pairs.
 _CREATE = _NOW + """
 if redis.call('LLEN', KEYS[2]) >= tonumber(ARGV[4]) then return {'thread'} end
 if redis.call('SCARD', KEYS[5]) >= tonumber(ARGV[5]) then return {'client'} end
-redis.call('HSET', KEYS[1], 'created_at', now, unpack(ARGV, 9))
+redis.call('HSET', KEYS[1], 'created_at', now, unpack(ARGV, 10))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[1])
@@ -130,6 +131,7 @@ if redis.call('HSETNX', KEYS[7], 'owner', ARGV[7]) == 1 then
     redis.call('HSET', KEYS[7], 'partial', 1)
   end
 end
+if ARGV[9] ~= '' then redis.call('LPUSH', KEYS[9], ARGV[9]) end
 return {'ok', now}
 """
 # Back to `queued` while a retry waits; a finished job is left as it is.
@@ -271,7 +273,7 @@ class JobStore:
         self._failure = redis.register_script(_FAILURE)
 
     async def create(self, job: Job, max_in_thread: int, max_for_client: int,
-                     new_thread: bool = False) -> Job:
+                     new_thread: bool = False, nudge: str = "") -> Job:
         """Records an accepted job at the end of its thread's inbox.
 
         Raises Refused, recording nothing, when the thread's inbox already
@@ -282,16 +284,17 @@ class JobStore:
         acceptance time is Redis's clock at the moment of the append, so
         across any number of gateways the jobs of a thread are in
         `created_at` order. `new_thread`: the gateway made the thread's id,
-        so nothing of it can be stored yet.
+        so nothing of it can be stored yet. `nudge`: the job's task message
+        (shared.queue.turn_message), queued in the same step.
         """
         keys = [job_key(job.job_id), inbox_key(job.thread_id), PENDING_KEY, ACTIVITY_KEY,
                 client_jobs_key(job.client), owner_threads_key(job.owner),
-                thread_info_key(job.thread_id), THREADS_INDEXED_KEY]
+                thread_info_key(job.thread_id), THREADS_INDEXED_KEY, QUEUE]
         fields = [item for pair in job.to_redis().items() if pair[0] != "created_at"
                   for item in pair]
         reply = await self._create(keys=keys, args=[
             self.ttl, job.job_id, job.thread_id, max_in_thread, max_for_client,
-            title_of(job.message), job.owner, "1" if new_thread else "0", *fields])
+            title_of(job.message), job.owner, "1" if new_thread else "0", nudge, *fields])
         if reply[0] != "ok":
             raise Refused(reply[0])
         return dataclasses.replace(job, created_at=float(reply[1]))

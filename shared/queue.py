@@ -6,10 +6,14 @@ importing the worker code (no LangGraph, no LLM client in the gateway).
 
 from __future__ import annotations
 
+import base64
+import uuid
 from typing import Any
 
 from celery import Celery
 from kombu.entity import Queue
+from kombu.serialization import dumps
+from kombu.utils.json import dumps as json_dumps
 
 from shared.settings import Settings
 
@@ -83,3 +87,24 @@ def make_celery(settings: Settings, name: str = "chat") -> Celery:
     app = Celery(name)
     app.conf.update(celery_config(settings))
     return app
+
+
+def turn_message(app: Celery, job_id: str) -> str:
+    """The entry Celery's Redis transport would push on QUEUE for the turn
+    task of `job_id` (protocol 2, JSON), for the gateway to push itself in
+    the same script that accepts the job: the job and its nudge are queued
+    together or not at all, in one round trip, with no publisher thread.
+
+    Celery builds the task message; this does only what kombu's Redis
+    channel adds to it (base64 body, delivery tag and routing).
+    """
+    headers, properties, body, _ = app.amqp.as_task_v2(job_id, TURN_TASK, args=[job_id])
+    content_type, content_encoding, payload = dumps(body, serializer="json")
+    properties.update(
+        delivery_mode=2, priority=0, body_encoding="base64", delivery_tag=str(uuid.uuid4()),
+        delivery_info={"exchange": "", "routing_key": QUEUE})
+    message: str = json_dumps({"body": base64.b64encode(payload.encode()).decode(),
+                               "content-encoding": content_encoding,
+                               "content-type": content_type,
+                               "headers": headers, "properties": properties})
+    return message
