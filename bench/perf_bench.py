@@ -41,6 +41,7 @@ from typing import Any
 import aiohttp
 import redis
 
+from shared.settings import Settings
 from tests import servers
 from tests.sse import read_events
 from tests.stack import Stack, launch
@@ -61,6 +62,11 @@ class Rig:
 
 @contextmanager
 def rig(workdir: Path, workers: int, **env: str) -> Iterator[Rig]:
+    """The stack on its own servers, each worker process running the product's
+    default of turns at once unless `env` says otherwise (the tests' stack
+    runs 2)."""
+    env = {"WORKER_CONCURRENCY": str(Settings.model_fields["WORKER_CONCURRENCY"].default),
+           **env}
     redis_server = servers.redis_server(workdir / "redis").start()
     s3 = servers.s3_server(workdir / "s3").start()
     try:
