@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import base64
+import json
+
 from shared.queue import (
     CLEANUP_TASK,
     MAINTENANCE_QUEUE,
@@ -7,6 +10,7 @@ from shared.queue import (
     TURN_TASK,
     make_celery,
     nudge_lost_after,
+    turn_message,
 )
 from shared.settings import Settings
 
@@ -33,3 +37,19 @@ def test_reliability_settings() -> None:
     assert conf.broker_transport_options["ack_emulation"] is False
     # ...and a live worker's nudge is not doubled: longer than a whole turn.
     assert nudge_lost_after(settings) > settings.TURN_TIME_LIMIT + 60
+
+
+def test_a_turn_message_is_what_a_worker_reads_as_the_turn_task() -> None:
+    app = make_celery(Settings(_env_file=None))  # type: ignore[call-arg]
+
+    raw = json.loads(turn_message(app, "job123"))
+    body = json.loads(base64.b64decode(raw["body"]))
+
+    assert raw["headers"]["task"] == TURN_TASK
+    assert raw["headers"]["id"] == "job123"
+    assert body[0] == ["job123"] and body[1] == {}
+    assert raw["content-type"] == "application/json"
+    assert raw["properties"]["delivery_info"]["routing_key"] == QUEUE
+    assert raw["properties"]["body_encoding"] == "base64"
+    assert raw["properties"]["delivery_tag"] != json.loads(
+        turn_message(app, "job123"))["properties"]["delivery_tag"]
