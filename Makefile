@@ -12,4 +12,4 @@ lint:
 	.venv/bin/ruff check . && .venv/bin/mypy api worker shared
 
 bench:
-	.venv/bin/python -m bench.turn_latency
+	.venv/bin/python -m bench.perf_bench

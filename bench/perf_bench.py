@@ -4,7 +4,7 @@ Starts the whole stack on loopback for each case (redis-server, moto's S3
 served with keep-alive, the gateway, Celery workers, the Groq-like server
 through ChatGroq or the offline echo model) and prints, per case: turns/s,
 p50/p99 of the client's wait, CPU ms per turn of the gateway, the workers
-(their whole process trees) and the S3 server, Redis commands per turn
+(their whole process trees), the S3 server and Redis, Redis commands per turn
 (`INFO commandstats`, commands run inside scripts included, idle polling
 included) and S3 requests per turn.
 
@@ -123,7 +123,8 @@ class Meter:
         self.redis = redis.Redis(port=rig.redis.port, decode_responses=True)
         self.groups = {"gateway": lambda: tree(rig.stack.gateway.pid),
                        "workers": lambda: [p for w in rig.stack.workers for p in tree(w.pid)],
-                       "s3": lambda: [rig.s3.pid]}
+                       "s3": lambda: [rig.s3.pid],
+                       "redis": lambda: [rig.redis.pid]}
 
     def s3_requests(self) -> int:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.rig.s3.port}/_requests") as reply:
@@ -132,10 +133,12 @@ class Meter:
     def __enter__(self) -> Meter:
         self.redis.config_resetstat()
         self.s3_before = self.s3_requests()
+        self.started = time.perf_counter()
         self.cpu_before = {name: cpu_seconds(pids()) for name, pids in self.groups.items()}
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.elapsed = time.perf_counter() - self.started
         self.cpu = {name: cpu_seconds(pids()) - self.cpu_before[name]
                     for name, pids in self.groups.items()}
         self.s3 = self.s3_requests() - self.s3_before
@@ -150,7 +153,9 @@ class Meter:
                         for name, seconds in self.cpu.items())
         top = sorted(self.commands.items(), key=lambda kv: -kv[1])[:8]
         top_text = ", ".join(f"{name} {calls / turns:.1f}" for name, calls in top)
-        return (f"  CPU ms/turn: {cpu}\n"
+        busy = sum(self.cpu.values()) / self.elapsed
+        return (f"  CPU ms/turn: {cpu} (these processes kept {busy:.2f} of "
+                f"{os.cpu_count()} cores busy)\n"
                 f"  Redis commands/turn: {sum(self.commands.values()) / turns:.1f} ({top_text})\n"
                 f"  S3 requests/turn: {self.s3 / turns:.2f}")
 
