@@ -1,6 +1,6 @@
 """Prometheus metrics, counted in every process and read as one scrape.
 
-The gateway and each Celery prefork child are separate processes, so each
+The gateway and each worker are separate processes, so each
 keeps its own counts. prometheus_client's multiprocess mode has every
 process write them to memory-mapped files in PROMETHEUS_MULTIPROC_DIR, and
 the gateway's GET /metrics adds up the files of all of them (api/routes/metrics.py).
