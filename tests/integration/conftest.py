@@ -1,4 +1,4 @@
-"""Fixtures of the saver's integration tests: clients of the session's S3 server,
+"""Fixtures of the integration tests: clients of the session's S3 server, a job store,
 and savers of both variants under a prefix of their own."""
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ from typing import Any
 import aioboto3
 import boto3
 import pytest
+from redis.asyncio import Redis
 
 from shared.checkpoint import AsyncS3Saver
 from shared.checkpoint._s3 import CLIENT_CONFIG
+from shared.jobs import JobStore
 from tests import servers
 from tests.helpers import VARIANTS, ThreadedS3Saver
 
@@ -64,3 +66,11 @@ def saver(request: pytest.FixtureRequest, sync_client: Any, async_client: Any, b
     return ThreadedS3Saver(sync_client, bucket, prefix)
 
 
+
+
+@pytest.fixture
+async def jobs(redis_url: str) -> AsyncIterator[JobStore]:
+    """A job store on the session's redis-server."""
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    yield JobStore(redis, ttl=86400)
+    await redis.aclose()

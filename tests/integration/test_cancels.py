@@ -3,21 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-
-import pytest
-from redis.asyncio import Redis
 
 from shared.jobs import JobStore
 from tests.helpers import a_job, accept
 from worker.cancels import CancelWatch
-
-
-@pytest.fixture
-async def jobs(redis_url: str) -> AsyncIterator[JobStore]:
-    redis = Redis.from_url(redis_url, decode_responses=True)
-    yield JobStore(redis, ttl=86400)
-    await redis.aclose()
 
 
 async def test_a_running_job_hears_its_cancel(jobs: JobStore) -> None:

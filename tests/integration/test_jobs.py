@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
-from redis.asyncio import Redis
 
 from shared.ids import new_id
 from shared.jobs import JobStatus, JobStore, Refused
 from shared.keys import ACTIVITY_KEY, client_jobs_key, events_key, inbox_key, job_key
 from tests.helpers import a_job, accept
-
-
-@pytest.fixture
-async def jobs(redis_url: str) -> AsyncIterator[JobStore]:
-    redis = Redis.from_url(redis_url, decode_responses=True)
-    yield JobStore(redis, ttl=86400)
-    await redis.aclose()
 
 
 async def test_a_job_goes_from_queued_to_succeeded(jobs: JobStore) -> None:
