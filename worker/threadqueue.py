@@ -18,11 +18,18 @@ from shared.jobs import Job, JobStatus, JobStore
 from shared.keys import PENDING_KEY, hold_key, inbox_key, kicked_key, thread_lock_key
 from shared.queue import QUEUE
 
-# The next job id, or nothing; a thread with an empty inbox stops being pending.
+# {1 if it released the lease, the next job id or nothing}: first releases the
+# thread's lease if ARGV[2] is its holder's token ("": leave it); a thread
+# with an empty inbox stops being pending.
 _NEXT = """
+local released = 0
+if ARGV[2] ~= '' and redis.call('GET', KEYS[3]) == ARGV[2] then
+  redis.call('DEL', KEYS[3])
+  released = 1
+end
 local head = redis.call('LINDEX', KEYS[1], 0)
 if not head then redis.call('SREM', KEYS[2], ARGV[1]) end
-return head
+return {released, head}
 """
 KICK_SECONDS = 60
 SWEEP_BATCH = 500
@@ -42,8 +49,18 @@ class ThreadQueue:
 
     async def next_id(self, thread_id: str) -> str | None:
         """The job at the head of the inbox (None, and no longer pending, if empty)."""
-        head = await self._next(keys=[inbox_key(thread_id), PENDING_KEY], args=[thread_id])
-        return cast(str | None, head)
+        return (await self._next_after(thread_id, ""))[1]
+
+    async def release(self, thread_id: str, lease: Lock) -> tuple[bool, str | None]:
+        """Releases the thread's lease and looks at who is next, in one step:
+        whether the lease was still ours, and the inbox's head."""
+        return await self._next_after(thread_id, cast(bytes, lease.local.token).decode())
+
+    async def _next_after(self, thread_id: str, token: str) -> tuple[bool, str | None]:
+        released, head = await self._next(
+            keys=[inbox_key(thread_id), PENDING_KEY, thread_lock_key(thread_id)],
+            args=[thread_id, token])
+        return released == 1, cast(str | None, head)
 
     async def head(self, thread_id: str) -> Job | None:
         """The unfinished job at the head of the inbox, dropping ended or expired ones."""

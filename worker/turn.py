@@ -76,6 +76,7 @@ async def drain_next(res: Resources, job_id: str, task_id: str = "") -> NextStep
     taken, head_id = await res.threads.take(thread_id, lease)
     if not taken:
         return DONE
+    released = False
     try:
         if head_id is None:
             return DONE
@@ -90,12 +91,18 @@ async def drain_next(res: Resources, job_id: str, task_id: str = "") -> NextStep
         if outcome.retry_in is not None:
             await res.threads.hold(thread_id, outcome.retry_in)
             return outcome
+        # A job accepted while we held the lease may have had its own nudge
+        # turned away: we pass the thread on, looking in the same step as
+        # the release.
+        owned, next_job = await res.threads.release(thread_id, lease)
+        released = True
+        if not owned:
+            log.warning("thread_lease_lost")
+        return NextStep(next_job=next_job)
     finally:
         structlog.contextvars.unbind_contextvars("job_id", "thread_id")
-        await _release(lease)
-    # After the release: a job accepted while we held the lease may have had
-    # its own nudge turned away, so we pass the thread on.
-    return NextStep(next_job=await res.threads.next_id(thread_id))
+        if not released:
+            await _release(lease)
 
 
 async def _release(lease: Lock) -> None:

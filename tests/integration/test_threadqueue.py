@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.lock import Lock
 
 from shared.jobs import Job, JobStore
 from shared.keys import PENDING_KEY, inbox_key, job_key, thread_lock_key
@@ -43,6 +44,41 @@ async def test_an_empty_inbox_stops_being_pending(queue: ThreadQueue) -> None:
 
     assert await queue.next_id("t") is None
     assert not await queue.redis.sismember(PENDING_KEY, "t")
+
+
+def a_lease(queue: ThreadQueue, thread: str) -> Lock:
+    return Lock(queue.redis, thread_lock_key(thread), timeout=10, blocking=False)
+
+
+async def test_one_worker_takes_a_thread_and_hands_it_on_as_it_releases_it(
+        queue: ThreadQueue) -> None:
+    first, second = await accept(queue, "t", 2)
+    mine, theirs = a_lease(queue, "t"), a_lease(queue, "t")
+
+    assert await queue.take("t", mine) == (True, first.job_id)
+    assert await queue.take("t", theirs) == (False, None)
+    await queue.jobs.succeed(first, "done")
+
+    assert await queue.release("t", mine) == (True, second.job_id)
+    assert not await queue.redis.exists(thread_lock_key("t"))
+
+
+async def test_a_lease_lost_meanwhile_is_not_released(queue: ThreadQueue) -> None:
+    (job,) = await accept(queue, "t")
+    mine, theirs = a_lease(queue, "t"), a_lease(queue, "t")
+    assert (await queue.take("t", mine))[0]
+    await queue.redis.delete(thread_lock_key("t"))  # it ran out...
+    assert (await queue.take("t", theirs))[0]  # ...and another worker took the thread
+
+    assert await queue.release("t", mine) == (False, job.job_id)
+    assert await theirs.owned()
+
+
+async def test_a_thread_on_hold_gives_no_job(queue: ThreadQueue) -> None:
+    await accept(queue, "t")
+    await queue.hold("t", 10)
+
+    assert await queue.take("t", a_lease(queue, "t")) == (True, None)
 
 
 async def test_a_running_job_without_a_lease_is_stalled_once_a_minute(queue: ThreadQueue) -> None:
