@@ -71,12 +71,10 @@ class ThreadQueue:
             await self.redis.lrem(inbox_key(thread_id), 0, job_id)
         return None
 
-    async def take(self, thread_id: str, lease: Lock) -> tuple[bool, str | None]:
-        """Takes the thread's lease, in one round trip with a look at the thread.
-
-        Returns whether the lease was taken and, if so, the id of the job to
-        run: the inbox's head, or None when the thread is on hold (its head
-        job's retry is scheduled and will come back) or has nothing queued.
+    async def take(self, thread_id: str, lease: Lock) -> tuple[bool, bool, str | None]:
+        """Takes the thread's lease, in one round trip with a look at the thread:
+        whether the lease was taken; if so, whether the thread is on hold (its
+        head job's retry is scheduled and will come back) and the inbox's head.
         """
         token = uuid.uuid1().hex.encode()
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -86,13 +84,9 @@ class ThreadQueue:
             pipe.lindex(inbox_key(thread_id), 0)
             taken, held, head = await pipe.execute()
         if not taken:
-            return False, None
+            return False, False, None
         lease.local.token = token  # the lease is ours: renew and release it as a Lock
-        if held:
-            return True, None
-        if head is None:
-            await self.next_id(thread_id)  # no longer pending, unless a job came just now
-        return True, head
+        return True, bool(held), head
 
     async def hold(self, thread_id: str, seconds: float) -> None:
         """Nobody runs the thread's head job for `seconds`: its retry is scheduled."""

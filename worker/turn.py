@@ -73,27 +73,29 @@ async def drain_next(res: Resources, job_id: str, task_id: str = "") -> NextStep
     thread_id = nudged.thread_id
     lease = Lock(res.redis, thread_lock_key(thread_id),
                  timeout=res.settings.THREAD_LEASE_SECONDS, blocking=False)
-    taken, head_id = await res.threads.take(thread_id, lease)
+    taken, held, head_id = await res.threads.take(thread_id, lease)
     if not taken:
+        return DONE
+    if held:  # its head job's retry is scheduled and will come back
+        await _release(lease)
         return DONE
     released = False
     try:
-        if head_id is None:
-            return DONE
-        # Most often the nudge's own job is next: no need to read it again
-        # (its start re-checks it, atomically).
-        job = (nudged if nudged.job_id == head_id and not nudged.finished
-               else await res.threads.head(thread_id))
-        if job is None:
-            return DONE
-        structlog.contextvars.bind_contextvars(job_id=job.job_id, thread_id=thread_id)
-        outcome = await _run(res, job, lease, task_id)
-        if outcome.retry_in is not None:
-            await res.threads.hold(thread_id, outcome.retry_in)
-            return outcome
-        # A job accepted while we held the lease may have had its own nudge
-        # turned away: we pass the thread on, looking in the same step as
-        # the release.
+        job = None
+        if head_id is not None:
+            # Most often the nudge's own job is next: no need to read it again
+            # (its start re-checks it, atomically).
+            job = (nudged if nudged.job_id == head_id and not nudged.finished
+                   else await res.threads.head(thread_id))
+        if job is not None:
+            structlog.contextvars.bind_contextvars(job_id=job.job_id, thread_id=thread_id)
+            outcome = await _run(res, job, lease, task_id)
+            if outcome.retry_in is not None:
+                await res.threads.hold(thread_id, outcome.retry_in)
+                return outcome
+        # A job accepted while we held the lease had its own nudge turned away
+        # (even if we ran nothing): we release and look at the inbox in one
+        # step, and pass the thread on.
         owned, next_job = await res.threads.release(thread_id, lease)
         released = True
         if not owned:

@@ -55,8 +55,8 @@ async def test_one_worker_takes_a_thread_and_hands_it_on_as_it_releases_it(
     first, second = await accept(queue, "t", 2)
     mine, theirs = a_lease(queue, "t"), a_lease(queue, "t")
 
-    assert await queue.take("t", mine) == (True, first.job_id)
-    assert await queue.take("t", theirs) == (False, None)
+    assert await queue.take("t", mine) == (True, False, first.job_id)
+    assert await queue.take("t", theirs) == (False, False, None)
     await queue.jobs.succeed(first, "done")
 
     assert await queue.release("t", mine) == (True, second.job_id)
@@ -74,11 +74,11 @@ async def test_a_lease_lost_meanwhile_is_not_released(queue: ThreadQueue) -> Non
     assert await theirs.owned()
 
 
-async def test_a_thread_on_hold_gives_no_job(queue: ThreadQueue) -> None:
-    await accept(queue, "t")
+async def test_taking_a_thread_on_hold_says_so(queue: ThreadQueue) -> None:
+    (job,) = await accept(queue, "t")
     await queue.hold("t", 10)
 
-    assert await queue.take("t", a_lease(queue, "t")) == (True, None)
+    assert await queue.take("t", a_lease(queue, "t")) == (True, True, job.job_id)
 
 
 async def test_a_running_job_without_a_lease_is_stalled_once_a_minute(queue: ThreadQueue) -> None:
