@@ -1,0 +1,55 @@
+"""Taking and handing on a thread in a worker, against a real redis-server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+import pytest
+from redis.asyncio import Redis
+from redis.asyncio.lock import Lock
+
+from shared.jobs import JobStore
+from shared.settings import Settings
+from tests import helpers
+from worker.runtime import Resources
+from worker.threadqueue import ThreadQueue
+from worker.turn import NextStep, drain_next
+
+
+class ThreadQueueRacedFake(ThreadQueue):
+    """Fake for this test: a job is accepted on the thread just after the lease
+    is taken, as a gateway may do at any moment; its nudge finds the lease
+    taken and ends, so the holder must pass the thread on."""
+
+    late: str | None = None
+
+    async def take(self, thread_id: str, lease: Lock) -> tuple[bool, bool, str | None]:
+        taken = await super().take(thread_id, lease)
+        self.late = (await helpers.accept(self.jobs, helpers.a_job(thread_id))).job_id
+        return taken
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url.removesuffix("/0") + "/4", decode_responses=True)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+async def test_a_job_accepted_while_a_stale_nudge_holds_the_thread_is_handed_on(
+        redis: Redis) -> None:
+    jobs = JobStore(redis, ttl=3600)
+    threads = ThreadQueueRacedFake(redis, jobs)
+    # Only what the path of a nudge with nothing to run touches.
+    res = cast(Resources, cast(Any, type("Res", (), {
+        "settings": Settings(_env_file=None), "redis": redis,
+        "jobs": jobs, "threads": threads})))
+    stale = await helpers.accept(jobs, helpers.a_job())
+    await jobs.succeed(stale, "done")  # its turn ran already: this nudge is a duplicate
+
+    step = await drain_next(res, stale.job_id)
+
+    assert threads.late is not None
+    assert step == NextStep(next_job=threads.late)
