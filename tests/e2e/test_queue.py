@@ -7,6 +7,7 @@ which records when each call arrived.
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -201,6 +202,31 @@ def test_sigkilled_worker_turn_runs_again_elsewhere_and_is_stored_once(faulty: S
     print(f"recovered {recovery:.1f}s after SIGKILL (lease 3 s, sweep every 1 s)")
     assert contents(faulty, thread) == ["survive", "echo: survive"]
     assert sum(1 for c in faulty.llm_calls() if c["messages"][-1]["content"] == "survive") == 2
+    faulty.workers.remove(holder)
+    faulty.add_workers(1)
+
+
+def test_a_worker_stopped_with_sigterm_finishes_its_running_turn_first(faulty: Stack) -> None:
+    faulty.control(delay=2)
+    thread = f"sigterm{time.time_ns()}"
+    job_id = post_many(faulty.client, [{"message": "finish me", "thread_id": thread}])[0]
+    deadline = time.monotonic() + 15
+    while not any(c["messages"][-1]["content"] == "finish me" for c in faulty.llm_calls()):
+        assert time.monotonic() < deadline, "the LLM call never started"
+        time.sleep(0.02)
+    holder = next(w for w in faulty.workers if job_id in w.log())
+
+    holder.signal(signal.SIGTERM)  # a deploy's stop: Celery's warm shutdown
+    faulty.control(delay=0)
+    job = faulty.wait_job(job_id, timeout=30)
+    assert holder.proc is not None
+    holder.proc.wait(timeout=30)
+
+    assert job["status"] == "succeeded"
+    assert any("turn_succeeded" in line and job_id in line  # by the worker stopping
+               for line in holder.log().splitlines())
+    assert sum(1 for c in faulty.llm_calls() if c["messages"][-1]["content"] == "finish me") == 1
+    assert contents(faulty, thread) == ["finish me", "echo: finish me"]
     faulty.workers.remove(holder)
     faulty.add_workers(1)
 
