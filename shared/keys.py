@@ -57,6 +57,12 @@ def hold_key(thread_id: str) -> str:
     return f"{PREFIX}thread:{thread_id}:hold"
 
 
+def missed_key(thread_id: str) -> str:
+    """Present when a nudge for the thread was turned away (its lease was held,
+    or it was on hold): whoever next releases the lease passes the thread on."""
+    return f"{PREFIX}thread:{thread_id}:missed"
+
+
 def kicked_key(thread_id: str) -> str:
     """Present for a while after the recovery sweep nudged the thread."""
     return f"{PREFIX}thread:{thread_id}:kicked"

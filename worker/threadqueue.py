@@ -15,22 +15,54 @@ from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
 
 from shared.jobs import Job, JobStatus, JobStore
-from shared.keys import PENDING_KEY, hold_key, inbox_key, kicked_key, thread_lock_key
+from shared.keys import (
+    PENDING_KEY,
+    hold_key,
+    inbox_key,
+    kicked_key,
+    missed_key,
+    thread_lock_key,
+)
 from shared.queue import QUEUE
 
-# {1 if it released the lease, the next job id or nothing}: first releases the
-# thread's lease if ARGV[2] is its holder's token ("": leave it); a thread
-# with an empty inbox stops being pending.
+# Takes the thread's lease: {1, the inbox's head or nothing}, or {0} when the
+# lease is held or the thread is on hold; then the nudge is turned away, and
+# noted so the lease's holder (or the held job's retry) passes the thread on.
+# KEYS lock, hold, inbox, missed; ARGV token, lease ms, note's seconds.
+_TAKE = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('SET', KEYS[4], '1', 'EX', ARGV[3])
+  return {0}
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[4], '1', 'EX', ARGV[3])
+  return {0}
+end
+return {1, redis.call('LINDEX', KEYS[3], 0)}
+"""
+# {1 if it released the lease, the inbox's head or nothing, 1 if nudges were
+# turned away}: first releases the lease if ARGV[2] is its holder's token ("":
+# only looks). The jobs behind the head whose nudges were turned away have
+# none left: the note stays until the head is the last job, so each holder
+# passes the thread on in turn. A thread with an empty inbox stops being
+# pending. KEYS inbox, pending, lock, missed; ARGV thread id, token.
 _NEXT = """
-local released = 0
-if ARGV[2] ~= '' and redis.call('GET', KEYS[3]) == ARGV[2] then
-  redis.call('DEL', KEYS[3])
-  released = 1
+local released, missed = 0, 0
+if ARGV[2] ~= '' then
+  if redis.call('GET', KEYS[3]) == ARGV[2] then
+    redis.call('DEL', KEYS[3])
+    released = 1
+  end
+  missed = redis.call('EXISTS', KEYS[4])
+  if missed == 1 and redis.call('LLEN', KEYS[1]) <= 1 then redis.call('DEL', KEYS[4]) end
 end
 local head = redis.call('LINDEX', KEYS[1], 0)
 if not head then redis.call('SREM', KEYS[2], ARGV[1]) end
-return {released, head}
+return {released, head, missed}
 """
+# A turned-away nudge is remembered this long; past it, the sweep finds the job.
+MISSED_SECONDS = 3600
 KICK_SECONDS = 60
 SWEEP_BATCH = 500
 
@@ -46,21 +78,27 @@ class ThreadQueue:
         self.redis = redis
         self.jobs = jobs
         self._next = redis.register_script(_NEXT)
+        self._take = redis.register_script(_TAKE)
 
     async def next_id(self, thread_id: str) -> str | None:
         """The job at the head of the inbox (None, and no longer pending, if empty)."""
         return (await self._next_after(thread_id, ""))[1]
 
     async def release(self, thread_id: str, lease: Lock) -> tuple[bool, str | None]:
-        """Releases the thread's lease and looks at who is next, in one step:
-        whether the lease was still ours, and the inbox's head."""
-        return await self._next_after(thread_id, cast(bytes, lease.local.token).decode())
+        """Releases the thread's lease and, in the same step, finds whom to pass
+        the thread on to: whether the lease was still ours, and the inbox's
+        head if a nudge was turned away while we held it (else None: the
+        nudges of jobs accepted meanwhile are still on their way)."""
+        owned, head, missed = await self._next_after(
+            thread_id, cast(bytes, lease.local.token).decode())
+        return owned, head if missed else None
 
-    async def _next_after(self, thread_id: str, token: str) -> tuple[bool, str | None]:
-        released, head = await self._next(
-            keys=[inbox_key(thread_id), PENDING_KEY, thread_lock_key(thread_id)],
+    async def _next_after(self, thread_id: str, token: str) -> tuple[bool, str | None, bool]:
+        released, head, missed = await self._next(
+            keys=[inbox_key(thread_id), PENDING_KEY, thread_lock_key(thread_id),
+                  missed_key(thread_id)],
             args=[thread_id, token])
-        return released == 1, cast(str | None, head)
+        return released == 1, cast(str | None, head), missed == 1
 
     async def head(self, thread_id: str) -> Job | None:
         """The unfinished job at the head of the inbox, dropping ended or expired ones."""
@@ -71,22 +109,23 @@ class ThreadQueue:
             await self.redis.lrem(inbox_key(thread_id), 0, job_id)
         return None
 
-    async def take(self, thread_id: str, lease: Lock) -> tuple[bool, bool, str | None]:
-        """Takes the thread's lease, in one round trip with a look at the thread:
-        whether the lease was taken; if so, whether the thread is on hold (its
-        head job's retry is scheduled and will come back) and the inbox's head.
+    async def take(self, thread_id: str, lease: Lock) -> tuple[bool, str | None]:
+        """Takes the thread's lease, with a look at its inbox, in one step:
+        whether this worker runs the thread now, and the inbox's head.
+
+        Not if another worker holds the lease, or the thread is on hold (its
+        head job's retry is scheduled): the nudge is noted as turned away,
+        and the holder, or the retry, passes the thread on when it releases.
         """
-        token = uuid.uuid1().hex.encode()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(thread_lock_key(thread_id), token, nx=True,
-                     px=int(cast(float, lease.timeout) * 1000))
-            pipe.exists(hold_key(thread_id))
-            pipe.lindex(inbox_key(thread_id), 0)
-            taken, held, head = await pipe.execute()
-        if not taken:
-            return False, False, None
-        lease.local.token = token  # the lease is ours: renew and release it as a Lock
-        return True, bool(held), head
+        token = uuid.uuid1().hex
+        reply = await self._take(
+            keys=[thread_lock_key(thread_id), hold_key(thread_id), inbox_key(thread_id),
+                  missed_key(thread_id)],
+            args=[token, int(cast(float, lease.timeout) * 1000), MISSED_SECONDS])
+        if reply[0] != 1:
+            return False, None
+        lease.local.token = token.encode()  # ours: renew and release it as a Lock
+        return True, cast(str | None, reply[1] if len(reply) > 1 else None)
 
     async def hold(self, thread_id: str, seconds: float) -> None:
         """Nobody runs the thread's head job for `seconds`: its retry is scheduled."""

@@ -73,11 +73,8 @@ async def drain_next(res: Resources, job_id: str, task_id: str = "") -> NextStep
     thread_id = nudged.thread_id
     lease = Lock(res.redis, thread_lock_key(thread_id),
                  timeout=res.settings.THREAD_LEASE_SECONDS, blocking=False)
-    taken, held, head_id = await res.threads.take(thread_id, lease)
-    if not taken:
-        return DONE
-    if held:  # its head job's retry is scheduled and will come back
-        await _release(lease)
+    taken, head_id = await res.threads.take(thread_id, lease)
+    if not taken:  # whoever holds it, or the held job's retry, passes it on
         return DONE
     released = False
     try:
@@ -93,9 +90,8 @@ async def drain_next(res: Resources, job_id: str, task_id: str = "") -> NextStep
             if outcome.retry_in is not None:
                 await res.threads.hold(thread_id, outcome.retry_in)
                 return outcome
-        # A job accepted while we held the lease had its own nudge turned away
-        # (even if we ran nothing): we release and look at the inbox in one
-        # step, and pass the thread on.
+        # A job whose nudge was turned away while we held the lease (even if
+        # we ran nothing) waits for us: release, and pass the thread on.
         owned, next_job = await res.threads.release(thread_id, lease)
         released = True
         if not owned:

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
 
 from shared.jobs import JobStore
+from shared.keys import thread_lock_key
 from shared.settings import Settings
 from tests import helpers
 from worker.runtime import Resources
@@ -24,9 +25,12 @@ class ThreadQueueRacedFake(ThreadQueue):
 
     late: str | None = None
 
-    async def take(self, thread_id: str, lease: Lock) -> tuple[bool, bool, str | None]:
+    async def take(self, thread_id: str, lease: Lock) -> tuple[bool, str | None]:
         taken = await super().take(thread_id, lease)
-        self.late = (await helpers.accept(self.jobs, helpers.a_job(thread_id))).job_id
+        if self.late is None:
+            self.late = (await helpers.accept(self.jobs, helpers.a_job(thread_id))).job_id
+            its_nudge = Lock(self.redis, thread_lock_key(thread_id), timeout=10)
+            assert await super().take(thread_id, its_nudge) == (False, None)
         return taken
 
 

@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
 
 from shared.jobs import Job, JobStore
-from shared.keys import PENDING_KEY, inbox_key, job_key, thread_lock_key
+from shared.keys import PENDING_KEY, hold_key, inbox_key, job_key, thread_lock_key
 from shared.queue import QUEUE
 from tests import helpers
 from worker.threadqueue import ThreadQueue
@@ -50,35 +50,70 @@ def a_lease(queue: ThreadQueue, thread: str) -> Lock:
     return Lock(queue.redis, thread_lock_key(thread), timeout=10, blocking=False)
 
 
-async def test_one_worker_takes_a_thread_and_hands_it_on_as_it_releases_it(
+async def test_a_nudge_turned_away_by_the_lease_is_passed_on_at_its_release(
         queue: ThreadQueue) -> None:
     first, second = await accept(queue, "t", 2)
     mine, theirs = a_lease(queue, "t"), a_lease(queue, "t")
 
-    assert await queue.take("t", mine) == (True, False, first.job_id)
-    assert await queue.take("t", theirs) == (False, False, None)
+    assert await queue.take("t", mine) == (True, first.job_id)
+    assert await queue.take("t", theirs) == (False, None)  # second's nudge
     await queue.jobs.succeed(first, "done")
 
     assert await queue.release("t", mine) == (True, second.job_id)
     assert not await queue.redis.exists(thread_lock_key("t"))
+    # Passed on once: the next holder has no one to pass it to.
+    assert await queue.take("t", theirs) == (True, second.job_id)
+    assert await queue.release("t", theirs) == (True, None)
+
+
+async def test_nudges_turned_away_behind_the_head_are_passed_on_one_holder_after_another(
+        queue: ThreadQueue) -> None:
+    jobs = await accept(queue, "t", 3)
+    first = a_lease(queue, "t")
+    assert await queue.take("t", first) == (True, jobs[0].job_id)
+    for _ in jobs[1:]:  # their nudges come while the first runs
+        assert await queue.take("t", a_lease(queue, "t")) == (False, None)
+
+    holder = first
+    for n, job in enumerate(jobs):
+        await queue.jobs.succeed(job, "done")
+        after = jobs[n + 1].job_id if n + 1 < len(jobs) else None
+        assert await queue.release("t", holder) == (True, after)
+        if after is not None:  # the nudge it was passed on with
+            holder = a_lease(queue, "t")
+            assert await queue.take("t", holder) == (True, after)
+
+
+async def test_without_a_nudge_turned_away_nothing_is_passed_on(queue: ThreadQueue) -> None:
+    await accept(queue, "t", 2)  # the second's nudge is still on its way
+    mine = a_lease(queue, "t")
+    assert (await queue.take("t", mine))[0]
+
+    assert await queue.release("t", mine) == (True, None)
 
 
 async def test_a_lease_lost_meanwhile_is_not_released(queue: ThreadQueue) -> None:
-    (job,) = await accept(queue, "t")
+    await accept(queue, "t")
     mine, theirs = a_lease(queue, "t"), a_lease(queue, "t")
     assert (await queue.take("t", mine))[0]
     await queue.redis.delete(thread_lock_key("t"))  # it ran out...
     assert (await queue.take("t", theirs))[0]  # ...and another worker took the thread
 
-    assert await queue.release("t", mine) == (False, job.job_id)
+    assert (await queue.release("t", mine))[0] is False
     assert await theirs.owned()
 
 
-async def test_taking_a_thread_on_hold_says_so(queue: ThreadQueue) -> None:
+async def test_a_nudge_turned_away_by_a_hold_is_passed_on_after_the_retry(
+        queue: ThreadQueue) -> None:
     (job,) = await accept(queue, "t")
     await queue.hold("t", 10)
 
-    assert await queue.take("t", a_lease(queue, "t")) == (True, True, job.job_id)
+    assert await queue.take("t", a_lease(queue, "t")) == (False, None)
+    assert not await queue.redis.exists(thread_lock_key("t"))
+    await queue.redis.delete(hold_key("t"))  # the retry's time came
+    retry = a_lease(queue, "t")
+    assert await queue.take("t", retry) == (True, job.job_id)
+    assert await queue.release("t", retry) == (True, job.job_id)
 
 
 async def test_a_running_job_without_a_lease_is_stalled_once_a_minute(queue: ThreadQueue) -> None:
