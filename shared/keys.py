@@ -42,41 +42,45 @@ ACTIVITY_KEY = f"{PREFIX}threads:activity"
 PENDING_KEY = f"{PREFIX}threads:pending"
 
 
+def _of_thread(thread_id: str, part: str) -> str:
+    return f"{PREFIX}thread:{thread_id}:{part}"
+
+
 def thread_lock_key(thread_id: str) -> str:
     """The lease a worker holds while it runs a turn on the thread."""
-    return f"{PREFIX}thread:{thread_id}:lock"
+    return _of_thread(thread_id, "lock")
 
 
 def inbox_key(thread_id: str) -> str:
     """List of the thread's unfinished job ids, oldest first."""
-    return f"{PREFIX}thread:{thread_id}:inbox"
+    return _of_thread(thread_id, "inbox")
 
 
 def hold_key(thread_id: str) -> str:
     """Present while the thread's head job waits for a scheduled retry."""
-    return f"{PREFIX}thread:{thread_id}:hold"
+    return _of_thread(thread_id, "hold")
 
 
 def missed_key(thread_id: str) -> str:
     """Present when a nudge for the thread was turned away (its lease was held,
     or it was on hold): whoever next releases the lease passes the thread on."""
-    return f"{PREFIX}thread:{thread_id}:missed"
+    return _of_thread(thread_id, "missed")
 
 
 def kicked_key(thread_id: str) -> str:
     """Present for a while after the recovery sweep nudged the thread."""
-    return f"{PREFIX}thread:{thread_id}:kicked"
+    return _of_thread(thread_id, "kicked")
 
 
 def owner_key(thread_id: str) -> str:
     """The digest of the API key that owns the thread (a cache of its storage)."""
-    return f"{PREFIX}thread:{thread_id}:owner"
+    return _of_thread(thread_id, "owner")
 
 
 def agent_thread_key(thread_id: str) -> str:
     """Hash: a thread of the LangGraph Server API: created_at, updated_at, owner,
     and each metadata key as a field `m:<key>` holding its JSON value."""
-    return f"{PREFIX}thread:{thread_id}:agent"
+    return _of_thread(thread_id, "agent")
 
 
 def agent_threads_key(owner: str) -> str:
@@ -87,12 +91,12 @@ def agent_threads_key(owner: str) -> str:
 
 def thread_runs_key(thread_id: str) -> str:
     """Sorted set: the thread's runs of the LangGraph Server API (job ids) by creation."""
-    return f"{PREFIX}thread:{thread_id}:runs"
+    return _of_thread(thread_id, "runs")
 
 
 def thread_info_key(thread_id: str) -> str:
     """Hash: what the list of conversations shows of the thread (shared/threads.py)."""
-    return f"{PREFIX}thread:{thread_id}:info"
+    return _of_thread(thread_id, "info")
 
 
 def owner_threads_key(owner: str) -> str:
