@@ -20,15 +20,9 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from bench.proc import rss_kib
 from tests.helpers import crowd
 from tests.stack import Stack, launch_all
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 def quantile(values: list[float], q: float) -> float:

@@ -34,100 +34,47 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import redis
 
+from bench.proc import cpu_seconds, rss_kib, tree
 from shared.settings import Settings
-from tests import servers
 from tests.sse import read_events
-from tests.stack import Stack, launch
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-@dataclass
-class Rig:
-    stack: Stack
-    redis: servers.Server
-    s3: servers.Server
-
-    @property
-    def base_url(self) -> str:
-        return str(self.stack.client.base_url)
+from tests.stack import Stack, launch_all
 
 
 @contextmanager
-def rig(workdir: Path, workers: int, **env: str) -> Iterator[Rig]:
+def rig(workdir: Path, workers: int, **env: str) -> Iterator[Stack]:
     """The stack on its own servers, each worker process running the product's
     default of turns at once unless `env` says otherwise (the tests' stack
     runs 2)."""
-    env = {"WORKER_CONCURRENCY": str(Settings.model_fields["WORKER_CONCURRENCY"].default),
-           **env}
-    redis_server = servers.redis_server(workdir / "redis").start()
-    s3 = servers.s3_server(workdir / "s3").start()
-    try:
-        with launch(f"redis://127.0.0.1:{redis_server.port}/0", f"http://127.0.0.1:{s3.port}",
-                    workdir / "stack", workers, **env) as stack:
-            yield Rig(stack, redis_server, s3)
-    finally:
-        s3.stop()
-        redis_server.stop()
+    default = str(Settings.model_fields["WORKER_CONCURRENCY"].default)
+    with launch_all(workdir, workers, **{"WORKER_CONCURRENCY": default, **env}) as stack:
+        yield stack
 
 
-def tree(pid: int) -> list[int]:
-    """The process and all its descendants."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            parents.setdefault(int(fields[1]), []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        found.append(todo.pop())
-        todo += parents.get(found[-1], [])
-    return found
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICKS
-
-
-def rss_mib(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-    return total / 1024
+def base_url(stack: Stack) -> str:
+    return str(stack.client.base_url)
 
 
 class Meter:
     """Counts what a stretch of load cost: CPU, Redis commands, S3 requests."""
 
-    def __init__(self, rig: Rig) -> None:
-        self.rig = rig
-        self.redis = redis.Redis(port=rig.redis.port, decode_responses=True)
-        self.groups = {"gateway": lambda: tree(rig.stack.gateway.pid),
-                       "workers": lambda: [p for w in rig.stack.workers for p in tree(w.pid)],
-                       "s3": lambda: [rig.s3.pid],
-                       "redis": lambda: [rig.redis.pid]}
+    def __init__(self, stack: Stack) -> None:
+        assert stack.redis is not None and stack.s3 is not None  # launch_all's
+        redis_server, self.s3_server = stack.redis, stack.s3
+        assert redis_server.port is not None
+        self.redis = redis.Redis(port=redis_server.port, decode_responses=True)
+        self.groups = {"gateway": lambda: tree(stack.gateway.pid),
+                       "workers": lambda: [p for w in stack.workers for p in tree(w.pid)],
+                       "s3": lambda: [self.s3_server.pid],
+                       "redis": lambda: [redis_server.pid]}
 
     def s3_requests(self) -> int:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.rig.s3.port}/_requests") as reply:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.s3_server.port}/_requests") as reply:
             return int(reply.read())
 
     def __enter__(self) -> Meter:
@@ -191,15 +138,15 @@ async def chats(base_url: str, clients: int, turns: int, tag: str,
         return waits, time.perf_counter() - started
 
 
-def warm(rig: Rig, clients: int) -> None:
-    asyncio.run(chats(rig.base_url, clients, 2, "warm"))
+def warm(stack: Stack, clients: int) -> None:
+    asyncio.run(chats(base_url(stack), clients, 2, "warm"))
 
 
 def case_sequential(tmp: Path) -> None:
     with rig(tmp / "sequential", 1, LLM_PROVIDER="echo") as r:
         warm(r, 4)
         with Meter(r) as meter:
-            waits, _ = asyncio.run(chats(r.base_url, 1, 100, "seq"))
+            waits, _ = asyncio.run(chats(base_url(r), 1, 100, "seq"))
         print(f"sequential: 100 turns on one thread, echo: {percentiles(waits)}")
         print(meter.report(100))
 
@@ -208,7 +155,7 @@ def case_throughput(tmp: Path, workers: int) -> None:
     with rig(tmp / "throughput", workers, LLM_PROVIDER="echo") as r:
         warm(r, 20)
         with Meter(r) as meter:
-            waits, elapsed = asyncio.run(chats(r.base_url, 20, 20, "load"))
+            waits, elapsed = asyncio.run(chats(base_url(r), 20, 20, "load"))
         print(f"throughput: 20 clients x 20 turns, echo, {workers} worker process(es): "
               f"{400 / elapsed:.1f} turns/s, {percentiles(waits)}")
         print(meter.report(400))
@@ -244,15 +191,15 @@ async def streams(base_url: str, count: int) -> int:
 
 def case_stream(tmp: Path) -> None:
     with rig(tmp / "stream", 1) as r:
-        r.stack.control(reply_tokens=20, token_delay=0)
+        r.control(reply_tokens=20, token_delay=0)
         warm(r, 4)
         with Meter(r) as meter:
-            times = [first_token_ms(r.stack, n) for n in range(100)]
+            times = [first_token_ms(r, n) for n in range(100)]
         print(f"stream: POST -> first token, 100 sequential turns: {percentiles(times)}")
         print(meter.report(100))
-        r.stack.control(reply_tokens=300, token_delay=0.005)
+        r.control(reply_tokens=300, token_delay=0.005)
         started = time.perf_counter()
-        events = asyncio.run(streams(r.base_url, 20))
+        events = asyncio.run(streams(base_url(r), 20))
         elapsed = time.perf_counter() - started
         print(f"stream: 20 streams x 300 tokens 5 ms apart: {events} token events in "
               f"{elapsed:.2f} s; {20 * 300 / elapsed:.0f} tokens/s "
@@ -263,10 +210,10 @@ def case_scaling(tmp: Path) -> None:
     rates = {}
     for workers in (1, 2, 4):
         with rig(tmp / f"scaling{workers}", workers, WORKER_CONCURRENCY="8") as r:
-            r.stack.control(delay=0.2)
+            r.control(delay=0.2)
             warm(r, 8 * workers)
             with Meter(r) as meter:
-                waits, elapsed = asyncio.run(chats(r.base_url, 16 * workers, 10, "scale"))
+                waits, elapsed = asyncio.run(chats(base_url(r), 16 * workers, 10, "scale"))
             rates[workers] = 160 * workers / elapsed
             print(f"scaling: {workers} worker process(es) x 8 turns, 200 ms LLM, "
                   f"{16 * workers} clients: {rates[workers]:.1f} turns/s "
@@ -278,11 +225,11 @@ def case_many(tmp: Path, count: int, concurrency: int) -> None:
     with rig(tmp / "many", 1, WORKER_CONCURRENCY=str(concurrency),
              REDIS_MAX_CONNECTIONS="100", S3_MAX_CONNECTIONS="100") as r:
         warm(r, 8)
-        r.stack.control(delay=2.0)
-        worker = r.stack.workers[0]
+        r.control(delay=2.0)
+        worker = r.workers[0]
         with Meter(r) as meter:
-            waits, _ = asyncio.run(chats(r.base_url, count, 1, "many", new_threads=True))
-            memory = rss_mib(tree(worker.pid))
+            waits, _ = asyncio.run(chats(base_url(r), count, 1, "many", new_threads=True))
+            memory = sum(rss_kib(pid) for pid in tree(worker.pid)) / 1024
         processes = len(tree(worker.pid))
         print(f"many at once: {count} chats on new threads, 2 s LLM, one worker process "
               f"({concurrency} turns at once): last answered {max(waits) / 1000:.2f} s after "

@@ -30,6 +30,9 @@ class Stack:
     client: httpx.Client
     groq_client: httpx.Client
     extra: list[servers.Server] = field(default_factory=list)
+    # Its own Redis and S3 servers, when it started them (launch_all).
+    redis: servers.Server | None = None
+    s3: servers.Server | None = None
 
     def llm_calls(self) -> list[dict[str, Any]]:
         calls: list[dict[str, Any]] = self.groq_client.get("/_calls").json()
@@ -181,6 +184,7 @@ def launch_all(workdir: Path, workers: int = 2, **overrides: str) -> Iterator[St
     try:
         with launch(f"redis://127.0.0.1:{redis.port}/0", f"http://127.0.0.1:{s3.port}",
                     workdir / "stack", workers, **overrides) as stack:
+            stack.redis, stack.s3 = redis, s3
             yield stack
     finally:
         s3.stop()

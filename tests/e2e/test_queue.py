@@ -137,7 +137,7 @@ def faulty(workdir: Path, s3_endpoint: str) -> Iterator[Stack]:
                          "127.0.0.1", "--port", str(port), "--no-access-log"],
             port, workdir / "faulty" / "gateway2.log", stack.env).start()
         stack.extra += [second]
-        stack.redis = redis  # type: ignore[attr-defined]
+        stack.redis = redis
         stack.s3_proxy = s3  # type: ignore[attr-defined]
         stack.second = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=90)  # type: ignore[attr-defined]
         yield stack
