@@ -4,15 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.concurrency import get_implementation
-from celery.concurrency.prefork import TaskPool as PreforkPool
-from celery.signals import (
-    worker_init,
-    worker_process_init,
-    worker_process_shutdown,
-    worker_ready,
-    worker_shutdown,
-)
+from celery.signals import worker_init, worker_ready, worker_shutdown
 
 from shared.logging import configure_logging
 from shared.queue import make_celery
@@ -24,28 +16,16 @@ app = make_celery(settings, "worker")
 app.conf.imports = ("worker.tasks",)
 
 
-def _prefork(worker: Any) -> bool:
-    return get_implementation(worker.pool_cls) is PreforkPool
-
-
 @worker_init.connect
-def _open_runtime(sender: Any, **_: Any) -> None:
+def _open_runtime(**_: Any) -> None:
     # Build the loop and its clients before the pool takes tasks, not during
-    # the first one: here for the threads pool, in each child for prefork.
-    if not _prefork(sender):
-        from worker.runtime import get_runtime
-
-        get_runtime()
-
-
-@worker_process_init.connect
-def _open_child_runtime(**_: Any) -> None:
+    # the first one. The pool is Celery's threads pool (shared/queue.py): a
+    # loop thread would not survive prefork's fork.
     from worker.runtime import get_runtime
 
     get_runtime()
 
 
-@worker_process_shutdown.connect
 @worker_shutdown.connect
 def _close_runtime(**_: Any) -> None:
     from worker.runtime import close_runtime

@@ -20,7 +20,7 @@ from tests.stack import Stack
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("keyed_llm")]
 
 KEY = bearer("metrics")
-SUCCEEDING = 4  # one for each prefork child of the stack's two workers
+SUCCEEDING = 4  # one for each turn the stack's two workers run at once (2 each)
 
 
 def scrape(stack: Stack) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
