@@ -78,7 +78,7 @@ fi
 port="${PORT:-8000}"
 uvicorn api.main:app --host 127.0.0.1 --port "$port" &
 pids+=($!)
-celery -A worker.celery_app worker --loglevel=INFO -c "${WORKER_CONCURRENCY:-4}" &
+celery -A worker.celery_app worker --loglevel=INFO &
 pids+=($!)
 celery -A worker.celery_app beat --loglevel=INFO -s "$run/celerybeat-schedule" &
 pids+=($!)
