@@ -24,6 +24,7 @@ COPY pyproject.toml ./
 COPY api/ api/
 COPY worker/ worker/
 COPY shared/ shared/
+COPY graphs/ graphs/
 
 USER app
 

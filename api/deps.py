@@ -17,6 +17,7 @@ from api.events import EventHub
 from api.owners import ThreadOwners
 from api.ratelimit import ClientRateLimit
 from shared.checkpoint import AsyncS3Saver
+from shared.graphs import GraphRegistry
 from shared.ids import digest_id
 from shared.jobs import JobStore
 from shared.settings import Settings
@@ -36,6 +37,7 @@ class Services:
     client_limit: ClientRateLimit | None
     hub: EventHub
     threads: ThreadIndex
+    graphs: GraphRegistry
 
 
 def get_services(request: Request) -> Services:

@@ -15,6 +15,7 @@ from api.middleware import BodyLimit, RequestId
 from api.owners import ThreadOwners
 from api.ratelimit import ClientRateLimit
 from api.routes import chat, docs, health, jobs, metrics, page, threads
+from shared.graphs import exit_with, load_registry
 from shared.jobs import JobStore
 from shared.logging import configure_logging
 from shared.queue import make_celery
@@ -45,7 +46,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = Services(
             settings, redis, JobStore(redis, settings.JOB_TTL_SECONDS), saver, celery,
             ThreadOwners(redis, saver, settings.SESSION_TTL_SECONDS), client_limit, hub,
-            ThreadIndex(redis))
+            ThreadIndex(redis), app.state.graphs)
         yield
 
 
@@ -62,6 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=None, docs_url=None, redoc_url=None,
     )
     app.state.settings = settings
+    # Every declared graph is imported now: one that cannot be stops the gateway.
+    app.state.graphs = load_registry(settings.LANGGRAPH_CONFIG, exit_on_error=exit_with)
     app.state.page_html = page.page_html(bool(settings.api_keys))
     install_handlers(app)
     # The last added runs first: every request, even a refused one, has an id.

@@ -1,4 +1,4 @@
-"""A job's events as Server-Sent Events (sse-starlette does the protocol).
+"""A job's events, for the streams of both APIs (sse-starlette does the protocol).
 
 Events are read from the job's Redis stream, so a client that reconnects
 with `Last-Event-ID` (the stream entry id) gets exactly what it missed. The
@@ -8,16 +8,14 @@ terminal event is rebuilt from the job's record, so no reader hangs.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import AsyncIterator
 
 from redis.exceptions import RedisError
-from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.errors import ApiError
 from api.events import EventHub
-from shared.jobs import Event, Job, JobStatus, JobStore
+from shared.jobs import Event, Job, JobStatus, JobStore, done_body
 from shared.redis_client import MAX_BLOCK_MS
 
 KEEPALIVE_SECONDS = 15
@@ -72,8 +70,7 @@ REBUILT = "0-0"
 
 def _terminal_from_record(job: Job) -> Event:
     if job.status == JobStatus.SUCCEEDED:
-        return Event(REBUILT, "done", {"response": job.response or "", "language": job.language,
-                                       "thread_id": job.thread_id, "job_id": job.job_id})
+        return Event(REBUILT, "done", done_body(job, job.response or "", job.interrupted))
     if job.status == JobStatus.CANCELLED:
         return Event(REBUILT, "cancelled", {"job_id": job.job_id})
     return Event(REBUILT, "error", {"detail": job.error or "failed", "job_id": job.job_id})
@@ -102,17 +99,3 @@ async def job_event_log(hub: EventHub, jobs: JobStore, job: Job,
             yield event
             if event.terminal:
                 return
-
-
-async def job_events(hub: EventHub, jobs: JobStore, job: Job,
-                     after: str) -> AsyncIterator[ServerSentEvent]:
-    async for event in job_event_log(hub, jobs, job, after):
-        if event is not None:
-            yield ServerSentEvent(json.dumps(event.data), event=event.type,
-                                  id=event.id if event.id != REBUILT else None)
-
-
-def stream_response(hub: EventHub, jobs: JobStore, job: Job,
-                    after: str = "0-0") -> EventSourceResponse:
-    return EventSourceResponse(job_events(hub, jobs, job, after), ping=KEEPALIVE_SECONDS,
-                               headers={"X-Job-Id": job.job_id, "Cache-Control": "no-cache"})

@@ -41,13 +41,13 @@ from typing import Any
 
 import aioboto3
 
+from graphs.chat import build_graph
+from graphs.llm import EchoChatModel
 from shared.checkpoint import AsyncS3Saver
 from shared.checkpoint._s3 import CLIENT_CONFIG
 from shared.conversation import human_message
 from shared.settings import Settings
 from tests import servers
-from worker.graph import build_graph
-from worker.llm import EchoChatModel
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 PG_SCHEMA = "saver_bench"
@@ -213,8 +213,8 @@ async def measure(subject: Subject, sizes: list[int], deadline: float | None) ->
         gc.collect()
         METER.take()
         await graph.ainvoke(
-            {"pending": human_message(f"job-{n}", question(n), time.time()),
-             "language": "English"}, config, durability="exit")
+            {"messages": [human_message(f"job-{n}", question(n), time.time())]}, config,
+            durability="exit")
         subject.turns.append(METER.take())
         if n in sizes:
             await subject.page(subject.saver_for_turn(), thread_id, n)

@@ -183,8 +183,8 @@ class Job:
 
     job_id: str
     thread_id: str
-    message: str
-    language: str
+    # The run's first human message: what names a new thread in its owner's list.
+    title: str = ""
     status: JobStatus = JobStatus.QUEUED
     created_at: float = field(default_factory=time.time)
     owner: str = ""
@@ -199,12 +199,15 @@ class Job:
     http_status: int | None = None
     task_id: str = ""
     cancel_requested: float | None = None
-    # A job made as a run of the LangGraph Server API: the run's own fields
-    # (JSON), kept in the job's record so they live and expire with it.
-    run: str | None = None
+    # The run (shared.runs.RunSpec as JSON), kept in the job's record so it
+    # lives and expires with it.
+    run: str = ""
+    # The run ended at an interrupt(): the thread waits for a resume.
+    interrupted: bool = False
 
     def to_redis(self) -> dict[str, str]:
-        return {k: str(v) for k, v in self.__dict__.items() if v is not None}
+        return {k: str(int(v)) if isinstance(v, bool) else str(v)
+                for k, v in self.__dict__.items() if v is not None}
 
     @classmethod
     def from_redis(cls, raw: Mapping[str, str]) -> Job:
@@ -215,8 +218,7 @@ class Job:
         return cls(
             job_id=raw["job_id"],
             thread_id=raw["thread_id"],
-            message=raw.get("message", ""),
-            language=raw.get("language", ""),
+            title=raw.get("title", ""),
             status=JobStatus(raw["status"]),
             created_at=float(raw["created_at"]),
             owner=raw.get("owner", ""),
@@ -229,7 +231,8 @@ class Job:
             http_status=int(http_status) if http_status else None,
             task_id=raw.get("task_id", ""),
             cancel_requested=number("cancel_requested"),
-            run=raw.get("run"),
+            run=raw.get("run", ""),
+            interrupted=raw.get("interrupted") == "1",
         )
 
     @property
@@ -256,6 +259,12 @@ def parse_events(reply: StreamReply | None) -> dict[str, list[Event]]:
     return {key: [Event(entry_id, fields["type"], json.loads(fields["data"]))
                   for entry_id, fields in entries]
             for key, entries in reply or []}
+
+
+def done_body(job: Job, response: str, interrupted: bool) -> dict[str, Any]:
+    """The data of a job's `done` event (also rebuilt from its record)."""
+    return {"response": response, "thread_id": job.thread_id, "job_id": job.job_id,
+            "interrupted": interrupted}
 
 
 class JobStore:
@@ -294,7 +303,7 @@ class JobStore:
                   for item in pair]
         reply = await self._create(keys=keys, args=[
             self.ttl, job.job_id, job.thread_id, max_in_thread, max_for_client,
-            title_of(job.message), job.owner, "1" if new_thread else "0", nudge, *fields])
+            title_of(job.title), job.owner, "1" if new_thread else "0", nudge, *fields])
         if reply[0] != "ok":
             raise Refused(reply[0])
         return dataclasses.replace(job, created_at=float(reply[1]))
@@ -335,19 +344,19 @@ class JobStore:
         """Back to `queued` while a retry waits; a finished job is left as it is."""
         await self._requeue(keys=[job_key(job_id)])
 
-    async def append_tokens(self, job_id: str, text: str, first: bool) -> None:
-        """Appends the next piece of the reply to the job's event stream; the
-        `first` piece of an attempt also sets the stream's expiry (the job's
-        end sets it again)."""
+    async def append_events(self, job_id: str, events: list[tuple[str, str]],
+                            first: bool) -> None:
+        """Appends events (type, JSON data) of the run to the job's event
+        stream, in one round trip; the `first` batch of an attempt also sets
+        the stream's expiry (the job's end sets it again)."""
         key = events_key(job_id)
-        fields: dict[FieldT, EncodableT] = {"type": "token", "data": json.dumps({"text": text})}
-        if not first:
-            await self.redis.xadd(key, fields, maxlen=STREAM_MAXLEN, approximate=True)
-            return
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xadd(key, fields, maxlen=STREAM_MAXLEN, approximate=True)
-            # After the XADD: EXPIRE on a key that does not exist yet does nothing.
-            pipe.expire(key, self.ttl)
+            for type_, data in events:
+                fields: dict[FieldT, EncodableT] = {"type": type_, "data": data}
+                pipe.xadd(key, fields, maxlen=STREAM_MAXLEN, approximate=True)
+            if first:
+                # After the XADD: EXPIRE on a key that does not exist yet does nothing.
+                pipe.expire(key, self.ttl)
             await pipe.execute()
 
     async def count_failure(self, job_id: str, counts: bool) -> tuple[int, float]:
@@ -378,11 +387,12 @@ class JobStore:
         """
         return cast(int, await self._commit(keys=[job_key(job_id)])) == 1
 
-    async def succeed(self, job: Job, response: str) -> bool:
-        body = {"response": response, "language": job.language,
-                "thread_id": job.thread_id, "job_id": job.job_id}
+    async def succeed(self, job: Job, response: str, interrupted: bool = False) -> bool:
+        """Ends the job succeeded: `response`, the text of the run's last AI
+        message; `interrupted`, the run stopped at an interrupt()."""
+        body = done_body(job, response, interrupted)
         return await self._end(job, JobStatus.SUCCEEDED, "done", body, active=True,
-                               response=response)
+                               response=response, interrupted=int(interrupted))
 
     async def fail(self, job: Job, detail: str, http_status: int) -> bool:
         body = {"detail": detail, "job_id": job.job_id}
@@ -412,7 +422,7 @@ class JobStore:
             pairs += [name, value]
         ending = "," + ",".join(from_statuses) + ","
         args = [self.ttl, event, json.dumps(body), STREAM_MAXLEN, ending,
-                "1" if active else "0", title_of(job.message), job.owner, job.job_id,
+                "1" if active else "0", title_of(job.title), job.owner, job.job_id,
                 job.thread_id, *pairs]
         keys = [job_key(job.job_id), events_key(job.job_id), inbox_key(job.thread_id),
                 client_jobs_key(job.client), ACTIVITY_KEY, owner_threads_key(job.owner),

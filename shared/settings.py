@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     # CONTEXT_MAX_TOKENS); the transcript keeps them all for history.
     CONTEXT_WINDOW_MESSAGES: int = Field(64, ge=2, le=10_000)
 
+    # The langgraph.json declaring the graphs served (the built-in `chat` is
+    # always there unless the file declares that id); the graph POST /chat runs.
+    LANGGRAPH_CONFIG: str | None = None
+    CHAT_GRAPH_ID: str = Field("chat", pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+
     LANGSMITH_API_KEY: SecretStr | None = None
     LANGSMITH_TRACING: bool = False
 

@@ -28,6 +28,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import _messages_delta_reducer, add_messages
 from langgraph.types import interrupt
 
+from api.chat_runs import chat_job
 from shared.checkpoint import AsyncS3Saver, RetryPolicy, S3Saver
 from shared.ids import new_id
 from shared.jobs import Job, JobStore
@@ -50,8 +51,8 @@ def bearer(name: str) -> dict[str, str]:
 
 
 def a_job(thread_id: str | None = None, message: str = "hi", client: str = "") -> Job:
-    return Job(job_id=new_id(), thread_id=thread_id or new_id(), message=message,
-               language="English", client=client)
+    """A chat job (a run of the chat graph), as POST /chat makes it."""
+    return chat_job("chat", new_id(), thread_id or new_id(), message, "English", "", client)
 
 
 async def accept(jobs: JobStore, job: Job) -> Job:

@@ -11,10 +11,12 @@ that expires when the provider said to come back.
 from __future__ import annotations
 
 import time
-from contextvars import ContextVar
+from typing import Any
 
+from langchain_core.callbacks import AsyncCallbackHandler
 from redis.asyncio import Redis
 
+from shared import metrics
 from shared.keys import LLM_LIMIT_PREFIX, LLM_PAUSE_KEY
 from shared.ratelimit import MovingWindow
 from worker.errors import RateLimited
@@ -31,10 +33,6 @@ end
 """
 
 
-# Set by `count_turn` for the turn running in this context: its call is counted.
-_counted: ContextVar[list[bool]] = ContextVar("llm_call_counted")
-
-
 class LlmRateLimit:
     """Decides whether an LLM call may start now, or how long to wait."""
 
@@ -44,27 +42,23 @@ class LlmRateLimit:
         self._pause = redis.register_script(_PAUSE)
 
     async def count_turn(self) -> float:
-        """Counts the turn's LLM call as it begins: 0.0 if it may go on, else
-        the seconds to wait (nothing counted).
+        """Counts the run's first LLM call as the run begins: 0.0 if it may
+        go on, else the seconds to wait (nothing counted).
 
         Counting here rather than looking first and counting at the call saves
-        a script per turn; the turn's own call (`acquire`, in this context)
-        then counts nothing more. A turn that fails before its call has used
-        a slot: the window errs towards fewer calls, never more.
+        a script per turn: the run's gate (`LlmGate(prepaid=True)`) lets its
+        first call through without counting it again. A run that fails before
+        its call has used a slot: the window errs towards fewer calls, never
+        more.
         """
         try:
             await self.acquire()
         except RateLimited as limited:
             return limited.retry_after or 0.05
-        _counted.set([True])
         return 0.0
 
     async def acquire(self) -> None:
         """Counts one call starting now, or raises RateLimited with the wait."""
-        counted = _counted.get(None)
-        if counted is not None and counted[0]:
-            counted[0] = False  # shared with the graph's task: counted once
-            return
         paused = await self._paused_for()
         if paused > 0:
             raise RateLimited(paused)
@@ -79,3 +73,31 @@ class LlmRateLimit:
     async def pause(self, seconds: float) -> None:
         """Stops every worker's LLM calls for `seconds` (a provider's Retry-After)."""
         await self._pause(keys=[LLM_PAUSE_KEY], args=[time.time() + seconds])
+
+
+class LlmGate(AsyncCallbackHandler):
+    """Holds every LLM call of one run to the global limit, whatever graph makes it.
+
+    LangChain tells the run's callbacks when a chat model or LLM call starts;
+    raising there stops the call before its request is sent. `prepaid`: the
+    run's first call was counted when it began (`count_turn`).
+    """
+
+    raise_error = True  # LangChain swallows a handler's errors unless this is set
+
+    def __init__(self, limiter: LlmRateLimit, prepaid: bool) -> None:
+        self._limiter = limiter
+        self._prepaid = prepaid
+
+    async def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
+        await self._call_starts()
+
+    async def on_llm_start(self, *args: Any, **kwargs: Any) -> None:
+        await self._call_starts()
+
+    async def _call_starts(self) -> None:
+        if self._prepaid:
+            self._prepaid = False
+        else:
+            await self._limiter.acquire()  # raises when the call may not start
+        metrics.LLM_CALLS.inc()

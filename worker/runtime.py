@@ -17,21 +17,18 @@ import threading
 from collections.abc import Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
-from langgraph.graph.state import CompiledStateGraph
 from redis.asyncio import Redis
 
-from shared import metrics
 from shared.checkpoint import AsyncS3Saver
+from shared.graphs import GraphRegistry, exit_with, load_registry
 from shared.jobs import JobStore
 from shared.redis_client import make_redis
 from shared.settings import Settings, get_settings
 from shared.storage import open_saver
 from worker.cancels import CancelWatch
 from worker.deferred import DeferredSaver
-from worker.graph import build_graph
-from worker.llm import build_llm
 from worker.ratelimit import LlmRateLimit
 from worker.threadqueue import ThreadQueue
 
@@ -44,8 +41,8 @@ class Resources:
     redis: Redis
     jobs: JobStore
     saver: AsyncS3Saver
-    checkpointer: DeferredSaver  # the graph's: the saver, holding a turn's writes
-    graph: CompiledStateGraph[Any, Any, Any, Any]
+    checkpointer: DeferredSaver  # the graphs': the saver, holding a run's writes
+    graphs: GraphRegistry
     threads: ThreadQueue
     limiter: LlmRateLimit
     cancels: CancelWatch
@@ -58,20 +55,11 @@ async def open_resources(settings: Settings, stack: AsyncExitStack) -> Resources
     jobs = JobStore(redis, settings.JOB_TTL_SECONDS)
     limiter = LlmRateLimit(redis, settings.RATE_LIMIT_CALLS,
                            settings.RATE_LIMIT_PERIOD)
-
-    async def before_call() -> None:
-        await limiter.acquire()  # raises when the call may not start
-        metrics.LLM_CALLS.inc()
-
-    graph = build_graph(build_llm(settings), DeferredSaver(saver), settings.CONTEXT_MAX_TOKENS,
-                        before_call=before_call,
-                        window_messages=settings.CONTEXT_WINDOW_MESSAGES)
-    # Compiling may derive a saver with the state's types allowed: use that one.
-    checkpointer = cast(DeferredSaver, graph.checkpointer)
+    graphs = load_registry(settings.LANGGRAPH_CONFIG, exit_on_error=exit_with)
     cancels = CancelWatch(redis, jobs)
     cancels.start()
     stack.push_async_callback(cancels.stop)
-    return Resources(settings, redis, jobs, saver, checkpointer, graph,
+    return Resources(settings, redis, jobs, saver, DeferredSaver(saver), graphs,
                      ThreadQueue(redis, jobs), limiter, cancels)
 
 

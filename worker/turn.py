@@ -1,4 +1,4 @@
-"""Running chat turns: one thread at a time, in order, within the global rate limit.
+"""Running turns (runs of a graph): one thread at a time, in order, within the global rate limit.
 
 The Celery task is a thin shell around `drain_next`; everything here is plain
 async code that can be tested without a worker.
@@ -14,27 +14,21 @@ lease runs out and the recovery sweep nudges the thread again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
-import time
-from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Any, cast
 
 import structlog
-from langchain_core.messages import AIMessageChunk
-from langchain_core.runnables import RunnableConfig
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockError
 
 from shared import metrics
-from shared.conversation import human_message, reply_id
 from shared.jobs import Job
 from shared.keys import thread_lock_key
 from shared.queue import MAX_COUNTDOWN
+from shared.runs import RunSpec
 from worker.errors import RejectedError, TransientError, TurnError, classify
+from worker.graph_run import RunOutcome, run_graph, stored_already
 from worker.runtime import Resources
-from worker.streaming import TokenBatcher
 
 log = structlog.get_logger("worker.turn")
 
@@ -132,7 +126,7 @@ async def _start(res: Resources, job: Job, lease: Lock, task_id: str,
         await res.jobs.cancel(started)
         return DONE
     try:
-        reply = await _answer(res, started, lease, asked)
+        outcome = await _answer(res, started, lease, asked)
     except LeaseLost:
         log.warning("turn_abandoned_lease_lost")
         return DONE
@@ -143,33 +137,30 @@ async def _start(res: Resources, job: Job, lease: Lock, task_id: str,
             await res.jobs.fail(started, "internal error in the worker", 502)
             return DONE
         return await _failed(res, started, error)
-    if reply is None:
+    if outcome is None:
         await res.jobs.cancel(started)
         log.info("turn_cancelled")
         return DONE
-    await res.jobs.succeed(started, reply)
+    await res.jobs.succeed(started, outcome.reply, outcome.interrupted)
     log.info("turn_succeeded", attempt=started.attempt)
     return DONE
 
 
 async def _answer(res: Resources, job: Job, lease: Lock,
-                  asked: asyncio.Event) -> str | None:
-    """The reply, stored in the thread with its message; None if the job was
+                  asked: asyncio.Event) -> RunOutcome | None:
+    """How the run ended, its state stored in the thread; None if the job was
     cancelled, and then nothing is stored.
 
     While the graph runs, this watches for a cancel request and renews the
     thread's lease. The graph's checkpoint writes are held until it has
-    answered; they are carried out only if no cancel came first.
+    ended; they are carried out only if no cancel came first.
     """
-    # LangGraph copies config["metadata"] into every checkpoint it saves: the
-    # thread's owner is stored with the thread (the gateway checks it there).
-    config: dict[str, Any] = {"configurable": {"thread_id": job.thread_id},
-                              "metadata": {"owner": job.owner}}
-    turn_input = {"pending": human_message(job.job_id, job.message, job.created_at),
-                  "language": job.language}
+    spec = RunSpec.from_json(job.run)
+    if job.attempt > 1 and (stored := await stored_already(res, job)) is not None:
+        return stored  # an earlier attempt stored it and died before saying so
     with res.checkpointer.deferred() as held:
         # The task copies this context, so the graph's writes are held.
-        run = asyncio.ensure_future(_stream(res, job, turn_input, config))
+        run = asyncio.ensure_future(run_graph(res, job, spec))
     cancelled = asyncio.ensure_future(asked.wait())
     renew_every = res.settings.THREAD_LEASE_SECONDS / 3
     try:
@@ -190,49 +181,11 @@ async def _answer(res: Resources, job: Job, lease: Lock,
             if not task.done():
                 task.cancel()
         await asyncio.gather(run, cancelled, return_exceptions=True)
-    state = run.result()
-    wanted = reply_id(job.job_id)
-    reply = next(str(m.content) for m in state["messages"] if m.id == wanted)
+    outcome = run.result()
     if not await res.jobs.begin_commit(job.job_id):
         return None
     await res.checkpointer.commit(held)
-    return reply
-
-
-async def _stream(res: Resources, job: Job, turn_input: dict[str, Any],
-                  config: dict[str, Any]) -> dict[str, Any]:
-    """Runs the graph, streaming the reply's tokens to the job's events; the final state."""
-    expiring = False  # the first batch gives the stream its expiry
-
-    async def send(text: str) -> None:
-        nonlocal expiring
-        await res.jobs.append_tokens(job.job_id, text, first=not expiring)
-        expiring = True
-
-    tokens = TokenBatcher(send)
-    state: dict[str, Any] = {}
-    first_token = True
-    # aclosing: leaving the loop early (cancel, error) must close the provider's
-    # HTTP stream too, or the paid call goes on generating.
-    parts = cast(AsyncGenerator[tuple[str, Any], None], res.graph.astream(
-        turn_input, cast(RunnableConfig, config), durability="exit",
-        stream_mode=["messages", "values"]))
-    async with contextlib.aclosing(parts):
-        async for mode, part in parts:
-            if mode == "values":
-                state = part
-                continue
-            chunk, meta = part
-            # Chunks only: the node's finished reply comes through here too, whole.
-            if (isinstance(chunk, AIMessageChunk) and meta.get("langgraph_node") == "answer"
-                    and isinstance(chunk.content, str)):
-                if first_token and job.started_at is not None:
-                    metrics.FIRST_TOKEN.observe(max(0.0, time.time() - job.started_at))
-                first_token = False
-                metrics.LLM_TOKENS.inc()
-                await tokens.add(chunk.content)
-    await tokens.close()
-    return state
+    return outcome
 
 
 async def _failed(res: Resources, job: Job, error: TurnError) -> NextStep:

@@ -1,93 +1,130 @@
-"""The one assistant: the chat graph (`graph_id` "chat"), with its drawing and schemas."""
+"""Assistants: one default assistant per declared graph, with its drawing and schemas.
+
+Each graph of langgraph.json (shared.graphs) has the assistant the LangGraph
+Server would make for it at start, with the same id (derived from the graph
+id); a graph id is taken wherever an assistant id is.
+"""
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Query
+from pydantic import TypeAdapter
 
-from api.agent.schemas import (
-    GRAPH_ID,
-    Assistant,
-    AssistantSearch,
-    GraphSchema,
-    RunConfig,
-    RunContext,
-    RunInput,
-)
-from api.deps import OwnerDep, limit_client
+from api.agent.schemas import Assistant, AssistantSearch, GraphSchema
+from api.deps import OwnerDep, ServicesDep, limit_client
 from api.errors import NotFound
 from api.openapi_responses import errors
+from shared.graphs import Graph, GraphEntry, GraphRegistry
 
 router = APIRouter(tags=["assistants"], dependencies=[Depends(limit_client)])
 
-# Derived from the graph id, as the LangGraph server derives its default assistants'.
-ASSISTANT_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, GRAPH_ID))
-ASSISTANT = Assistant(
-    assistant_id=ASSISTANT_ID, graph_id=GRAPH_ID, config={}, context={},
-    metadata={"created_by": "system"}, version=1, name=GRAPH_ID,
-    description="Answers the user's message in the thread's context, in the run's "
-                "language (config.configurable.language or context.language; "
-                "default English).",
-    created_at=datetime(2026, 1, 1, tzinfo=UTC), updated_at=datetime(2026, 1, 1, tzinfo=UTC))
-
-# The graph as LangGraph draws it (worker/graph.py): start, one node, end.
-_NODE_DATA = {"id": ["langgraph", "_internal", "_runnable", "RunnableCallable"]}
-GRAPH_DRAWING: dict[str, Any] = {
-    "nodes": [{"id": "__start__", "type": "runnable",
-               "data": {**_NODE_DATA, "name": "__start__"}},
-              {"id": "answer", "type": "runnable", "data": {**_NODE_DATA, "name": "answer"}},
-              {"id": "__end__"}],
-    "edges": [{"source": "__start__", "target": "answer"},
-              {"source": "answer", "target": "__end__"}],
-}
-
-_MESSAGES = {"type": "object", "properties": {"messages": {
-    "type": "array", "items": {"type": "object", "description": "A LangChain message."}}}}
-SCHEMAS = GraphSchema(
-    graph_id=GRAPH_ID, input_schema=RunInput.model_json_schema(),
-    output_schema=_MESSAGES, state_schema=_MESSAGES,
-    config_schema=RunConfig.model_json_schema(), context_schema=RunContext.model_json_schema())
+# When the declared graphs were loaded: the default assistants' creation time.
+_STARTED = datetime.now(UTC)
 
 AssistantIdPath = Annotated[str, Path(max_length=128,
-                                      description=f'"{GRAPH_ID}", or the assistant\'s id.')]
+                                      description="A graph id, or an assistant's id.")]
 
 
-def resolve(assistant_id: str) -> str:
-    """The assistant's id for `assistant_id` (its own, or the graph's); 404 otherwise."""
-    if assistant_id not in (ASSISTANT_ID, GRAPH_ID):
-        raise NotFound(f'no such assistant: the one assistant is "{GRAPH_ID}" ({ASSISTANT_ID})')
-    return ASSISTANT_ID
+def find_graph(registry: GraphRegistry, assistant_id: str) -> GraphEntry:
+    """The graph of `assistant_id` (an assistant's id or a graph id); 404 otherwise."""
+    entry = registry.find(assistant_id)
+    if entry is None:
+        known = ", ".join(sorted(registry.entries))
+        raise NotFound(f"no such assistant or graph: {assistant_id!r} (graphs: {known})")
+    return entry
+
+
+def assistant_of(entry: GraphEntry) -> Assistant:
+    return Assistant(
+        assistant_id=entry.assistant_id, graph_id=entry.graph_id, config={}, context={},
+        metadata={"created_by": "system"}, version=1, name=entry.graph_id,
+        description=entry.description, created_at=_STARTED, updated_at=_STARTED)
+
+
+def _drawn(entry: GraphEntry) -> Graph:
+    # A graph made per run is drawn as an empty config makes it.
+    return entry.compiled(None)
+
+
+def _state_schema(graph: Any) -> dict[str, Any]:
+    builder = getattr(graph, "builder", None)
+    state_type = getattr(builder, "state_schema", None)
+    if state_type is not None:
+        schema: dict[str, Any] = TypeAdapter(state_type).json_schema()
+        return schema
+    return cast(dict[str, Any], graph.get_output_jsonschema())
+
+
+def _schema(make: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:
+    # A type pydantic cannot describe (a typing.TypedDict on Python 3.11) has no schema.
+    try:
+        return make()
+    except Exception:
+        return None
+
+
+def _schemas(graph_id: str, graph: Any) -> GraphSchema:
+    return GraphSchema(
+        graph_id=graph_id, input_schema=_schema(graph.get_input_jsonschema),
+        output_schema=_schema(graph.get_output_jsonschema),
+        state_schema=_schema(lambda: _state_schema(graph)),
+        config_schema={}, context_schema=_schema(graph.get_context_jsonschema))
+
+
+def schemas_of(entry: GraphEntry) -> GraphSchema:
+    return _schemas(entry.graph_id, _drawn(entry))
 
 
 @router.post("/assistants/search", response_model=list[Assistant], responses=errors(400))
-async def search_assistants(body: AssistantSearch, _: OwnerDep) -> list[Assistant]:
-    """The assistants that match: the chat graph's, or none."""
-    matches = ((body.graph_id in (None, GRAPH_ID)) and body.name in (None, ASSISTANT.name)
-               and all(ASSISTANT.metadata.get(k) == v for k, v in (body.metadata or {}).items()))
-    return [ASSISTANT] if matches and body.offset == 0 else []
+async def search_assistants(body: AssistantSearch, services: ServicesDep,
+                            _: OwnerDep) -> list[Assistant]:
+    """The assistants that match: one per declared graph."""
+    found = [assistant_of(e) for e in services.graphs.entries.values()
+             if body.graph_id in (None, e.graph_id) and body.name in (None, e.graph_id)]
+    found = [a for a in found
+             if all(a.metadata.get(k) == v for k, v in (body.metadata or {}).items())]
+    if body.sort_by is not None:
+        found.sort(key=lambda a: str(getattr(a, body.sort_by or "name")),
+                   reverse=body.sort_order == "desc")
+    return found[body.offset:body.offset + body.limit]
 
 
 @router.get("/assistants/{assistant_id}", response_model=Assistant, responses=errors(404))
-async def get_assistant(assistant_id: AssistantIdPath, _: OwnerDep) -> Assistant:
+async def get_assistant(assistant_id: AssistantIdPath, services: ServicesDep,
+                        _: OwnerDep) -> Assistant:
     """The assistant."""
-    resolve(assistant_id)
-    return ASSISTANT
+    return assistant_of(find_graph(services.graphs, assistant_id))
 
 
 @router.get("/assistants/{assistant_id}/graph", response_model=dict[str, Any],
             responses=errors(404))
-async def get_graph(assistant_id: AssistantIdPath, _: OwnerDep) -> dict[str, Any]:
-    """The assistant's graph, as nodes and edges (it has no subgraphs to x-ray)."""
-    resolve(assistant_id)
-    return GRAPH_DRAWING
+async def get_graph(assistant_id: AssistantIdPath, services: ServicesDep, _: OwnerDep,
+                    xray: Annotated[bool | int, Query()] = False) -> dict[str, Any]:
+    """The assistant's graph, as nodes and edges (`xray`: subgraphs drawn inside)."""
+    graph = _drawn(find_graph(services.graphs, assistant_id))
+    drawing: dict[str, Any] = graph.get_graph(xray=xray).to_json()
+    return drawing
 
 
 @router.get("/assistants/{assistant_id}/schemas", response_model=GraphSchema,
             responses=errors(404))
-async def get_schemas(assistant_id: AssistantIdPath, _: OwnerDep) -> GraphSchema:
+async def get_schemas(assistant_id: AssistantIdPath, services: ServicesDep,
+                      _: OwnerDep) -> GraphSchema:
     """The JSON schemas of the graph's input, output, state, config and context."""
-    resolve(assistant_id)
-    return SCHEMAS
+    return schemas_of(find_graph(services.graphs, assistant_id))
+
+
+@router.get("/assistants/{assistant_id}/subgraphs", response_model=dict[str, GraphSchema],
+            responses=errors(404))
+async def get_subgraphs(assistant_id: AssistantIdPath, services: ServicesDep, _: OwnerDep,
+                        recurse: bool = False) -> dict[str, GraphSchema]:
+    """The schemas of the graph's subgraphs, by namespace."""
+    entry = find_graph(services.graphs, assistant_id)
+    found: dict[str, GraphSchema] = {}
+    for namespace, sub in _drawn(entry).get_subgraphs(recurse=recurse):
+        found[namespace] = _schemas(entry.graph_id, sub)
+    return found

@@ -1,8 +1,7 @@
 """A run of the LangGraph Server API is a job: the one mapping between the two.
 
-The job carries the turn (thread, message, language, owner) like any other,
-so a run gets the same queue, order, rate limit, retries and recovery as a
-POST /chat; the run's own fields ride in the job's record.
+The job carries the run (shared.runs.RunSpec) like any other, so a run gets
+the same queue, order, rate limit, retries and recovery as a POST /chat.
 """
 
 from __future__ import annotations
@@ -11,22 +10,25 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from api import conversations
 from api.agent import state
-from api.agent.assistants import resolve
+from api.agent.assistants import find_graph
+from api.agent.inputs import check_input, first_text
 from api.agent.records import ThreadRecords, scan_index
-from api.agent.schemas import Run, RunCreate, RunStatus
+from api.agent.schemas import MultitaskStrategy, Run, RunCreate, RunStatus
 from api.deps import Services
-from api.errors import Conflict, NotFound
+from api.errors import BadRequest, Conflict, NotFound
 from api.queueing import queue_job
 from api.sse import job_event_log
 from shared.ids import new_id
 from shared.jobs import Job, JobStatus
 from shared.keys import thread_runs_key
+from shared.runs import RunSpec
 
 NO_SUCH_THREAD = "no such thread"
+NO_SUCH_CHECKPOINT = "no such checkpoint in this thread"
 NO_SUCH_RUN = "no such run (unknown, or expired after its retention time)"
 _STATUS: dict[JobStatus, RunStatus] = {
     JobStatus.QUEUED: "pending", JobStatus.RUNNING: "running", JobStatus.SUCCEEDED: "success",
@@ -37,22 +39,21 @@ def _time(stamp: float) -> datetime:
     return datetime.fromtimestamp(stamp, UTC)
 
 
-def fields_of(job: Job) -> dict[str, Any]:
-    """The run's own fields, as start() recorded them."""
-    fields: dict[str, Any] = json.loads(job.run or "{}")
-    return fields
+def spec_of(job: Job) -> RunSpec:
+    """The run, as start() (or POST /chat) recorded it."""
+    return RunSpec.from_json(job.run)
 
 
 def run_view(job: Job) -> Run:
-    fields = fields_of(job)
+    spec = spec_of(job)
     status = _STATUS[job.status]
     if job.status == JobStatus.FAILED and job.http_status == 504:
         status = "timeout"
-    return Run(run_id=job.job_id, thread_id=job.thread_id, assistant_id=fields["assistant_id"],
+    return Run(run_id=job.job_id, thread_id=job.thread_id, assistant_id=spec.assistant_id,
                created_at=_time(job.created_at),
                updated_at=_time(job.finished_at or job.started_at or job.created_at),
-               status=status, metadata=fields["metadata"],
-               multitask_strategy=fields["multitask_strategy"])
+               status=status, metadata=spec.metadata,
+               multitask_strategy=cast(MultitaskStrategy, spec.multitask_strategy))
 
 
 async def _check_thread(services: Services, records: ThreadRecords, thread_id: str,
@@ -70,24 +71,41 @@ async def _check_thread(services: Services, records: ThreadRecords, thread_id: s
 
 async def start(services: Services, records: ThreadRecords, owner: str, client: str,
                 body: RunCreate, thread_id: str | None) -> Job:
-    """Queues the run's turn on the thread, or on a new one for a stateless run
+    """Queues the run on the thread, or on a new one for a stateless run
     (`thread_id` None), following its multitask strategy."""
-    assistant_id = resolve(body.assistant_id)
+    entry = find_graph(services.graphs, body.assistant_id)
+    if body.input is not None and body.command is not None:
+        raise BadRequest("give either input or command, not both")
+    graph_input = check_input(entry, body.input)
+    checkpoint_id = body.start_checkpoint()
     if thread_id is None:
         thread_id = new_id()
+        if checkpoint_id is not None:
+            raise NotFound(NO_SUCH_CHECKPOINT)
         if owner:
             await services.owners.claim_new(thread_id, owner)
     else:
         await _check_thread(services, records, thread_id, owner,
                             create=body.if_not_exists == "create")
-    await records.write(thread_id, owner, "ensure")
-    if body.multitask_strategy == "interrupt":
-        # Queued runs never start; the running one stops before it stores anything.
+        if checkpoint_id is not None and await state.latest(
+                services.saver, thread_id, checkpoint_id) is None:
+            raise NotFound(NO_SUCH_CHECKPOINT)
+    await records.write(thread_id, owner, "ensure",
+                        {"graph_id": entry.graph_id, "assistant_id": entry.assistant_id})
+    if body.multitask_strategy in ("interrupt", "rollback"):
+        # Queued runs never start; the running one stops before it stores
+        # anything (so it is rolled back too).
         await services.jobs.cancel_thread(thread_id)
-    fields = {"assistant_id": assistant_id, "metadata": body.metadata or {},
-              "multitask_strategy": body.multitask_strategy, "stream_mode": body.modes()}
-    job = Job(job_id=new_id(), thread_id=thread_id, message=body.input.messages[0].content,
-              language=body.language(), owner=owner, client=client, run=json.dumps(fields))
+    spec = RunSpec(
+        graph_id=entry.graph_id, assistant_id=entry.assistant_id, input=graph_input,
+        command=body.command.model_dump(exclude_none=True) if body.command else None,
+        config=body.config.model_dump(exclude_none=True) if body.config else {},
+        context=body.context, checkpoint_id=checkpoint_id, stream_mode=body.modes(),
+        stream_subgraphs=body.stream_subgraphs, interrupt_before=body.interrupt_before,
+        interrupt_after=body.interrupt_after, metadata=body.metadata or {},
+        multitask_strategy=body.multitask_strategy)
+    job = Job(job_id=new_id(), thread_id=thread_id, title=first_text(graph_input),
+              owner=owner, client=client, run=spec.to_json())
     # "reject": a thread holding any unfinished job refuses, in the same atomic
     # step that would queue it.
     settings = services.settings
@@ -125,7 +143,11 @@ async def outcome(services: Services, job: Job) -> dict[str, Any]:
     state values, or the run's error."""
     if job.status == JobStatus.FAILED:
         return {"__error__": {"error": "RunError", "message": job.error or "failed"}}
-    return state.values_of(await state.latest(services.saver, job.thread_id))
+    shot = await state.thread_state(
+        services, job.thread_id, await state.latest(services.saver, job.thread_id))
+    if shot.interrupts:
+        return {**shot.values, "__interrupt__": shot.interrupts}
+    return shot.values
 
 
 async def forget_thread(services: Services, records: ThreadRecords, thread_id: str,

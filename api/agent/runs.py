@@ -199,6 +199,5 @@ async def join_run_stream(thread_id: IdPath, run_id: IdPath, services: ServicesD
     after = parse_last_event_id(last_event_id)
     job = await run_jobs.find(services, thread_id, run_id, owner)
     services.hub.admit()
-    modes: list[str] = [m for m in query.stream_mode if m] or run_jobs.fields_of(job)[
-        "stream_mode"]
+    modes: list[str] = [m for m in query.stream_mode if m] or run_jobs.spec_of(job).stream_mode
     return run_stream(services, job, modes, after)

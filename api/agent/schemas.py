@@ -13,14 +13,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from api.schemas import LanguageName, MessageText
 from shared.ids import ID_PATTERN, MAX_ID_LENGTH
 
-GRAPH_ID = "chat"
-StreamModeName = Literal["values", "updates", "messages-tuple"]
-MultitaskStrategy = Literal["reject", "enqueue", "interrupt"]
+StreamModeName = Literal["values", "updates", "messages", "messages-tuple", "custom",
+                         "events", "debug", "tasks", "checkpoints"]
+MultitaskStrategy = Literal["reject", "enqueue", "interrupt", "rollback"]
 RunStatus = Literal["pending", "running", "error", "success", "timeout", "interrupted"]
-ThreadStatus = Literal["idle", "busy"]
+ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
 Metadata = dict[str, Any]
 Id = Annotated[str, Field(pattern=ID_PATTERN, max_length=MAX_ID_LENGTH)]
 Unsupported = Annotated[None, Field(None, description="Not supported here: omit it, or null.")]
@@ -82,56 +81,55 @@ class AssistantSearch(Strict):
 
 class GraphSchema(BaseModel):
     graph_id: str
-    input_schema: dict[str, Any]
-    output_schema: dict[str, Any]
-    state_schema: dict[str, Any]
-    config_schema: dict[str, Any]
-    context_schema: dict[str, Any]
+    input_schema: dict[str, Any] | None
+    output_schema: dict[str, Any] | None
+    state_schema: dict[str, Any] | None
+    config_schema: dict[str, Any] | None
+    context_schema: dict[str, Any] | None
 
 
 # --- the run's input, config and context ------------------------------------------
 
-class InputMessage(Strict):
-    """The user's message, as a LangChain message dict or an OpenAI-style one."""
-
-    content: MessageText = Field(description="The user's message; not only whitespace.")
-    role: Literal["user", "human"] | None = None
-    type: Literal["human"] | None = None
-    id: str | None = None
-
-
-class RunInput(Strict):
-    """One turn: exactly one message from the user."""
-
-    messages: list[InputMessage] = Field(min_length=1, max_length=1)
-
-
-class Configurable(BaseModel):
-    # Other keys are the caller's own (ids of its users...); the graph reads only these.
-    model_config = ConfigDict(extra="allow")
-
-    language: LanguageName | None = Field(None, description="The reply language.")
-    thread_id: str | None = None
-
-
 class RunConfig(Strict):
-    configurable: Configurable | None = None
+    # Other keys of configurable are the graph's (or the caller's) own.
+    configurable: dict[str, Any] | None = None
     tags: list[str] | None = None
-    recursion_limit: JsonInt | None = None
+    recursion_limit: Annotated[JsonInt, Field(ge=1, le=10_000)] | None = None
 
 
-class RunContext(Strict):
-    language: LanguageName | None = Field(None, description="The reply language.")
+class RunCommand(Strict):
+    """Goes on from an interrupt: `resume` answers it; `update` writes to the
+    state first; `goto` names the node(s) to run next."""
+
+    resume: Any = None
+    update: dict[str, Any] | list[Any] | None = None
+    goto: str | list[str] | dict[str, Any] | list[dict[str, Any]] | None = None
+
+
+class RunCheckpoint(Strict):
+    """A checkpoint of the thread's root graph to start the run from (a branch)."""
+
+    checkpoint_id: Id | None = None
+    checkpoint_ns: Literal[""] = ""
+    thread_id: str | None = None
+    checkpoint_map: dict[str, Any] | None = None
+
+
+NodeNames = Literal["*"] | list[str]
 
 
 class RunCreate(Strict):
-    """A run: one chat turn on the thread (or on a new one, for a stateless run)."""
+    """A run of the assistant's graph on the thread (or on a new one, for a stateless run)."""
 
-    assistant_id: str = Field(description=f'"{GRAPH_ID}", or the assistant\'s id.')
-    input: RunInput
+    assistant_id: str = Field(description="A graph id, or an assistant's id.")
+    input: dict[str, Any] | None = Field(
+        None, description="The graph's input, checked against its input schema.")
+    command: RunCommand | None = None
     config: RunConfig | None = None
-    context: RunContext | None = None
+    context: dict[str, Any] | None = None
     metadata: Metadata | None = None
+    checkpoint: RunCheckpoint | None = None
+    checkpoint_id: Id | None = None
     stream_mode: StreamModeName | list[StreamModeName] = "values"
     # strict: `true` or `false`, as JSON has them, not 1 or "yes".
     stream_subgraphs: bool = Field(False, strict=True)
@@ -140,16 +138,14 @@ class RunCreate(Strict):
     stream_resumable: bool = Field(False, strict=True)
     multitask_strategy: MultitaskStrategy = "enqueue"
     if_not_exists: Literal["create", "reject"] = "reject"
+    # A run goes on when its client leaves (it is a job on the queue).
     on_disconnect: Literal["continue"] | None = None
     on_completion: Literal["delete", "keep"] | None = None
-    # Each turn stores one checkpoint when it ends, whatever is asked.
+    # Each run stores one checkpoint when it ends, whatever is asked.
     durability: Literal["sync", "async", "exit"] | None = None
-    command: Unsupported = None
-    checkpoint: Unsupported = None
-    checkpoint_id: Unsupported = None
+    interrupt_before: NodeNames | None = None
+    interrupt_after: NodeNames | None = None
     checkpoint_during: Unsupported = None
-    interrupt_before: Unsupported = None
-    interrupt_after: Unsupported = None
     feedback_keys: Unsupported = None
     webhook: Unsupported = None
     after_seconds: Unsupported = None
@@ -157,18 +153,17 @@ class RunCreate(Strict):
     strict_resume: Unsupported = None
 
     _refused = refuse_unsupported(
-        "command", "checkpoint", "checkpoint_id", "checkpoint_during", "interrupt_before",
-        "interrupt_after", "feedback_keys", "webhook", "after_seconds", "langsmith_tracer",
+        "checkpoint_during", "feedback_keys", "webhook", "after_seconds", "langsmith_tracer",
         "strict_resume")
-
-    def language(self) -> str:
-        """From `context.language`, else `config.configurable.language`, else English."""
-        configurable = self.config.configurable if self.config else None
-        return ((self.context and self.context.language)
-                or (configurable and configurable.language) or "English")
 
     def modes(self) -> list[str]:
         return [self.stream_mode] if isinstance(self.stream_mode, str) else list(self.stream_mode)
+
+    def start_checkpoint(self) -> str | None:
+        """The checkpoint the run starts from (`checkpoint_id`, or `checkpoint`'s)."""
+        if self.checkpoint_id is not None:
+            return self.checkpoint_id
+        return self.checkpoint.checkpoint_id if self.checkpoint is not None else None
 
 
 class Run(BaseModel):

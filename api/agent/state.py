@@ -1,48 +1,71 @@
 """A thread's state as the LangGraph Server API shows it, read from its checkpoints.
 
-Reads go through the saver's public LangGraph interface (`aget_tuple`,
-`alist`), so they show whatever the saver keeps. The state's values are the
-conversation's messages, each in LangChain's message format; the channels
-the graph uses within a turn (the pending message, the turn's language) and
-the owner recorded in each checkpoint's metadata are not shown.
+The thread's graph (named in its checkpoints' metadata) reads its own state
+through the S3 saver (`aget_state`, `aget_state_history`), so next nodes,
+tasks and interrupts are LangGraph's own account. A thread whose graph is
+not declared (any more) shows its stored values only. The owner recorded in
+each checkpoint's metadata is not shown.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from langchain_core.messages import BaseMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import CheckpointTuple
+from langgraph.types import StateSnapshot
 
 from api.agent.schemas import CheckpointRef, ThreadState
+from api.deps import Services
+from shared import wire
 from shared.checkpoint import AsyncS3Saver
-from shared.conversation import human_id, reply_id
+from shared.graphs import Graph
 from shared.threads import OWNER_FIELD
 
 
-async def latest(saver: AsyncS3Saver, thread_id: str) -> CheckpointTuple | None:
-    """The thread's latest checkpoint (its window of recent messages), or None."""
-    config: dict[str, Any] = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
-    return await saver.aget_tuple(config)  # type: ignore[arg-type]
+def _config(thread_id: str, checkpoint_id: str | None = None) -> RunnableConfig:
+    configurable: dict[str, Any] = {"thread_id": thread_id, "checkpoint_ns": ""}
+    if checkpoint_id is not None:
+        configurable["checkpoint_id"] = checkpoint_id
+    return cast(RunnableConfig, {"configurable": configurable})
+
+
+async def latest(saver: AsyncS3Saver, thread_id: str,
+                 checkpoint_id: str | None = None) -> CheckpointTuple | None:
+    """The thread's latest checkpoint (or the one named), or None."""
+    return await saver.aget_tuple(_config(thread_id, checkpoint_id))
+
+
+def graph_of(services: Services, saved: CheckpointTuple | None) -> Graph | None:
+    """The thread's graph, compiled with the saver; None if it is not declared."""
+    if saved is None:
+        return None
+    entry = services.graphs.find(str(saved.metadata.get("graph_id") or
+                                     services.settings.CHAT_GRAPH_ID))
+    if entry is None:
+        return None
+    return entry.compiled(services.saver, _config(saved.config["configurable"]["thread_id"]))
 
 
 def values_of(saved: CheckpointTuple | None) -> dict[str, Any]:
-    """The state's values: {"messages": [...]}, or {} for a thread with no turn yet."""
+    """The stored channel values as JSON ({} for a thread with no run yet)."""
     if saved is None:
         return {}
-    messages: list[BaseMessage] = saved.checkpoint["channel_values"].get("messages", [])
-    return {"messages": [m.model_dump() for m in messages]}
+    values = {k: v for k, v in saved.checkpoint["channel_values"].items()
+              if not k.startswith("__") and not k.startswith("branch:")}
+    return cast(dict[str, Any], wire.jsonable(values))
 
 
-def turn_messages(saved: CheckpointTuple | None, job_id: str) -> list[dict[str, Any]]:
-    """The message and the reply a job added to the thread."""
-    if saved is None:
-        return []
-    ids = {human_id(job_id), reply_id(job_id)}
-    return [m.model_dump() for m in saved.checkpoint["channel_values"].get("messages", [])
-            if m.id in ids]
+async def snapshot(services: Services, thread_id: str,
+                   checkpoint_id: str | None = None) -> StateSnapshot | None:
+    """The graph's state at the thread's latest checkpoint (or the one named)."""
+    saved = await latest(services.saver, thread_id, checkpoint_id)
+    graph = graph_of(services, saved)
+    if graph is None:
+        return None
+    return await graph.aget_state(_config(thread_id, checkpoint_id))
 
 
 def saved_at(saved: CheckpointTuple) -> datetime:
@@ -58,21 +81,72 @@ def _ref(config: Mapping[str, Any] | None) -> CheckpointRef | None:
                          checkpoint_id=configurable.get("checkpoint_id"))
 
 
-def thread_state(thread_id: str, saved: CheckpointTuple | None) -> ThreadState:
-    """The state at a checkpoint; an empty one for a thread with none yet.
+def _shown_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (metadata or {}).items() if k != OWNER_FIELD}
 
-    A turn runs the graph to its end before anything is stored, so a stored
-    state never has a next node to run, a task or an interrupt.
-    """
+
+def empty_state(thread_id: str) -> ThreadState:
+    return ThreadState(values={}, next=[], tasks=[], metadata={}, created_at=None,
+                       checkpoint=CheckpointRef(thread_id=thread_id, checkpoint_ns="",
+                                                checkpoint_id=None),
+                       parent_checkpoint=None, interrupts=[])
+
+
+def from_snapshot(shot: StateSnapshot) -> ThreadState:
+    """The API's view of a LangGraph state snapshot."""
+    checkpoint = _ref(shot.config)
+    assert checkpoint is not None
+    tasks = [{"id": t.id, "name": t.name, "path": list(t.path),
+              "error": t.error if isinstance(t.error, str | None) else repr(t.error),
+              "interrupts": wire.jsonable(list(t.interrupts)),
+              "checkpoint": None, "state": None, "result": wire.jsonable(t.result)}
+             for t in shot.tasks]
+    values = shot.values if isinstance(shot.values, dict) else {"value": shot.values}
+    return ThreadState(values=wire.jsonable(values), next=list(shot.next), tasks=tasks,
+                       interrupts=wire.jsonable(list(shot.interrupts)),
+                       checkpoint=checkpoint, parent_checkpoint=_ref(shot.parent_config),
+                       metadata=_shown_metadata(shot.metadata), created_at=shot.created_at)
+
+
+def from_saved(thread_id: str, saved: CheckpointTuple | None) -> ThreadState:
+    """The stored values only, for a thread whose graph is not declared."""
     if saved is None:
-        return ThreadState(values={}, next=[], tasks=[], metadata={}, created_at=None,
-                           checkpoint=CheckpointRef(thread_id=thread_id, checkpoint_ns="",
-                                                    checkpoint_id=None),
-                           parent_checkpoint=None, interrupts=[])
+        return empty_state(thread_id)
     checkpoint = _ref(saved.config)
     assert checkpoint is not None
     return ThreadState(
         values=values_of(saved), next=[], tasks=[], interrupts=[],
         checkpoint=checkpoint, parent_checkpoint=_ref(saved.parent_config),
-        metadata={k: v for k, v in saved.metadata.items() if k != OWNER_FIELD},
-        created_at=saved.checkpoint["ts"])
+        metadata=_shown_metadata(saved.metadata), created_at=saved.checkpoint["ts"])
+
+
+async def thread_state(services: Services, thread_id: str,
+                       saved: CheckpointTuple | None) -> ThreadState:
+    """The state at `saved` (the thread's latest checkpoint, or another)."""
+    graph = graph_of(services, saved)
+    if graph is None or saved is None:
+        return from_saved(thread_id, saved)
+    shot = await graph.aget_state(saved.config)
+    return from_snapshot(shot)
+
+
+async def history(services: Services, thread_id: str, saved: CheckpointTuple | None,
+                  checkpoint_id: str | None, before_id: str | None,
+                  metadata: dict[str, Any] | None, limit: int) -> AsyncIterator[ThreadState]:
+    """The states at the checkpoints the store keeps, newest first."""
+    config = _config(thread_id, checkpoint_id)
+    before = _config(thread_id, before_id) if before_id is not None else None
+    graph = graph_of(services, saved)
+    if graph is None:
+        async for item in services.saver.alist(config, filter=metadata, before=before,
+                                               limit=limit):
+            yield from_saved(thread_id, item)
+        return
+    async for shot in graph.aget_state_history(config, filter=metadata, before=before,
+                                               limit=limit):
+        yield from_snapshot(shot)
+
+
+def interrupts_of(state: ThreadState) -> dict[str, list[Any]]:
+    """The thread's pending interrupts by task, as a thread shows them."""
+    return {t["id"]: t["interrupts"] for t in state.tasks if t["interrupts"]}

@@ -1,11 +1,13 @@
 """A run's stream: its job's event log, as the LangGraph Server API streams it.
 
-The reply's tokens are the same events a /chat stream shows, so in mode
-`messages-tuple` they arrive as the worker writes them. Modes `values` and
-`updates` show the state the turn stored, when it ends. Every event keeps
-the position of the job event it came from, so a client resumes with
-Last-Event-ID whatever the mode: when one job event makes several stream
-events, only the last carries the id, and a resume repeats the group whole.
+The worker writes one event per stream part of the modes the run asked for,
+named as the LangGraph Server names them (`values`, `updates|sub:1`, ...),
+so most events go out as they are. The legacy `messages` mode is shaped here
+from the message chunks (`messages/metadata`, `messages/partial`,
+`messages/complete`). Every event keeps the position of the job event it
+came from, so a client resumes with Last-Event-ID whatever the mode: when one
+job event makes several stream events, only the last carries the id, and a
+resume repeats the group whole.
 """
 
 from __future__ import annotations
@@ -16,64 +18,97 @@ from typing import Any
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from api.agent import state
-from api.agent.schemas import GRAPH_ID
 from api.deps import Services
 from api.sse import KEEPALIVE_SECONDS, REBUILT, job_event_log
-from shared.conversation import reply_id
 from shared.jobs import Event, Job
-
-NODE = "answer"
+from shared.runs import MESSAGE_EVENT
 
 
 def run_path(job: Job) -> str:
     return f"/threads/{job.thread_id}/runs/{job.job_id}"
 
 
-def _chunk(job: Job, text: str) -> list[dict[str, Any]]:
-    """A `messages-tuple` part: the message chunk, and where it came from."""
-    message: dict[str, Any] = {
-        "type": "AIMessageChunk", "content": text, "id": reply_id(job.job_id), "name": None,
-        "additional_kwargs": {}, "response_metadata": {}, "tool_calls": [],
-        "invalid_tool_calls": [], "tool_call_chunks": [], "usage_metadata": None}
-    where = {"langgraph_node": NODE, "langgraph_step": 1, "graph_id": GRAPH_ID,
-             "thread_id": job.thread_id, "run_id": job.job_id}
-    return [message, where]
+class _Messages:
+    """The legacy `messages` mode: each message's metadata once, then the
+    message so far after each chunk, or the whole message when it came whole."""
+
+    def __init__(self) -> None:
+        self._so_far: dict[str, dict[str, Any]] = {}
+
+    def parts(self, data: list[Any]) -> list[tuple[str, Any]]:
+        message, metadata = data
+        message_id = str(message.get("id"))
+        out: list[tuple[str, Any]] = []
+        known = self._so_far.get(message_id)
+        if known is None:
+            out.append(("messages/metadata", {message_id: {"metadata": metadata}}))
+        if not str(message.get("type", "")).endswith("Chunk"):
+            self._so_far[message_id] = message
+            return [*out, ("messages/complete", [message])]
+        if known is None:
+            known = {**message, "type": "ai", "content": ""}
+            known.pop("tool_call_chunks", None)
+            known.pop("chunk_position", None)
+        known = {**known, "content": _joined(known.get("content"), message.get("content"))}
+        self._so_far[message_id] = known
+        return [*out, ("messages/partial", [known])]
 
 
-async def _parts(services: Services, job: Job, event: Event,
-                 modes: list[str]) -> list[tuple[str, Any]]:
-    """The stream events (name, data) that one job event makes."""
-    if event.type == "token":
-        return [("messages", _chunk(job, event.data["text"]))] if "messages-tuple" in modes else []
-    if event.type == "reset":
-        # The run started over after a crash: its earlier tokens are void.
-        return [("metadata", {"run_id": job.job_id, "attempt": event.data["attempt"]})]
-    if event.type == "error":
-        return [("error", {"error": "RunError", "message": event.data["detail"]})]
-    if event.type != "done" or not {"updates", "values"} & set(modes):
-        return []  # a cancelled run's stream just ends; its status says interrupted
-    saved = await state.latest(services.saver, job.thread_id)
-    parts: list[tuple[str, Any]] = []
-    if "updates" in modes:
-        parts.append(("updates", {NODE: {"messages": state.turn_messages(saved, job.job_id)}}))
-    if "values" in modes:
-        parts.append(("values", state.values_of(saved)))
-    return parts
+def _blocks(content: Any) -> list[Any]:
+    if isinstance(content, list):
+        return content
+    return [{"type": "text", "text": content}] if content else []
+
+
+def _joined(before: Any, more: Any) -> Any:
+    if isinstance(before, str) and isinstance(more, str):
+        return before + more
+    return [*_blocks(before), *_blocks(more)]
+
+
+class _Shaper:
+    """The stream events one job event makes for the modes asked for."""
+
+    def __init__(self, job: Job, modes: list[str]) -> None:
+        self.job = job
+        self.modes = set(modes)
+        self.tuples = "messages-tuple" in self.modes
+        self.legacy = _Messages() if "messages" in self.modes else None
+
+    def parts(self, event: Event) -> list[tuple[str, Any]]:
+        if event.type == "reset":
+            # The run started over after a crash: what it streamed before is void.
+            if self.legacy is not None:
+                self.legacy = _Messages()
+            return [("metadata", {"run_id": self.job.job_id, "attempt": event.data["attempt"]})]
+        if event.type == "error":
+            return [("error", {"error": "RunError", "message": event.data["detail"]})]
+        if event.terminal:
+            return []  # the stream ends; the run's status says how
+        mode = event.type.split("|", 1)[0]
+        if mode == MESSAGE_EVENT:
+            parts: list[tuple[str, Any]] = []
+            if self.tuples:
+                parts.append((event.type, event.data))
+            if self.legacy is not None:
+                parts += self.legacy.parts(event.data)  # type: ignore[arg-type]
+            return parts
+        return [(event.type, event.data)] if mode in self.modes else []
 
 
 async def _events(services: Services, job: Job, modes: list[str], after: str,
                   then: Callable[[], Awaitable[None]] | None) -> AsyncIterator[ServerSentEvent]:
     if after == "0-0":
         yield ServerSentEvent(json.dumps({"run_id": job.job_id, "attempt": 1}), event="metadata")
+    shaper = _Shaper(job, modes)
     ended = False
     async for event in job_event_log(services.hub, services.jobs, job, after):
         if event is None:
             continue  # sse-starlette's pings keep the connection alive
-        parts = await _parts(services, job, event, modes)
+        parts = shaper.parts(event)
         for n, (name, data) in enumerate(parts, start=1):
             last = n == len(parts) and event.id != REBUILT
-            yield ServerSentEvent(json.dumps(data, default=str), event=name,
+            yield ServerSentEvent(json.dumps(data, separators=(",", ":")), event=name,
                                   id=event.id if last else None)
         ended = event.terminal
     if ended and then is not None:

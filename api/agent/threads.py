@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
 from langgraph.checkpoint.base import CheckpointTuple
@@ -24,6 +24,7 @@ from api.agent.schemas import (
     ThreadPatch,
     ThreadSearch,
     ThreadState,
+    ThreadStatus,
 )
 from api.deps import OwnerDep, Services, ServicesDep, limit_client
 from api.errors import Conflict, NotFound
@@ -51,9 +52,12 @@ async def _view(services: Services, thread_id: str, record: ThreadRecord | None,
         assert saved is not None
         created = updated = state.saved_at(saved)
         busy, metadata = bool(await services.redis.llen(inbox_key(thread_id))), {}
+    current = await state.thread_state(services, thread_id, saved)
+    interrupts = state.interrupts_of(current)
+    status: ThreadStatus = "busy" if busy else "interrupted" if interrupts else "idle"
     return Thread(thread_id=thread_id, created_at=created, updated_at=updated,
-                  metadata=metadata, status="busy" if busy else "idle",
-                  values=state.values_of(saved), interrupts={})
+                  metadata=metadata, status=status, values=current.values,
+                  interrupts=interrupts)
 
 
 async def _find(services: Services, records: ThreadRecords, thread_id: str,
@@ -139,7 +143,7 @@ async def get_state(thread_id: IdPath, services: ServicesDep, records: RecordsDe
                     owner: OwnerDep) -> ThreadState:
     """The thread's latest state."""
     _, saved = await _find(services, records, thread_id, owner)
-    return state.thread_state(thread_id, saved)
+    return await state.thread_state(services, thread_id, saved)
 
 
 @router.post("/threads/{thread_id}/history", response_model=list[ThreadState],
@@ -147,17 +151,11 @@ async def get_state(thread_id: IdPath, services: ServicesDep, records: RecordsDe
 async def get_history(thread_id: IdPath, body: HistoryQuery, services: ServicesDep,
                       records: RecordsDep, owner: OwnerDep) -> list[ThreadState]:
     """The thread's states at the checkpoints the store keeps, newest first."""
-    await _find(services, records, thread_id, owner)
-    config: dict[str, Any] = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
-    before = body.before_id()
-    if body.checkpoint is not None and body.checkpoint.checkpoint_id is not None:
-        config["configurable"]["checkpoint_id"] = body.checkpoint.checkpoint_id
-    before_config: Any = None
-    if before is not None:
-        before_config = {"configurable": {**config["configurable"], "checkpoint_id": before}}
-    return [state.thread_state(thread_id, saved) async for saved in services.saver.alist(
-        config, filter=body.metadata or None, before=before_config,  # type: ignore[arg-type]
-        limit=body.limit)]
+    _, saved = await _find(services, records, thread_id, owner)
+    checkpoint_id = body.checkpoint.checkpoint_id if body.checkpoint is not None else None
+    return [item async for item in state.history(services, thread_id, saved, checkpoint_id,
+                                                 body.before_id(), body.metadata or None,
+                                                 body.limit)]
 
 
 @router.post("/threads/{thread_id}/copy", response_model=Thread, responses=errors(404))

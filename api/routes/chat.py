@@ -16,6 +16,7 @@ from langchain_core.messages import BaseMessage
 from pydantic.json_schema import SkipJsonSchema
 
 from api import conversations, idempotency
+from api.chat_runs import chat_event, chat_job, stream_response
 from api.deps import ClientDep, OwnerDep, ServicesDep, limit_client
 from api.errors import ApiError, BadRequest, Conflict, JobFailed, NotFound
 from api.openapi_responses import SSE_CONTENT, errors
@@ -30,7 +31,6 @@ from api.schemas import (
     HistoryQuery,
     JobAccepted,
 )
-from api.sse import stream_response
 from shared.checkpoint import TranscriptEntry
 from shared.conversation import CREATED_AT, message_time, role_of
 from shared.ids import ID_PATTERN, MAX_ID_LENGTH, new_id
@@ -52,14 +52,16 @@ def accepted(job: Job) -> JSONResponse:
                         headers={"Location": f"/chat/jobs/{job.job_id}"})
 
 
-async def finished(services: ServicesDep, event: Event) -> ChatReply:
+async def finished(services: ServicesDep, job: Job, event: Event) -> ChatReply:
     if event.type == "done":
-        return ChatReply(**event.data)
+        shown = chat_event(job, event)
+        assert shown is not None
+        return ChatReply(**shown.data)
     job_id = event.data["job_id"]
     if event.type == "cancelled":
         raise Conflict("the job was cancelled", job_id=job_id)
-    job = await services.jobs.get(job_id)
-    raise JobFailed(event.data["detail"], job_id, (job and job.http_status) or 502)
+    ended = await services.jobs.get(job_id)
+    raise JobFailed(event.data["detail"], job_id, (ended and ended.http_status) or 502)
 
 
 @router.post(
@@ -107,8 +109,8 @@ async def post_chat(
     thread_id = body.thread_id or new_id()
     if body.thread_id is None and owner:
         await services.owners.claim_new(thread_id, owner)
-    job = Job(job_id=job_id, thread_id=thread_id, message=body.message,
-              language=body.language, owner=owner, client=client)
+    job = chat_job(services.settings.CHAT_GRAPH_ID, job_id, thread_id, body.message,
+                   body.language, owner, client)
     structlog.contextvars.bind_contextvars(job_id=job_id, thread_id=thread_id)
     try:
         job = await queue_job(services, job, services.settings.MAX_QUEUED_PER_THREAD,
@@ -139,7 +141,7 @@ async def _respond(services: ServicesDep, job: Job, query: ChatQuery) -> Any:
         limit = services.settings.CHAT_WAIT_TIMEOUT if query.timeout is None else query.timeout
         event = await _wait(services, job.job_id, limit)
         if event is not None:
-            return await finished(services, event)
+            return await finished(services, job, event)
         job = await services.jobs.get(job.job_id) or job
     return accepted(job)
 

@@ -10,11 +10,12 @@ from fastapi import APIRouter, Depends, Header, Path
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
+from api.chat_runs import language_of, stream_response
 from api.deps import OwnerDep, ServicesDep, limit_client
 from api.errors import Conflict, NotFound
 from api.openapi_responses import SSE_CONTENT, errors
 from api.schemas import CancelAccepted, JobView
-from api.sse import LAST_EVENT_ID_SCHEMA, parse_last_event_id, stream_response
+from api.sse import LAST_EVENT_ID_SCHEMA, parse_last_event_id
 from shared.ids import ID_PATTERN, MAX_ID_LENGTH
 from shared.jobs import Job
 
@@ -44,7 +45,7 @@ async def get_job(job_id: JobIdPath, services: ServicesDep, owner: OwnerDep) -> 
     job = await _job(services, job_id, owner)
     return JobView(
         job_id=job.job_id, thread_id=job.thread_id, status=job.status.value,
-        response=job.response, language=job.language if job.response is not None else None,
+        response=job.response, language=language_of(job) if job.response is not None else None,
         error=job.error, created_at=_time(job.created_at) or datetime.now(UTC),
         finished_at=_time(job.finished_at),
     )

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, assume, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from api.main import create_app
 from shared.settings import Settings
@@ -115,12 +116,20 @@ def test_each_gateway_serves_the_schema_under_test(open_stack: Stack,
     assert keyed.json() == KEYED_SPEC
 
 
+def graph_input(case: Any) -> bool:
+    """A run's `input`: checked against its graph's own input schema, which
+    differs from graph to graph, so the API's schema can only say "an object"
+    and a schema-valid one may still be refused (422 naming the field)."""
+    return isinstance(case.body, dict) and bool(case.body.get("input"))
+
+
 def call(mode: str, case: Any, stack: Stack, headers: dict[str, str]) -> None:
     assume(not unknown_to_this_python(case.body))
     assume(not breaks_http_framing(case.headers))
     examples[mode][case.operation.label] += 1
+    excluded = [positive_data_acceptance] if graph_input(case) else []
     response = case.call_and_validate(base_url=str(stack.client.base_url).rstrip("/"),
-                                      headers=headers, timeout=30)
+                                      headers=headers, timeout=30, excluded_checks=excluded)
     statuses[mode][response.status_code] += 1
 
 

@@ -14,11 +14,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from graphs.chat import build_graph
+from graphs.llm import EchoChatModel
 from shared.conversation import human_message
 from shared.settings import Settings
 from shared.storage import open_saver
-from worker.graph import build_graph
-from worker.llm import EchoChatModel
 
 
 @pytest.fixture
@@ -39,8 +39,7 @@ async def converse(settings: Settings, thread_id: str, turns: int) -> None:
                             window_messages=settings.CONTEXT_WINDOW_MESSAGES)
         for n in range(turns):
             await graph.ainvoke(
-                {"pending": human_message(f"job{n}", f"question {n}", 1700000000.0 + n),
-                 "language": "English"},
+                {"messages": [human_message(f"job{n}", f"question {n}", 1700000000.0 + n)]},
                 {"configurable": {"thread_id": thread_id}}, durability="exit")
 
 

@@ -1,17 +1,18 @@
-"""The LangGraph Server API's requests and the assistant's description, without servers."""
+"""The LangGraph Server API's requests, and graphs' inputs and drawings, without servers."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, TypedDict
 
 import pytest
-from langchain_core.language_models.fake_chat_models import FakeListChatModel
-from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import StateGraph
 from pydantic import ValidationError
 
-from api.agent.assistants import GRAPH_DRAWING
+from api.agent.assistants import schemas_of
+from api.agent.inputs import check_input, first_text
 from api.agent.schemas import RunCreate, ThreadCreate
-from worker.graph import build_graph
+from api.errors import Invalid
+from shared.graphs import GraphEntry, GraphRegistry
 
 
 def run(**fields: Any) -> RunCreate:
@@ -20,24 +21,30 @@ def run(**fields: Any) -> RunCreate:
         **fields})
 
 
-def test_the_assistant_s_drawing_is_the_graph_s() -> None:
-    graph = build_graph(FakeListChatModel(responses=["x"]), InMemorySaver(), 1000)
-    assert graph.get_graph().to_json() == GRAPH_DRAWING
+class CountState(TypedDict):
+    count: int
+    notes: Annotated[list[str], lambda a, b: a + b]
 
 
-def test_the_language_comes_from_the_context_then_the_config() -> None:
-    configured = {"configurable": {"language": "French", "user_id": "u1"}}
-    assert run().language() == "English"
-    assert run(config=configured).language() == "French"
-    assert run(config=configured, context={"language": "Italian"}).language() == "Italian"
+def counter() -> GraphEntry:
+    builder = StateGraph(CountState)
+    builder.add_node("step", lambda state: {"count": state["count"] + 1})
+    builder.add_edge("__start__", "step")
+    return GraphEntry("counter", "test:counter", builder)
+
+
+def test_the_chat_assistant_s_drawing_and_schemas_are_its_graph_s() -> None:
+    entry = GraphRegistry.load(None).entries["chat"]
+    drawing = entry.compiled(None).get_graph().to_json()
+    assert [n["id"] for n in drawing["nodes"]] == ["__start__", "answer", "__end__"]
+    schemas = schemas_of(entry)
+    assert "messages" in (schemas.input_schema or {})["properties"]
+    assert "language" in (schemas.context_schema or {})["properties"]
 
 
 @pytest.mark.parametrize("fields", [
-    {"command": {"resume": "x"}}, {"webhook": "https://x.test/"}, {"after_seconds": 5},
-    {"interrupt_before": ["answer"]}, {"checkpoint_id": "c1"},
-    {"multitask_strategy": "rollback"}, {"stream_mode": ["values", "events"]},
-    {"on_disconnect": "cancel"}, {"context": {"language": "French", "model": "x"}},
-    {"config": {"configurable": {"language": "42"}}},
+    {"webhook": "https://x.test/"}, {"after_seconds": 5}, {"stream_mode": ["values", "nope"]},
+    {"on_disconnect": "cancel"}, {"multitask_strategy": "sometimes"},
 ])
 def test_what_a_run_cannot_do_is_refused_by_name(fields: dict[str, Any]) -> None:
     with pytest.raises(ValidationError) as refused:
@@ -45,13 +52,30 @@ def test_what_a_run_cannot_do_is_refused_by_name(fields: dict[str, Any]) -> None
     assert next(iter(fields)) in str(refused.value)
 
 
-@pytest.mark.parametrize("messages", [
-    [], [{"role": "user", "content": " \n"}], [{"role": "assistant", "content": "hi"}],
-    [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}],
-])
-def test_a_run_s_input_is_one_message_from_the_user(messages: list[Any]) -> None:
-    with pytest.raises(ValidationError):
-        run(input={"messages": messages})
+def test_a_run_may_resume_branch_and_stop_before_nodes() -> None:
+    body = run(input=None, command={"resume": {"ok": True}}, checkpoint_id="c1",
+               interrupt_before=["answer"], stream_mode=["values", "custom", "events"])
+    assert body.command is not None and body.command.resume == {"ok": True}
+    assert body.start_checkpoint() == "c1"
+    assert body.modes() == ["values", "custom", "events"]
+    assert run(checkpoint={"checkpoint_id": "c2"}).start_checkpoint() == "c2"
+
+
+def test_an_input_the_graph_does_not_take_is_refused_naming_the_field() -> None:
+    with pytest.raises(Invalid, match=r"input\.count"):
+        check_input(counter(), {"count": "not a number"})
+    with pytest.raises(Invalid, match=r"input\.colour: not an input"):
+        check_input(counter(), {"count": 1, "colour": "red"})
+    assert check_input(counter(), {"count": 1, "notes": ["a"]}) == {"count": 1, "notes": ["a"]}
+
+
+def test_messages_are_taken_in_every_form_langchain_takes() -> None:
+    chat = GraphRegistry.load(None).entries["chat"]
+    for messages in ([{"role": "user", "content": "hi"}],
+                     [{"type": "human", "content": [{"type": "text", "text": "hi"}]}]):
+        assert check_input(chat, {"messages": messages}) == {"messages": messages}
+    assert first_text({"messages": [{"role": "user", "content": "first"}]}) == "first"
+    assert first_text({"count": 3}) == ""
 
 
 def test_what_the_sdk_sends_unset_is_accepted() -> None:

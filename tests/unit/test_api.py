@@ -111,7 +111,8 @@ def test_the_x_api_key_header_is_worth_the_bearer_one() -> None:
 
 AGENT_PATHS = {
     "/assistants/search", "/assistants/{assistant_id}", "/assistants/{assistant_id}/graph",
-    "/assistants/{assistant_id}/schemas", "/threads", "/threads/search",
+    "/assistants/{assistant_id}/schemas", "/assistants/{assistant_id}/subgraphs",
+    "/threads", "/threads/search",
     "/threads/{thread_id}", "/threads/{thread_id}/copy", "/threads/{thread_id}/history",
     "/threads/{thread_id}/state", "/threads/{thread_id}/runs", "/threads/{thread_id}/runs/wait",
     "/threads/{thread_id}/runs/stream", "/threads/{thread_id}/runs/{run_id}",

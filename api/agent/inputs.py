@@ -1,0 +1,94 @@
+"""A run's input, checked against its graph's input schema before anything is queued.
+
+Each key of the input must be a field of the graph's input schema (a
+TypedDict, dataclass or pydantic model), and its value of the field's type
+(checked with pydantic in lax mode, as LangGraph's own schemas are). Messages are taken in every
+form LangChain takes them (`{"role": "user", "content": ...}`, LangChain's
+message dicts, content as a string or as a list of content blocks). A graph
+made per run has no channels to check before it is made: its input goes
+through as it is.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any, get_type_hints
+
+from langchain_core.messages import convert_to_messages
+from langgraph.channels.base import BaseChannel
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from api.errors import Invalid
+from shared.graphs import GraphEntry
+
+
+@cache
+def _adapter(graph_id: str, channel: str, update_type: Any) -> TypeAdapter[Any] | None:
+    try:
+        return TypeAdapter(update_type)
+    except Exception:  # a type pydantic cannot check: the graph will
+        return None
+
+
+def _is_messages(value: Any) -> bool:
+    if not isinstance(value, list | dict):
+        return False
+    try:
+        convert_to_messages(value if isinstance(value, list) else [value])
+    except (ValueError, TypeError, NotImplementedError, KeyError):
+        return False
+    return True
+
+
+def _fields(schema: Any) -> dict[str, Any] | None:
+    """The input schema's fields and their types, if it is a class that has them."""
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        return {name: f.annotation for name, f in schema.model_fields.items()}
+    try:
+        hints = get_type_hints(schema, include_extras=True)
+    except Exception:  # not a TypedDict, dataclass or class with annotations
+        return None
+    return hints or None
+
+
+def check_input(entry: GraphEntry, value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`value` if the graph takes it; raises Invalid (422) naming the field."""
+    if value is None or entry.per_run:
+        return value
+    graph = entry.compiled(None)
+    channel = graph.channels.get(graph.input_channels) if isinstance(
+        graph.input_channels, str) else None
+    fields = _fields(channel.UpdateType) if isinstance(channel, BaseChannel) else None
+    if fields is None:
+        return value  # no schema to check against: the graph will
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        raise Invalid(f"input.{unknown[0]}: not an input of graph "
+                      f"{entry.graph_id!r} (its inputs: {', '.join(sorted(fields))})")
+    for key, item in value.items():
+        adapter = _adapter(entry.graph_id, key, fields[key])
+        if adapter is None:
+            continue
+        try:
+            adapter.validate_python(item)
+        except (ValidationError, TypeError, ValueError) as exc:
+            if _is_messages(item):
+                continue
+            if not isinstance(exc, ValidationError):
+                raise Invalid(f"input.{key}: {exc}") from None
+            error = exc.errors()[0]
+            where = ".".join(str(p) for p in ("input", key, *error["loc"]))
+            raise Invalid(f"{where}: {error['msg']}") from None
+    return value
+
+
+def first_text(value: dict[str, Any] | None) -> str:
+    """The text of the input's first human message, "" without one: what names
+    a new thread in its owner's list."""
+    messages = (value or {}).get("messages")
+    if not messages or not _is_messages(messages):
+        return ""
+    for message in convert_to_messages(messages if isinstance(messages, list) else [messages]):
+        if message.type == "human":
+            return message.text
+    return ""

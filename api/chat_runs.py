@@ -1,0 +1,77 @@
+"""POST /chat and the /chat/jobs routes: an adapter over runs of the chat graph.
+
+A chat message is a run of the graph named by CHAT_GRAPH_ID, with the
+message as its input and the reply language in its context; the run
+streams its message chunks, which the /chat stream shows as `token` events,
+and ends `done` with the reply (the run's last AI message).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from api.events import EventHub
+from api.sse import KEEPALIVE_SECONDS, REBUILT, job_event_log
+from shared.conversation import CREATED_AT, human_id
+from shared.graphs import assistant_id_of
+from shared.jobs import Event, Job, JobStore
+from shared.runs import MESSAGE_EVENT, RunSpec
+
+DEFAULT_LANGUAGE = "English"
+
+
+def chat_job(graph_id: str, job_id: str, thread_id: str, message: str, language: str,
+             owner: str, client: str) -> Job:
+    """The job of one chat message: a run of the chat graph."""
+    human = {"type": "human", "content": message, "id": human_id(job_id),
+             "additional_kwargs": {CREATED_AT: time.time()}}
+    spec = RunSpec(graph_id=graph_id, assistant_id=assistant_id_of(graph_id),
+                   input={"messages": [human]}, context={"language": language},
+                   stream_mode=["messages-tuple"])
+    return Job(job_id=job_id, thread_id=thread_id, title=message, owner=owner, client=client,
+               run=spec.to_json())
+
+
+def language_of(job: Job) -> str:
+    """The reply language the chat job asked for."""
+    context = RunSpec.from_json(job.run).context if job.run else None
+    return str((context or {}).get("language") or DEFAULT_LANGUAGE)
+
+
+def chat_event(job: Job, event: Event) -> Event | None:
+    """The /chat form of a run's event: message chunks as `token` text, `done`
+    with the reply's language; None for what a chat stream does not show."""
+    if event.type == "done":
+        return Event(event.id, "done", {"response": event.data.get("response", ""),
+                                        "language": language_of(job),
+                                        "thread_id": job.thread_id, "job_id": job.job_id})
+    if event.type == MESSAGE_EVENT:
+        message: dict[str, Any] = event.data[0]  # type: ignore[index]
+        text = message.get("content")
+        if message.get("type") == "AIMessageChunk" and isinstance(text, str) and text:
+            return Event(event.id, "token", {"text": text})
+        return None
+    if event.type in ("token", "reset", "error", "cancelled"):
+        return event
+    return None
+
+
+async def _chat_events(hub: EventHub, jobs: JobStore, job: Job,
+                       after: str) -> AsyncIterator[ServerSentEvent]:
+    async for event in job_event_log(hub, jobs, job, after):
+        shown = chat_event(job, event) if event is not None else None
+        if shown is not None:
+            yield ServerSentEvent(json.dumps(shown.data), event=shown.type,
+                                  id=shown.id if shown.id != REBUILT else None)
+
+
+def stream_response(hub: EventHub, jobs: JobStore, job: Job,
+                    after: str = "0-0") -> EventSourceResponse:
+    """The chat job's events as Server-Sent Events."""
+    return EventSourceResponse(_chat_events(hub, jobs, job, after), ping=KEEPALIVE_SECONDS,
+                               headers={"X-Job-Id": job.job_id, "Cache-Control": "no-cache"})

@@ -1,0 +1,57 @@
+"""A run: what a worker is asked to do with a graph on a thread.
+
+Every job is a run, whichever API queued it: POST /chat queues runs of the
+chat graph, the LangGraph Server API runs of any graph. The gateway checks
+it and writes it, as JSON, into the job's record; the worker reads it back
+from there, so it lives and expires with the job.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# The stream modes a run may ask for, as the LangGraph Server names them.
+STREAM_MODES = ("values", "updates", "messages", "messages-tuple", "custom", "events",
+                "debug", "tasks", "checkpoints")
+# The event a worker writes for a message chunk, whichever of the two message
+# modes asked for it (the gateway shapes "messages" from it).
+MESSAGE_EVENT = "messages"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What to run: the graph, its input or command, and how to stream it."""
+
+    graph_id: str
+    assistant_id: str
+    input: Any = None
+    command: dict[str, Any] | None = None
+    # The run's config (configurable, tags, recursion_limit) and context.
+    config: dict[str, Any] = field(default_factory=dict)
+    context: dict[str, Any] | None = None
+    # The checkpoint to start from (a branch), else the thread's latest.
+    checkpoint_id: str | None = None
+    stream_mode: list[str] = field(default_factory=lambda: ["values"])
+    stream_subgraphs: bool = False
+    interrupt_before: list[str] | str | None = None
+    interrupt_after: list[str] | str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    multitask_strategy: str = "enqueue"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str) -> RunSpec:
+        return cls(**json.loads(raw))
+
+    def worker_modes(self) -> list[str]:
+        """The modes the worker streams the graph in: the run's own (both
+        message modes are LangGraph's "messages"), and "updates", which tell
+        the worker about interrupts and the run's reply."""
+        modes = {MESSAGE_EVENT if m == "messages-tuple" else m for m in self.stream_mode}
+        modes.discard("events")  # a separate stream (astream_events), see the worker
+        modes.add("updates")
+        return sorted(modes)

@@ -1,0 +1,144 @@
+"""Running one run of any declared graph, its state in S3, its stream in Redis.
+
+The graph is compiled with the worker's checkpointer (the S3 saver, holding
+the run's writes until the run has succeeded: `worker.deferred`). It starts
+from the thread's latest checkpoint, or from the one the run names (a
+branch), and streams the modes the run asked for into the job's events. A
+run ends at the graph's end or at an interrupt(); either way it stores one
+checkpoint (`durability="exit"`).
+
+Nothing here knows any graph: the chat graph is one among others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, cast
+
+from langchain_core.messages import AIMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.types import Command
+
+from shared import metrics
+from shared.jobs import Job
+from shared.runs import MESSAGE_EVENT, RunSpec
+from shared.threads import OWNER_FIELD
+from worker.errors import RejectedError
+from worker.ratelimit import LlmGate
+from worker.runtime import Resources
+from worker.streaming import EventBatcher, event_type
+
+# The checkpoint metadata key naming the run that stored it: a run that finds
+# its own id there after a crash was stored already.
+RUN_ID_FIELD = "run_id"
+INTERRUPT = "__interrupt__"
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a run ended: the text of its last AI message, and whether it
+    stopped at an interrupt()."""
+
+    reply: str
+    interrupted: bool
+
+
+class UnknownGraph(RejectedError):
+    """The run names a graph this worker does not declare (its langgraph.json
+    differs from the gateway's)."""
+
+    def __init__(self, graph_id: str) -> None:
+        super().__init__(f"unknown graph {graph_id!r}", "the run's graph is not served here")
+
+
+def run_config(job: Job, spec: RunSpec) -> dict[str, Any]:
+    """The LangGraph config of the run: the thread (and checkpoint), the run's
+    own configurable, and the metadata every checkpoint it stores records."""
+    configurable = {**spec.config.get("configurable", {}), "thread_id": job.thread_id,
+                    "checkpoint_ns": ""}
+    if spec.checkpoint_id:
+        configurable["checkpoint_id"] = spec.checkpoint_id
+    # LangGraph copies config["metadata"] into every checkpoint it saves: the
+    # thread's owner is stored with the thread (the gateway checks it there).
+    metadata = {**spec.metadata, "graph_id": spec.graph_id, "assistant_id": spec.assistant_id,
+                OWNER_FIELD: job.owner, RUN_ID_FIELD: job.job_id}
+    config: dict[str, Any] = {"configurable": configurable, "metadata": metadata,
+                              "run_id": uuid.UUID(hex=job.job_id)}
+    for name in ("tags", "recursion_limit"):
+        if spec.config.get(name) is not None:
+            config[name] = spec.config[name]
+    return config
+
+
+async def stored_already(res: Resources, job: Job) -> RunOutcome | None:
+    """What an earlier attempt of the job stored, if it got that far (it was
+    killed between storing the run and recording its end)."""
+    config = {"configurable": {"thread_id": job.thread_id, "checkpoint_ns": ""}}
+    saved = await res.saver.aget_tuple(cast(RunnableConfig, config))
+    if saved is None or saved.metadata.get(RUN_ID_FIELD) != job.job_id:
+        return None
+    values = saved.checkpoint["channel_values"]
+    interrupted = any(w[1] == INTERRUPT for w in saved.pending_writes or [])
+    return RunOutcome(last_ai_text(values), interrupted)
+
+
+def last_ai_text(value: Any) -> str:
+    """The text of the last AI message in a state's values or a node's update."""
+    found = ""
+    values = value.values() if isinstance(value, dict) else [value]
+    for item in values:
+        for message in item if isinstance(item, list | tuple) else [item]:
+            if isinstance(message, AIMessage):
+                found = message.text
+    return found
+
+
+async def run_graph(res: Resources, job: Job, spec: RunSpec) -> RunOutcome:
+    """Runs the graph to its end or its interrupt, streaming the run's modes."""
+    entry = res.graphs.find(spec.graph_id)
+    if entry is None:
+        raise UnknownGraph(spec.graph_id)
+    config = run_config(job, spec)
+    config["callbacks"] = [LlmGate(res.limiter, prepaid=True)]
+    graph = entry.compiled(res.checkpointer, cast(RunnableConfig, config))
+    graph_input = Command(**spec.command) if spec.command else spec.input
+    wanted = {"messages" if m == "messages-tuple" else m for m in spec.stream_mode}
+    first = True
+
+    async def send(events: list[tuple[str, str]]) -> None:
+        nonlocal first
+        await res.jobs.append_events(job.job_id, events, first=first)
+        first = False
+
+    events = EventBatcher(send)
+    reply, interrupted = "", False
+    first_token = job.started_at is not None
+    # aclosing: leaving the loop early (cancel, error) must close the provider's
+    # HTTP stream too, or the paid call goes on generating.
+    streaming: Any = graph  # the run's modes are strings checked by the gateway
+    parts = cast(AsyncIterator[tuple[Any, ...]], streaming.astream(
+        graph_input, cast(RunnableConfig, config), context=spec.context, durability="exit",
+        stream_mode=spec.worker_modes(), subgraphs=spec.stream_subgraphs,
+        interrupt_before=spec.interrupt_before, interrupt_after=spec.interrupt_after))
+    async with contextlib.aclosing(parts):  # type: ignore[type-var]
+        async for part in parts:
+            namespace, mode, data = part if len(part) == 3 else ((), *part)
+            if mode == "updates" and not namespace and isinstance(data, dict):
+                interrupted = interrupted or INTERRUPT in data
+                for node, update in data.items():
+                    if node != INTERRUPT and isinstance(update, dict):
+                        reply = last_ai_text(update) or reply
+            if mode not in wanted:
+                continue
+            if mode == MESSAGE_EVENT:
+                metrics.LLM_TOKENS.inc()
+                if first_token:
+                    metrics.FIRST_TOKEN.observe(max(0.0, time.time() - (job.started_at or 0.0)))
+                    first_token = False
+            await events.add(event_type(mode, namespace), data)
+    await events.close()
+    return RunOutcome(reply, interrupted)
