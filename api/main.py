@@ -15,7 +15,7 @@ from api.middleware import BodyLimit, RequestId
 from api.owners import ThreadOwners
 from api.ratelimit import ClientRateLimit
 from api.routes import chat, docs, health, jobs, metrics, page, threads
-from shared.graphs import exit_with, load_registry
+from shared.graphs import load_registry
 from shared.jobs import JobStore
 from shared.logging import configure_logging
 from shared.queue import make_celery
@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     # Every declared graph is imported now: one that cannot be stops the gateway.
-    app.state.graphs = load_registry(settings.LANGGRAPH_CONFIG, exit_on_error=exit_with)
+    app.state.graphs = load_registry(settings.LANGGRAPH_CONFIG, settings.CHAT_GRAPH_ID)
     app.state.page_html = page.page_html(bool(settings.api_keys))
     install_handlers(app)
     # The last added runs first: every request, even a refused one, has an id.

@@ -21,10 +21,9 @@ import inspect
 import json
 import sys
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -183,26 +182,24 @@ class GraphRegistry:
 _loaded: dict[str | None, GraphRegistry] = {}
 
 
-def load_registry(config_path: str | None,
-                  exit_on_error: Callable[[str], None] | None = None) -> GraphRegistry:
+def load_registry(config_path: str | None, chat_graph_id: str | None = None) -> GraphRegistry:
     """The process's registry for `config_path`, loaded on first use.
 
-    `exit_on_error`: called with the one-line reason when a graph fails to load
-    (processes pass a function that prints it and exits).
+    A graph that cannot be loaded, or a `chat_graph_id` that names none,
+    stops the process with one line saying so.
     """
     registry = _loaded.get(config_path)
     if registry is None:
         try:
             registry = _loaded[config_path] = GraphRegistry.load(config_path)
         except GraphLoadError as exc:
-            if exit_on_error is None:
-                raise
-            exit_on_error(str(exc))
-            raise
+            _exit_with(str(exc))
+    if chat_graph_id is not None and chat_graph_id not in registry.entries:
+        _exit_with(f"CHAT_GRAPH_ID: no graph {chat_graph_id!r} is declared "
+                   f"(graphs: {', '.join(sorted(registry.entries))})")
     return registry
 
 
-def exit_with(reason: str) -> None:
-    """Prints `reason` as the process's one line, and exits."""
-    print(reason.splitlines()[0] if reason else "graph load failed", file=sys.stderr)
+def _exit_with(reason: str) -> NoReturn:
+    print(reason.splitlines()[0], file=sys.stderr)
     raise SystemExit(2)

@@ -17,7 +17,8 @@ def is_valid_id(value: object) -> bool:
 
 
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """A new UUID in its usual dashed form, as the LangGraph Server's ids are."""
+    return str(uuid.uuid4())
 
 
 def digest_id(secret: str) -> str:

@@ -18,6 +18,9 @@ STREAM_MODES = ("values", "updates", "messages", "messages-tuple", "custom", "ev
 # The event a worker writes for a message chunk, whichever of the two message
 # modes asked for it (the gateway shapes "messages" from it).
 MESSAGE_EVENT = "messages"
+# The configurable key telling a graph when the gateway accepted its run (a
+# UNIX time on Redis's clock); "__" keeps it out of the checkpoints' metadata.
+ACCEPTED_AT = "__accepted_at__"
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,12 @@ class RunSpec:
     interrupt_after: list[str] | str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     multitask_strategy: str = "enqueue"
+    # "exit" (the default) stores one checkpoint when the run ends; "async"
+    # and "sync" store one per step too, as the run asks.
+    durability: str = "exit"
+    # Consecutive chunks of a message may go out as one (a /chat stream joins
+    # them anyway); the LangGraph Server API shows each chunk as it came.
+    join_chunks: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

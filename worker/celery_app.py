@@ -6,7 +6,7 @@ from typing import Any
 
 from celery.signals import worker_init, worker_ready, worker_shutdown
 
-from shared.graphs import exit_with, load_registry
+from shared.graphs import load_registry
 from shared.logging import configure_logging
 from shared.queue import make_celery
 from shared.settings import get_settings
@@ -14,7 +14,7 @@ from shared.settings import get_settings
 settings = get_settings()
 configure_logging(settings)
 # Every declared graph is imported now: one that cannot be stops the process.
-load_registry(settings.LANGGRAPH_CONFIG, exit_on_error=exit_with)
+load_registry(settings.LANGGRAPH_CONFIG, settings.CHAT_GRAPH_ID)
 app = make_celery(settings, "worker")
 app.conf.imports = ("worker.tasks",)
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -31,9 +32,16 @@ from shared.checkpoint import AsyncS3Saver
 
 HeldWrites = list[Callable[[], Awaitable[Any]]]
 
-# The writes of the turn running in this context, if it defers them. Tasks
-# LangGraph starts inside a run copy the context, so they see the same list.
-_held: ContextVar[HeldWrites | None] = ContextVar("held_checkpoint_writes", default=None)
+
+@dataclass
+class _Deferral:
+    writes: HeldWrites
+    metadata: dict[str, Any]
+
+
+# The turn running in this context, if it defers its writes. Tasks LangGraph
+# starts inside a run copy the context, so they see the same one.
+_held: ContextVar[_Deferral | None] = ContextVar("held_checkpoint_writes", default=None)
 
 
 class DeferredSaver(BaseCheckpointSaver[str]):
@@ -44,10 +52,12 @@ class DeferredSaver(BaseCheckpointSaver[str]):
         self.saver = saver
 
     @contextmanager
-    def deferred(self) -> Iterator[HeldWrites]:
-        """Holds the writes made in this context (and tasks started from it)."""
+    def deferred(self, metadata: dict[str, Any] | None = None) -> Iterator[HeldWrites]:
+        """Holds the writes made in this context (and tasks started from it);
+        the checkpoints it stores get `metadata` too (the thread's owner, which
+        is stored with the thread but is not the run's to stream)."""
         held: HeldWrites = []
-        token = _held.set(held)
+        token = _held.set(_Deferral(held, metadata or {}))
         try:
             yield held
         finally:
@@ -78,8 +88,9 @@ class DeferredSaver(BaseCheckpointSaver[str]):
         held = _held.get()
         if held is None:
             return await self.saver.aput(config, checkpoint, metadata, new_versions)
-        held.append(partial(self.saver.aput, config, copy_checkpoint(checkpoint),
-                            dict(metadata), dict(new_versions)))  # type: ignore[arg-type]
+        stored = cast(CheckpointMetadata, {**metadata, **held.metadata})
+        held.writes.append(partial(self.saver.aput, config, copy_checkpoint(checkpoint), stored,
+                                   dict(new_versions)))
         # What the saver would answer: the stored checkpoint's address.
         return {"configurable": {
             "thread_id": config["configurable"]["thread_id"],
@@ -93,7 +104,7 @@ class DeferredSaver(BaseCheckpointSaver[str]):
         if held is None:
             await self.saver.aput_writes(config, writes, task_id, task_path)
         else:
-            held.append(partial(self.saver.aput_writes, config, list(writes), task_id,
+            held.writes.append(partial(self.saver.aput_writes, config, list(writes), task_id,
                                 task_path))
 
     async def adelete_thread(self, thread_id: str) -> None:

@@ -15,18 +15,19 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, cast
 
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
+from langgraph.version import __version__ as LANGGRAPH_VERSION
 
 from shared import metrics
+from shared.graphs import Graph
 from shared.jobs import Job
-from shared.runs import MESSAGE_EVENT, RunSpec
-from shared.threads import OWNER_FIELD
+from shared.runs import ACCEPTED_AT, MESSAGE_EVENT, RunSpec
 from worker.errors import RejectedError
 from worker.ratelimit import LlmGate
 from worker.runtime import Resources
@@ -59,15 +60,17 @@ def run_config(job: Job, spec: RunSpec) -> dict[str, Any]:
     """The LangGraph config of the run: the thread (and checkpoint), the run's
     own configurable, and the metadata every checkpoint it stores records."""
     configurable = {**spec.config.get("configurable", {}), "thread_id": job.thread_id,
-                    "checkpoint_ns": ""}
+                    ACCEPTED_AT: job.created_at}
     if spec.checkpoint_id:
         configurable["checkpoint_id"] = spec.checkpoint_id
-    # LangGraph copies config["metadata"] into every checkpoint it saves: the
-    # thread's owner is stored with the thread (the gateway checks it there).
-    metadata = {**spec.metadata, "graph_id": spec.graph_id, "assistant_id": spec.assistant_id,
-                OWNER_FIELD: job.owner, RUN_ID_FIELD: job.job_id}
+    # LangGraph copies config["metadata"] into every checkpoint it saves (and
+    # into what it streams: the owner is added by the checkpointer instead).
+    metadata = {"created_by": "system", **spec.metadata, "graph_id": spec.graph_id,
+                "assistant_id": spec.assistant_id, RUN_ID_FIELD: job.job_id,
+                "run_attempt": job.attempt, "langgraph_version": LANGGRAPH_VERSION}
+    # The root run is named after the graph, as the LangGraph Server names it.
     config: dict[str, Any] = {"configurable": configurable, "metadata": metadata,
-                              "run_id": uuid.UUID(hex=job.job_id)}
+                              "run_id": uuid.UUID(hex=job.job_id), "run_name": spec.graph_id}
     for name in ("tags", "recursion_limit"):
         if spec.config.get(name) is not None:
             config[name] = spec.config[name]
@@ -86,6 +89,25 @@ async def stored_already(res: Resources, job: Job) -> RunOutcome | None:
     return RunOutcome(last_ai_text(values), interrupted)
 
 
+def _ref(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not config:
+        return None
+    configurable = config.get("configurable", {})
+    return {"checkpoint_id": configurable.get("checkpoint_id"),
+            "thread_id": configurable.get("thread_id"),
+            "checkpoint_ns": configurable.get("checkpoint_ns", "")}
+
+
+def with_checkpoint_refs(event: Any) -> Any:
+    """A `debug` checkpoint event with the checkpoint and its parent named, as
+    the LangGraph Server adds them."""
+    if not isinstance(event, dict) or event.get("type") != "checkpoint":
+        return event
+    payload = event.get("payload") or {}
+    return {**event, "payload": {**payload, "checkpoint": _ref(payload.get("config")),
+                                 "parent_checkpoint": _ref(payload.get("parent_config"))}}
+
+
 def last_ai_text(value: Any) -> str:
     """The text of the last AI message in a state's values or a node's update."""
     found = ""
@@ -95,6 +117,29 @@ def last_ai_text(value: Any) -> str:
             if isinstance(message, AIMessage):
                 found = message.text
     return found
+
+
+async def _parts(graph: Graph, graph_input: Any, config: dict[str, Any],
+                 spec: RunSpec) -> AsyncGenerator[tuple[tuple[str, ...], str, Any], None]:
+    """The run's stream parts as (namespace, mode, data); with the `events`
+    mode, LangChain's run events (astream_events v2) come as mode "events",
+    and the other modes' parts are taken from the root run's stream events."""
+    options: dict[str, Any] = dict(
+        context=spec.context, durability=spec.durability, stream_mode=spec.worker_modes(),
+        subgraphs=spec.stream_subgraphs, interrupt_before=spec.interrupt_before,
+        interrupt_after=spec.interrupt_after)
+    streaming: Any = graph  # the run's modes are strings checked by the gateway
+    if "events" not in spec.stream_mode:
+        async for part in streaming.astream(graph_input, config, **options):
+            yield part if len(part) == 3 else ((), *part)
+        return
+    root = str(config["run_id"])
+    async for event in streaming.astream_events(graph_input, config, version="v2", **options):
+        if event["event"] == "on_chain_stream" and event["run_id"] == root:
+            part = event["data"]["chunk"]
+            yield part if len(part) == 3 else ((), *part)
+        else:
+            yield (), "events", event
 
 
 async def run_graph(res: Resources, job: Job, spec: RunSpec) -> RunOutcome:
@@ -114,19 +159,14 @@ async def run_graph(res: Resources, job: Job, spec: RunSpec) -> RunOutcome:
         await res.jobs.append_events(job.job_id, events, first=first)
         first = False
 
-    events = EventBatcher(send)
+    events = EventBatcher(send, join_chunks=spec.join_chunks)
     reply, interrupted = "", False
     first_token = job.started_at is not None
     # aclosing: leaving the loop early (cancel, error) must close the provider's
     # HTTP stream too, or the paid call goes on generating.
-    streaming: Any = graph  # the run's modes are strings checked by the gateway
-    parts = cast(AsyncIterator[tuple[Any, ...]], streaming.astream(
-        graph_input, cast(RunnableConfig, config), context=spec.context, durability="exit",
-        stream_mode=spec.worker_modes(), subgraphs=spec.stream_subgraphs,
-        interrupt_before=spec.interrupt_before, interrupt_after=spec.interrupt_after))
-    async with contextlib.aclosing(parts):  # type: ignore[type-var]
-        async for part in parts:
-            namespace, mode, data = part if len(part) == 3 else ((), *part)
+    parts = _parts(graph, graph_input, config, spec)
+    async with contextlib.aclosing(parts):
+        async for namespace, mode, data in parts:
             if mode == "updates" and not namespace and isinstance(data, dict):
                 interrupted = interrupted or INTERRUPT in data
                 for node, update in data.items():
@@ -139,6 +179,8 @@ async def run_graph(res: Resources, job: Job, spec: RunSpec) -> RunOutcome:
                 if first_token:
                     metrics.FIRST_TOKEN.observe(max(0.0, time.time() - (job.started_at or 0.0)))
                     first_token = False
+            if mode == "debug":
+                data = with_checkpoint_refs(data)
             await events.add(event_type(mode, namespace), data)
     await events.close()
     return RunOutcome(reply, interrupted)

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 
 from shared.checkpoint import AsyncS3Saver
-from shared.graphs import GraphRegistry, exit_with, load_registry
+from shared.graphs import GraphRegistry, load_registry
 from shared.jobs import JobStore
 from shared.redis_client import make_redis
 from shared.settings import Settings, get_settings
@@ -55,7 +55,7 @@ async def open_resources(settings: Settings, stack: AsyncExitStack) -> Resources
     jobs = JobStore(redis, settings.JOB_TTL_SECONDS)
     limiter = LlmRateLimit(redis, settings.RATE_LIMIT_CALLS,
                            settings.RATE_LIMIT_PERIOD)
-    graphs = load_registry(settings.LANGGRAPH_CONFIG, exit_on_error=exit_with)
+    graphs = load_registry(settings.LANGGRAPH_CONFIG, settings.CHAT_GRAPH_ID)
     cancels = CancelWatch(redis, jobs)
     cancels.start()
     stack.push_async_callback(cancels.stop)

@@ -26,6 +26,7 @@ from shared.jobs import Job
 from shared.keys import thread_lock_key
 from shared.queue import MAX_COUNTDOWN
 from shared.runs import RunSpec
+from shared.threads import OWNER_FIELD
 from worker.errors import RejectedError, TransientError, TurnError, classify
 from worker.graph_run import RunOutcome, run_graph, stored_already
 from worker.runtime import Resources
@@ -158,7 +159,8 @@ async def _answer(res: Resources, job: Job, lease: Lock,
     spec = RunSpec.from_json(job.run)
     if job.attempt > 1 and (stored := await stored_already(res, job)) is not None:
         return stored  # an earlier attempt stored it and died before saying so
-    with res.checkpointer.deferred() as held:
+    # The thread's owner is stored with each checkpoint: the gateway checks it there.
+    with res.checkpointer.deferred({OWNER_FIELD: job.owner}) as held:
         # The task copies this context, so the graph's writes are held.
         run = asyncio.ensure_future(run_graph(res, job, spec))
     cancelled = asyncio.ensure_future(asked.wait())

@@ -107,6 +107,10 @@ async def get_graph(assistant_id: AssistantIdPath, services: ServicesDep, _: Own
     """The assistant's graph, as nodes and edges (`xray`: subgraphs drawn inside)."""
     graph = _drawn(find_graph(services.graphs, assistant_id))
     drawing: dict[str, Any] = graph.get_graph(xray=xray).to_json()
+    for node in drawing["nodes"]:
+        # A node is drawn with its name; its Python class is not the client's business.
+        if isinstance(node.get("data"), dict):
+            node["data"].pop("id", None)
     return drawing
 
 
@@ -118,13 +122,11 @@ async def get_schemas(assistant_id: AssistantIdPath, services: ServicesDep,
     return schemas_of(find_graph(services.graphs, assistant_id))
 
 
-@router.get("/assistants/{assistant_id}/subgraphs", response_model=dict[str, GraphSchema],
+@router.get("/assistants/{assistant_id}/subgraphs", response_model=dict[str, dict[str, Any]],
             responses=errors(404))
 async def get_subgraphs(assistant_id: AssistantIdPath, services: ServicesDep, _: OwnerDep,
-                        recurse: bool = False) -> dict[str, GraphSchema]:
+                        recurse: bool = False) -> dict[str, dict[str, Any]]:
     """The schemas of the graph's subgraphs, by namespace."""
     entry = find_graph(services.graphs, assistant_id)
-    found: dict[str, GraphSchema] = {}
-    for namespace, sub in _drawn(entry).get_subgraphs(recurse=recurse):
-        found[namespace] = _schemas(entry.graph_id, sub)
-    return found
+    return {namespace: _schemas(entry.graph_id, sub).model_dump(exclude={"graph_id"})
+            for namespace, sub in _drawn(entry).get_subgraphs(recurse=recurse)}

@@ -94,7 +94,9 @@ class RunConfig(Strict):
     # Other keys of configurable are the graph's (or the caller's) own.
     configurable: dict[str, Any] | None = None
     tags: list[str] | None = None
-    recursion_limit: Annotated[JsonInt, Field(ge=1, le=10_000)] | None = None
+    # The bounds before the validator, or they are lost from the JSON schema.
+    recursion_limit: Annotated[int, Field(ge=1, le=10_000),
+                               BeforeValidator(_json_integer)] | None = None
 
 
 class RunCommand(Strict):
@@ -141,7 +143,8 @@ class RunCreate(Strict):
     # A run goes on when its client leaves (it is a job on the queue).
     on_disconnect: Literal["continue"] | None = None
     on_completion: Literal["delete", "keep"] | None = None
-    # Each run stores one checkpoint when it ends, whatever is asked.
+    # By default a run stores one checkpoint, when it ends ("exit"); "async"
+    # and "sync" store every step's too (more S3 writes per run).
     durability: Literal["sync", "async", "exit"] | None = None
     interrupt_before: NodeNames | None = None
     interrupt_after: NodeNames | None = None
@@ -183,10 +186,13 @@ class Thread(BaseModel):
     thread_id: str
     created_at: datetime
     updated_at: datetime
+    state_updated_at: datetime | None = None
     metadata: Metadata
     status: ThreadStatus
-    values: dict[str, Any]
+    values: dict[str, Any] | None
     interrupts: dict[str, list[Any]]
+    config: dict[str, Any] = Field(default_factory=dict)
+    error: Any = None
 
 
 class ThreadCreate(Strict):

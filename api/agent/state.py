@@ -92,18 +92,23 @@ def empty_state(thread_id: str) -> ThreadState:
                        parent_checkpoint=None, interrupts=[])
 
 
+def _interrupts(found: Any) -> list[dict[str, Any]]:
+    """Interrupts as a thread's state shows them: their id and value."""
+    return [{"id": i.id, "value": wire.jsonable(i.value)} for i in found]
+
+
 def from_snapshot(shot: StateSnapshot) -> ThreadState:
     """The API's view of a LangGraph state snapshot."""
     checkpoint = _ref(shot.config)
     assert checkpoint is not None
     tasks = [{"id": t.id, "name": t.name, "path": list(t.path),
               "error": t.error if isinstance(t.error, str | None) else repr(t.error),
-              "interrupts": wire.jsonable(list(t.interrupts)),
+              "interrupts": _interrupts(t.interrupts),
               "checkpoint": None, "state": None, "result": wire.jsonable(t.result)}
              for t in shot.tasks]
     values = shot.values if isinstance(shot.values, dict) else {"value": shot.values}
     return ThreadState(values=wire.jsonable(values), next=list(shot.next), tasks=tasks,
-                       interrupts=wire.jsonable(list(shot.interrupts)),
+                       interrupts=_interrupts(shot.interrupts),
                        checkpoint=checkpoint, parent_checkpoint=_ref(shot.parent_config),
                        metadata=_shown_metadata(shot.metadata), created_at=shot.created_at)
 

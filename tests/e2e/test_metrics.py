@@ -82,7 +82,11 @@ def test_counts_of_every_process_move_with_the_turns(keyed: Stack) -> None:
     assert keyed.wait_job(failing, headers=KEY)["status"] == "failed"
     keyed.control(hold=True)
     cancelled = post(keyed, "stop me")
-    keyed.wait_job(cancelled, until=("running",), headers=KEY)
+    deadline = time.monotonic() + 30
+    # Cancelled once its LLM call is under way (held), so that call counts.
+    while not any(c["messages"][-1]["content"] == "stop me" for c in keyed.llm_calls()):
+        assert time.monotonic() < deadline, "the LLM call did not start"
+        time.sleep(0.05)
     assert keyed.client.post(f"/chat/jobs/{cancelled}/cancel", headers=KEY).status_code == 202
     assert keyed.wait_job(cancelled, headers=KEY)["status"] == "cancelled"
 

@@ -2,7 +2,8 @@
 
 Hypothesis' stateful testing runs random sequences of put, put_writes,
 get_tuple, list, copy_thread, prune and delete_thread on both, and every read
-must answer the same. ``InMemorySaver`` has no copy or prune: the model does
+must answer the same; puts fork from earlier checkpoints (a run started from
+one: a branch) as well as follow the latest. ``InMemorySaver`` has no copy or prune: the model does
 them on its storage, as the conformance suite expects of a saver (a copy
 merges into the target, a prune keeps each namespace's latest checkpoint,
 which then has no parent). The S3 saver keeps a transcript with tiny
@@ -89,6 +90,18 @@ class SaverMachine(RuleBasedStateMachine):
     def put(self, thread_id: str, ns: str, words: list[str], parent: int, source: str) -> None:
         existing = self.existing(thread_id, ns)
         parent_id = existing[-1 - parent % len(existing)] if existing and parent else None
+        self._put(thread_id, ns, words, parent_id, source)
+
+    @rule(thread_id=THREADS, ns=NAMESPACES, words=WORDS, back=st.integers(1, 20))
+    def fork(self, thread_id: str, ns: str, words: list[str], back: int) -> None:
+        """A run from an earlier checkpoint: a branch beside the latest one."""
+        existing = self.existing(thread_id, ns)
+        if len(existing) < 2:
+            return
+        self._put(thread_id, ns, words, existing[-1 - (1 + back % (len(existing) - 1))], "fork")
+
+    def _put(self, thread_id: str, ns: str, words: list[str], parent_id: str | None,
+             source: str) -> None:
         messages: list[str] = []
         if parent_id is not None:
             stored = self.model.get_tuple(config(thread_id, ns, parent_id))
@@ -126,7 +139,8 @@ class SaverMachine(RuleBasedStateMachine):
         assert view(self.saver.get_tuple(target)) == view(self.model.get_tuple(target))
 
     @rule(thread_id=THREADS, ns=NAMESPACES, limit=st.none() | st.integers(1, 4),
-          source=st.none() | st.sampled_from(["loop", "input"]), before=st.integers(-1, 20))
+          source=st.none() | st.sampled_from(["loop", "input", "fork"]),
+          before=st.integers(-1, 20))
     def list(self, thread_id: str, ns: str, limit: int | None, source: str | None,
              before: int) -> None:
         existing = self.existing(thread_id, ns)

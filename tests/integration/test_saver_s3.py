@@ -16,6 +16,8 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 
+from graphs.chat import build_graph
+from graphs.llm import EchoChatModel
 from shared.checkpoint import (
     CheckpointConflict,
     S3SaverError,
@@ -260,3 +262,31 @@ async def test_encryption_at_rest(
                           encryption_key=os.urandom(32)) as wrong:
         with pytest.raises(S3SaverError, match="decrypt"):
             await wrong.aget_tuple(thread("private"))
+
+
+@pytest.mark.parametrize("make_saver", VARIANTS, indirect=True)
+async def test_branches_keep_the_cost_of_a_turn_constant(make_saver: Any, sync_client: Any,
+                                                         bucket: str, prefix: str) -> None:
+    # Runs of the product's chat graph, every third one from the checkpoint two
+    # back (a branch, as a client editing a message makes one).
+    graph = build_graph(EchoChatModel(), make_saver(keep_last=5), 1000, window_messages=8)
+    config: Any = thread("forks")
+    sizes: dict[int, int] = {}
+    for turn in range(1, 61):
+        run_config = config
+        if turn % 3 == 0:
+            older = [t async for t in graph.checkpointer.alist(config, limit=3)][-1]
+            run_config = older.config
+        await graph.ainvoke({"messages": [HumanMessage(f"turn {turn}")]}, run_config,
+                            durability="exit")
+        if turn in (20, 60):
+            listed = sync_client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}forks/")
+            sizes[turn] = next(o["Size"] for o in listed["Contents"]
+                               if o["Key"].endswith("/head"))
+
+    assert sizes[60] <= sizes[20] * 1.25  # the head does not grow with the branches
+    history = [t async for t in graph.checkpointer.alist(config)]
+    assert len(history) == 5
+    parents = {t.parent_config["configurable"]["checkpoint_id"] for t in history
+               if t.parent_config}
+    assert len(parents) < len(history)  # two branches share a parent
