@@ -28,6 +28,7 @@ from shared import metrics
 from shared.graphs import Graph
 from shared.jobs import Job
 from shared.runs import ACCEPTED_AT, MESSAGE_EVENT, RunSpec
+from shared.threads import OWNER_FIELD
 from worker.errors import RejectedError
 from worker.ratelimit import LlmGate
 from worker.runtime import Resources
@@ -98,14 +99,24 @@ def _ref(config: dict[str, Any] | None) -> dict[str, Any] | None:
             "checkpoint_ns": configurable.get("checkpoint_ns", "")}
 
 
-def with_checkpoint_refs(event: Any) -> Any:
-    """A `debug` checkpoint event with the checkpoint and its parent named, as
-    the LangGraph Server adds them."""
-    if not isinstance(event, dict) or event.get("type") != "checkpoint":
-        return event
-    payload = event.get("payload") or {}
-    return {**event, "payload": {**payload, "checkpoint": _ref(payload.get("config")),
-                                 "parent_checkpoint": _ref(payload.get("parent_config"))}}
+def _without_owner(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    metadata = checkpoint.get("metadata")
+    if not isinstance(metadata, dict) or OWNER_FIELD not in metadata:
+        return checkpoint
+    return {**checkpoint, "metadata": {k: v for k, v in metadata.items() if k != OWNER_FIELD}}
+
+
+def for_client(mode: str, data: Any) -> Any:
+    """A stream part as the client sees it: a checkpoint without the owner
+    stored with it, and a `debug` checkpoint with the checkpoint and its
+    parent named, as the LangGraph Server names them."""
+    if mode == "checkpoints" and isinstance(data, dict):
+        return _without_owner(data)
+    if mode != "debug" or not isinstance(data, dict) or data.get("type") != "checkpoint":
+        return data
+    payload = _without_owner(data.get("payload") or {})
+    return {**data, "payload": {**payload, "checkpoint": _ref(payload.get("config")),
+                                "parent_checkpoint": _ref(payload.get("parent_config"))}}
 
 
 def last_ai_text(value: Any) -> str:
@@ -179,8 +190,6 @@ async def run_graph(res: Resources, job: Job, spec: RunSpec) -> RunOutcome:
                 if first_token:
                     metrics.FIRST_TOKEN.observe(max(0.0, time.time() - (job.started_at or 0.0)))
                     first_token = False
-            if mode == "debug":
-                data = with_checkpoint_refs(data)
-            await events.add(event_type(mode, namespace), data)
+            await events.add(event_type(mode, namespace), for_client(mode, data))
     await events.close()
     return RunOutcome(reply, interrupted)

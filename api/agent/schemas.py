@@ -11,7 +11,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from shared.ids import ID_PATTERN, MAX_ID_LENGTH
 
@@ -231,7 +238,6 @@ class CheckpointRef(BaseModel):
     thread_id: str
     checkpoint_ns: str
     checkpoint_id: str | None
-    checkpoint_map: dict[str, Any] | None = None
 
 
 class ThreadState(BaseModel):
@@ -243,6 +249,16 @@ class ThreadState(BaseModel):
     created_at: str | None
     parent_checkpoint: CheckpointRef | None
     interrupts: list[Any]
+    checkpoint_id: str | None = None
+    parent_checkpoint_id: str | None = None
+
+    @model_validator(mode="after")
+    def _ids(self) -> ThreadState:
+        # The ids again at the top, as the LangGraph Server shows them too.
+        self.checkpoint_id = self.checkpoint.checkpoint_id
+        self.parent_checkpoint_id = (self.parent_checkpoint.checkpoint_id
+                                     if self.parent_checkpoint else None)
+        return self
 
 
 class CheckpointSelector(Strict):

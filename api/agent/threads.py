@@ -56,7 +56,7 @@ async def _view(services: Services, thread_id: str, record: ThreadRecord | None,
     interrupts = state.interrupts_of(current)
     status: ThreadStatus = "busy" if busy else "interrupted" if interrupts else "idle"
     return Thread(thread_id=thread_id, created_at=created, updated_at=updated,
-                  state_updated_at=state.saved_at(saved) if saved is not None else None,
+                  state_updated_at=state.saved_at(saved) if saved is not None else created,
                   metadata=metadata, status=status,
                   values=current.values if saved is not None else None, interrupts=interrupts)
 
