@@ -15,21 +15,14 @@ CREATED_AT = "created_at"
 
 
 def human_message(job_id: str, text: str, created_at: float) -> HumanMessage:
-    """The turn's input; its id is the job's, so a re-run replaces rather than appends."""
+    """A chat turn's message (tests and benchmarks run the chat graph with
+    it); its id is the job's, so a re-run replaces rather than appends."""
     return HumanMessage(content=text, id=human_id(job_id),
                         additional_kwargs={CREATED_AT: created_at})
 
 
 def human_id(job_id: str) -> str:
     return f"{job_id}-human"
-
-
-def reply_id(job_id: str) -> str:
-    return f"{job_id}-reply"
-
-
-def job_of(message: BaseMessage) -> str:
-    return (message.id or "").removesuffix("-human").removesuffix("-reply")
 
 
 def message_time(message: BaseMessage) -> datetime:

@@ -1,9 +1,10 @@
 """Jobs in Redis: one hash per job (its record) and one stream per job (its events).
 
-The stream is the result channel: the worker appends events (`token`, `reset`,
-and one terminal `done`/`error`/`cancelled`), and readers block on it with
-XREAD. Unlike pub/sub, a reader that comes late or reconnects misses nothing.
-Both keys expire `ttl` seconds after the job's last change.
+The stream is the result channel: the worker appends events (the run's
+stream parts, named by their stream mode; `reset`; and one terminal
+`done`/`error`/`cancelled`), and readers block on it with XREAD. Unlike
+pub/sub, a reader that comes late or reconnects misses nothing. Both keys
+expire `ttl` seconds after the job's last change.
 """
 
 from __future__ import annotations
