@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from typing import Any
 
 from redis.exceptions import RedisError
 
@@ -43,7 +44,7 @@ def _at_most(limit: int) -> str:
 _PART = _at_most(MAX_ID_PART)
 _EVENT_ID = re.compile(f"{_PART}-{_PART}")
 # For the schema: checked by `parse_last_event_id`, so a bad one is a 400.
-LAST_EVENT_ID_SCHEMA = {
+LAST_EVENT_ID_SCHEMA: dict[str, Any] = {
     "pattern": f"^({_EVENT_ID.pattern})?$", "maxLength": 41,
     "description": "The id of the last event received; the stream resumes just after it. "
                    "Two decimal numbers joined by '-', each at most 2^64-1.",

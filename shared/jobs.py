@@ -351,6 +351,11 @@ class JobStore:
         stream, in one round trip; the `first` batch of an attempt also sets
         the stream's expiry (the job's end sets it again)."""
         key = events_key(job_id)
+        if len(events) == 1 and not first:  # the usual case: no pipeline to build
+            type_, data = events[0]
+            await self.redis.xadd(key, {"type": type_, "data": data}, maxlen=STREAM_MAXLEN,
+                                  approximate=True)
+            return
         async with self.redis.pipeline(transaction=False) as pipe:
             for type_, data in events:
                 fields: dict[FieldT, EncodableT] = {"type": type_, "data": data}

@@ -22,7 +22,6 @@ from typing import Any, cast
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
-from langgraph.version import __version__ as LANGGRAPH_VERSION
 
 from shared import metrics
 from shared.graphs import Graph
@@ -66,9 +65,10 @@ def run_config(job: Job, spec: RunSpec) -> dict[str, Any]:
         configurable["checkpoint_id"] = spec.checkpoint_id
     # LangGraph copies config["metadata"] into every checkpoint it saves (and
     # into what it streams: the owner is added by the checkpointer instead).
-    metadata = {"created_by": "system", **spec.metadata, "graph_id": spec.graph_id,
-                "assistant_id": spec.assistant_id, RUN_ID_FIELD: job.job_id,
-                "run_attempt": job.attempt, "langgraph_version": LANGGRAPH_VERSION}
+    # Kept short: every retained checkpoint of the thread stores it, and the
+    # head holding them is read and written whole by every run.
+    metadata = {**spec.metadata, "graph_id": spec.graph_id,
+                "assistant_id": spec.assistant_id, RUN_ID_FIELD: job.job_id}
     # The root run is named after the graph, as the LangGraph Server names it.
     config: dict[str, Any] = {"configurable": configurable, "metadata": metadata,
                               "run_id": uuid.UUID(hex=job.job_id), "run_name": spec.graph_id}

@@ -76,26 +76,29 @@ class LlmRateLimit:
 
 
 class LlmGate(AsyncCallbackHandler):
-    """Holds every LLM call of one run to the global limit, whatever graph makes it.
+    """Holds every chat-model call of one run to the global limit, whatever graph makes it.
 
-    LangChain tells the run's callbacks when a chat model or LLM call starts;
+    LangChain tells the run's callbacks when a chat model call starts;
     raising there stops the call before its request is sent. `prepaid`: the
     run's first call was counted when it began (`count_turn`).
     """
 
     raise_error = True  # LangChain swallows a handler's errors unless this is set
+    run_inline = True  # awaited in place, not gathered as a task of its own
+    # Only a chat model's start matters: no other event is sent here at all
+    # (not even each token, which would cost a task per token).
+    ignore_llm = True
+    ignore_chain = True
+    ignore_agent = True
+    ignore_retriever = True
+    ignore_retry = True
+    ignore_custom_event = True
 
     def __init__(self, limiter: LlmRateLimit, prepaid: bool) -> None:
         self._limiter = limiter
         self._prepaid = prepaid
 
     async def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
-        await self._call_starts()
-
-    async def on_llm_start(self, *args: Any, **kwargs: Any) -> None:
-        await self._call_starts()
-
-    async def _call_starts(self) -> None:
         if self._prepaid:
             self._prepaid = False
         else:

@@ -16,7 +16,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from langchain_core.messages import BaseMessageChunk
+from langchain_core.messages import AIMessageChunk
+from langchain_core.messages.ai import add_ai_message_chunks
 
 from shared import wire
 from shared.runs import MESSAGE_EVENT
@@ -36,7 +37,8 @@ class EventBatcher:
     def __init__(self, send: Send, join_chunks: bool = True) -> None:
         self._send = send
         self._join_chunks = join_chunks
-        self._buffer: list[tuple[str, Any]] = []
+        # (type, data, the chunks joined into it: none unless it is a message's)
+        self._buffer: list[tuple[str, Any, list[AIMessageChunk]]] = []
         self._last_sent = 0.0
         self._timer: asyncio.Task[None] | None = None
         self._sending = asyncio.Lock()
@@ -47,7 +49,7 @@ class EventBatcher:
         if (self._join_chunks and type_.split("|", 1)[0] == MESSAGE_EVENT
                 and self._joins(type_, data)):
             return
-        self._buffer.append((type_, data))
+        self._buffer.append((type_, data, []))
         if time.monotonic() - self._last_sent >= BATCH_SECONDS:
             await self.flush()
         elif self._timer is None:
@@ -57,14 +59,21 @@ class EventBatcher:
     def _joins(self, type_: str, data: Any) -> bool:
         if not self._buffer:
             return False
-        last_type, last = self._buffer[-1]
-        chunk, meta = data
-        if (last_type != type_ or not isinstance(chunk, BaseMessageChunk)
-                or not isinstance(last[0], BaseMessageChunk) or last[0].id != chunk.id
-                or last[1] != meta):
+        last_type, (first, meta), joined = self._buffer[-1]
+        chunk, chunk_meta = data
+        if (last_type != type_ or not isinstance(chunk, AIMessageChunk)
+                or not isinstance(first, AIMessageChunk) or first.id != chunk.id
+                or meta != chunk_meta):
             return False
-        self._buffer[-1] = (type_, (last[0] + chunk, meta))
+        joined.append(chunk)  # merged once, when the batch goes out
         return True
+
+    @staticmethod
+    def _data(data: Any, joined: list[AIMessageChunk]) -> Any:
+        if not joined:
+            return data
+        first, meta = data
+        return add_ai_message_chunks(first, *joined), meta
 
     async def _flush_soon(self) -> None:
         await asyncio.sleep(BATCH_SECONDS)
@@ -81,7 +90,8 @@ class EventBatcher:
             if self._buffer:
                 batch, self._buffer = self._buffer, []
                 self._last_sent = time.monotonic()
-                await self._send([(type_, wire.dumps(data)) for type_, data in batch])
+                await self._send([(type_, wire.dumps(self._data(data, joined)))
+                                  for type_, data, joined in batch])
 
     async def close(self) -> None:
         """Sends what is left; call it before the terminal event."""

@@ -23,8 +23,13 @@ from shared.jobs import Job
 router = APIRouter(tags=["runs"], dependencies=[Depends(limit_client)])
 
 IdPath = Annotated[str, Path(pattern=ID_PATTERN, max_length=MAX_ID_LENGTH)]
-LastEventId = Annotated[str, Header(alias="Last-Event-ID",
-                                    json_schema_extra=LAST_EVENT_ID_SCHEMA)]
+# "-1" asks for the run's events from the start, as the LangGraph SDK's joins do.
+FROM_THE_START = "-1"
+_RUN_EVENT_ID = {
+    **LAST_EVENT_ID_SCHEMA,
+    "pattern": LAST_EVENT_ID_SCHEMA["pattern"].replace("^(", f"^({FROM_THE_START}|", 1),
+    "description": LAST_EVENT_ID_SCHEMA["description"] + ' "-1": from the start.'}
+LastEventId = Annotated[str, Header(alias="Last-Event-ID", json_schema_extra=_RUN_EVENT_ID)]
 _RUN_STREAM: Responses = {200: {
     "description": "The run's events (Server-Sent Events): `metadata` first, then those of "
                    "its stream modes (`messages` for messages-tuple), `error` if it failed; "
@@ -196,7 +201,7 @@ async def join_run_stream(thread_id: IdPath, run_id: IdPath, services: ServicesD
                           owner: OwnerDep, query: Annotated[JoinStreamQuery, Query()],
                           last_event_id: LastEventId = "") -> EventSourceResponse:
     """Stream the run from its start, or from just after Last-Event-ID."""
-    after = parse_last_event_id(last_event_id)
+    after = parse_last_event_id("" if last_event_id == FROM_THE_START else last_event_id)
     job = await run_jobs.find(services, thread_id, run_id, owner)
     services.hub.admit()
     modes: list[str] = [m for m in query.stream_mode if m] or run_jobs.spec_of(job).stream_mode

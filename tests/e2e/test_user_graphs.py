@@ -72,9 +72,50 @@ async def test_state_lives_over_two_runs_and_custom_events_stream(
     update = next(p.data for p in parts if p.event == "updates")
     assert update["step"]["count"] == 2 and update["step"]["steps"] == ["step 2"]
     assert [p.data for p in parts if p.event == "values"][-1]["count"] == 2
+    run_id = parts[0].data["run_id"]
+    replayed = [p async for p in client.runs.join_stream(thread_id, run_id,
+                                                          last_event_id="-1")]
+    assert [p.event for p in replayed] == events  # "-1": the whole run again
     state = await client.threads.get_state(thread_id)
     assert state["values"]["steps"] == ["step 1", "step 2"]
     assert state["metadata"]["graph_id"] == "counter"
+
+
+async def test_every_stream_mode_and_subgraphs_are_named_as_langgraph_names_them(
+        client: LangGraphClient) -> None:
+    thread_id = await new_thread(client)
+    modes = ["values", "updates", "messages", "messages-tuple", "custom", "events", "debug",
+             "tasks", "checkpoints"]
+    parts = [p async for p in client.runs.stream(thread_id, "nested", input={"count": 1},
+                                                 stream_mode=modes, stream_subgraphs=True)]
+    names = [p.event for p in parts]
+
+    root = {n for n in names if "|" not in n}
+    assert root >= {"metadata", "values", "updates", "custom", "events", "debug", "tasks",
+                    "checkpoints", "messages/metadata", "messages/complete"}
+    inner = {n.split("|")[0] for n in names if n.startswith(("values|", "updates|", "tasks|"))}
+    assert inner == {"values", "updates", "tasks"}
+    assert all(n.split("|")[1].startswith("inner:") for n in names if "|" in n)
+    started = next(p.data for p in parts if p.event == "events")
+    assert (started["event"], started["name"]) == ("on_chain_start", "nested")
+    checkpoint = next(p.data for p in parts if p.event == "debug"
+                      and p.data["type"] == "checkpoint")
+    assert checkpoint["payload"]["checkpoint"]["thread_id"] == thread_id
+    assert "owner" not in checkpoint["payload"]["metadata"]
+    assert [p.data for p in parts if p.event == "values"][-1]["count"] == 2
+
+
+async def test_a_resume_on_a_thread_not_interrupted_is_answered_as_langgraph_does(
+        client: LangGraphClient) -> None:
+    fresh = await new_thread(client)
+    failed = await client.runs.wait(fresh, "approve", command={"resume": "x"})
+    assert isinstance(failed, dict) and "__error__" in failed  # nothing to resume from
+
+    done = await new_thread(client)
+    first = await client.runs.wait(done, "counter", input={})
+    again = await client.runs.wait(done, "counter", command={"resume": "x"})
+    assert again == first  # nothing was waiting: nothing runs
+    assert (await client.runs.list(done))[0]["status"] == "success"
 
 
 async def test_an_interrupt_waits_for_a_resume(client: LangGraphClient) -> None:

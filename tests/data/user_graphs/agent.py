@@ -5,7 +5,8 @@ directory outside the repository and declared there in a langgraph.json.
   and can be held at a gate (a file) to be killed mid-run;
 - `approve`: stops at an interrupt() until a run resumes it;
 - `boom`: raises, with a message that must not reach the client;
-- `made_per_run`: `counter`, made by a function of the run's config.
+- `made_per_run`: `counter`, made by a function of the run's config;
+- `nested`: `counter` as the one node of an outer graph (a subgraph).
 """
 
 from __future__ import annotations
@@ -70,3 +71,6 @@ boom = one_node("explode", explode)
 
 def made_per_run(config: RunnableConfig) -> StateGraph[Any, Any, Any, Any]:
     return one_node("step", step)
+
+
+nested = one_node("inner", one_node("step", step).compile())
