@@ -5,7 +5,7 @@ the run's writes until the run has succeeded: `worker.deferred`). It starts
 from the thread's latest checkpoint, or from the one the run names (a
 branch), and streams the modes the run asked for into the job's events. A
 run ends at the graph's end or at an interrupt(); either way it stores one
-checkpoint (`durability="exit"`).
+checkpoint, unless it asked for another `durability`.
 
 Nothing here knows any graph: the chat graph is one among others.
 """

@@ -99,7 +99,7 @@ async def start(services: Services, records: ThreadRecords, owner: str, client: 
     spec = RunSpec(
         graph_id=entry.graph_id, assistant_id=entry.assistant_id, input=graph_input,
         command=body.command.model_dump(exclude_none=True) if body.command else None,
-        config=body.config.model_dump(exclude_none=True) if body.config else {},
+        config=body.graph_config(),
         context=body.context, checkpoint_id=checkpoint_id, stream_mode=body.modes(),
         stream_subgraphs=body.stream_subgraphs, interrupt_before=body.interrupt_before,
         interrupt_after=body.interrupt_after, metadata=body.metadata or {},

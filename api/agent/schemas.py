@@ -170,10 +170,28 @@ class RunCreate(Strict):
         return [self.stream_mode] if isinstance(self.stream_mode, str) else list(self.stream_mode)
 
     def start_checkpoint(self) -> str | None:
-        """The checkpoint the run starts from (`checkpoint_id`, or `checkpoint`'s)."""
+        """The checkpoint the run starts from: `checkpoint_id`, `checkpoint`'s,
+        or the one `config.configurable` names."""
         if self.checkpoint_id is not None:
             return self.checkpoint_id
-        return self.checkpoint.checkpoint_id if self.checkpoint is not None else None
+        if self.checkpoint is not None and self.checkpoint.checkpoint_id is not None:
+            return self.checkpoint.checkpoint_id
+        named = (self.config.configurable or {}).get("checkpoint_id") if self.config else None
+        return named if isinstance(named, str) else None
+
+    def graph_config(self) -> dict[str, Any]:
+        """The config the graph gets from the caller: `configurable` without
+        the keys that are the server's to set (the thread, the checkpoint,
+        LangGraph's own `__` keys)."""
+        if self.config is None:
+            return {}
+        config = self.config.model_dump(exclude_none=True)
+        if "configurable" in config:
+            config["configurable"] = {
+                k: v for k, v in config["configurable"].items()
+                if k not in ("thread_id", "checkpoint_id", "checkpoint_ns")
+                and not k.startswith("__")}
+        return config
 
 
 class Run(BaseModel):

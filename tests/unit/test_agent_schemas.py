@@ -85,3 +85,11 @@ def test_what_the_sdk_sends_unset_is_accepted() -> None:
     assert ThreadCreate.model_validate({"metadata": {"graph_id": "chat"}}).ttl is None
     with pytest.raises(ValidationError, match="ttl"):
         ThreadCreate.model_validate({"ttl": {"ttl": 5, "strategy": "delete"}})
+
+
+def test_the_server_s_own_configurable_keys_are_not_the_caller_s() -> None:
+    body = run(config={"configurable": {"user_id": "u1", "thread_id": "other",
+                                        "checkpoint_id": "c3", "__pregel_x": 1},
+                       "tags": ["a"]})
+    assert body.graph_config() == {"configurable": {"user_id": "u1"}, "tags": ["a"]}
+    assert body.start_checkpoint() == "c3"  # checked by the gateway like checkpoint_id
