@@ -8,7 +8,6 @@ and ends `done` with the reply (the run's last AI message).
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -46,14 +45,14 @@ def chat_event(job: Job, event: Event) -> Event | None:
     """The /chat form of a run's event: message chunks as `token` text, `done`
     with the reply's language; None for what a chat stream does not show."""
     if event.type == "done":
-        return Event(event.id, "done", {"response": event.data.get("response", ""),
+        return Event.of(event.id, "done", {"response": event.data.get("response", ""),
                                         "language": language_of(job),
                                         "thread_id": job.thread_id, "job_id": job.job_id})
     if event.type == MESSAGE_EVENT:
-        message: dict[str, Any] = event.data[0]  # type: ignore[index]
+        message: dict[str, Any] = event.data[0]
         text = message.get("content")
         if message.get("type") == "AIMessageChunk" and isinstance(text, str) and text:
-            return Event(event.id, "token", {"text": text})
+            return Event.of(event.id, "token", {"text": text})
         return None
     if event.type in ("token", "reset", "error", "cancelled"):
         return event
@@ -65,7 +64,7 @@ async def _chat_events(hub: EventHub, jobs: JobStore, job: Job,
     async for event in job_event_log(hub, jobs, job, after):
         shown = chat_event(job, event) if event is not None else None
         if shown is not None:
-            yield ServerSentEvent(json.dumps(shown.data), event=shown.type,
+            yield ServerSentEvent(shown.raw, event=shown.type,
                                   id=shown.id if shown.id != REBUILT else None)
 
 

@@ -71,10 +71,10 @@ REBUILT = "0-0"
 
 def _terminal_from_record(job: Job) -> Event:
     if job.status == JobStatus.SUCCEEDED:
-        return Event(REBUILT, "done", done_body(job, job.response or "", job.interrupted))
+        return Event.of(REBUILT, "done", done_body(job, job.response or "", job.interrupted))
     if job.status == JobStatus.CANCELLED:
-        return Event(REBUILT, "cancelled", {"job_id": job.job_id})
-    return Event(REBUILT, "error", {"detail": job.error or "failed", "job_id": job.job_id})
+        return Event.of(REBUILT, "cancelled", {"job_id": job.job_id})
+    return Event.of(REBUILT, "error", {"detail": job.error or "failed", "job_id": job.job_id})
 
 
 async def job_event_log(hub: EventHub, jobs: JobStore, job: Job,

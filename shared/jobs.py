@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -243,9 +244,20 @@ class Job:
 
 @dataclass(frozen=True)
 class Event:
+    """One event of a job's stream; its data is read from the JSON text only
+    when asked for (most pass through a stream as they are)."""
+
     id: str
     type: str
-    data: dict[str, Any]
+    raw: str  # the data, as JSON text
+
+    @classmethod
+    def of(cls, id: str, type: str, data: Any) -> Event:
+        return cls(id, type, json.dumps(data))
+
+    @cached_property
+    def data(self) -> Any:
+        return json.loads(self.raw)
 
     @property
     def terminal(self) -> bool:
@@ -257,7 +269,7 @@ StreamReply = list[tuple[str, list[tuple[str, dict[str, str]]]]]
 
 def parse_events(reply: StreamReply | None) -> dict[str, list[Event]]:
     """An XREAD reply as events by stream key."""
-    return {key: [Event(entry_id, fields["type"], json.loads(fields["data"]))
+    return {key: [Event(entry_id, fields["type"], fields["data"])
                   for entry_id, fields in entries]
             for key, entries in reply or []}
 

@@ -50,7 +50,12 @@ class RunSpec:
     join_chunks: bool = False
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        """The run as JSON, without the fields left at their defaults (it is
+        written with every job and read with every turn)."""
+        default = RunSpec(self.graph_id, self.assistant_id)
+        given = {k: v for k, v in asdict(self).items() if v != getattr(default, k)
+                 or k in ("graph_id", "assistant_id")}
+        return json.dumps(given, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, raw: str) -> RunSpec:

@@ -24,6 +24,10 @@ from shared.jobs import Event, Job
 from shared.runs import MESSAGE_EVENT
 
 
+def _json(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"))
+
+
 def run_path(job: Job) -> str:
     return f"/threads/{job.thread_id}/runs/{job.job_id}"
 
@@ -75,31 +79,33 @@ class _Shaper:
         self.tuples = "messages-tuple" in self.modes
         self.legacy = _Messages() if "messages" in self.modes else None
 
-    def parts(self, event: Event) -> list[tuple[str, Any]]:
+    def parts(self, event: Event) -> list[tuple[str, str]]:
+        """(name, data as JSON text); what the worker wrote goes out as it is."""
         if event.type == "reset":
             # The run started over after a crash: what it streamed before is void.
             if self.legacy is not None:
                 self.legacy = _Messages()
-            return [("metadata", {"run_id": self.job.job_id, "attempt": event.data["attempt"]})]
+            return [("metadata", _json({"run_id": self.job.job_id,
+                                        "attempt": event.data["attempt"]}))]
         if event.type == "error":
-            return [("error", {"error": "RunError", "message": event.data["detail"]})]
+            return [("error", _json({"error": "RunError", "message": event.data["detail"]}))]
         if event.terminal:
             return []  # the stream ends; the run's status says how
         mode = event.type.split("|", 1)[0]
         if mode == MESSAGE_EVENT:
-            parts: list[tuple[str, Any]] = []
+            parts: list[tuple[str, str]] = []
             if self.tuples:
-                parts.append((event.type, event.data))
+                parts.append((event.type, event.raw))
             if self.legacy is not None:
-                parts += self.legacy.parts(event.data)  # type: ignore[arg-type]
+                parts += [(name, _json(data)) for name, data in self.legacy.parts(event.data)]
             return parts
-        return [(event.type, event.data)] if mode in self.modes else []
+        return [(event.type, event.raw)] if mode in self.modes else []
 
 
 async def _events(services: Services, job: Job, modes: list[str], after: str,
                   then: Callable[[], Awaitable[None]] | None) -> AsyncIterator[ServerSentEvent]:
     if after == "0-0":
-        yield ServerSentEvent(json.dumps({"run_id": job.job_id, "attempt": 1}), event="metadata")
+        yield ServerSentEvent(_json({"run_id": job.job_id, "attempt": 1}), event="metadata")
     shaper = _Shaper(job, modes)
     ended = False
     async for event in job_event_log(services.hub, services.jobs, job, after):
@@ -108,8 +114,7 @@ async def _events(services: Services, job: Job, modes: list[str], after: str,
         parts = shaper.parts(event)
         for n, (name, data) in enumerate(parts, start=1):
             last = n == len(parts) and event.id != REBUILT
-            yield ServerSentEvent(json.dumps(data, separators=(",", ":")), event=name,
-                                  id=event.id if last else None)
+            yield ServerSentEvent(data, event=name, id=event.id if last else None)
         ended = event.terminal
     if ended and then is not None:
         await then()
