@@ -148,7 +148,7 @@ def test_two_cleanup_tasks_at_once_delete_each_thread_once(cleanup_stack: Stack)
         wait_gone(cleanup_stack, thread, within=INTERVAL + SLACK)
 
     log = worker_log(cleanup_stack)
-    deleted = Counter(re.findall(r"thread_deleted\s+.*?thread_id=(\w+)", log))
+    deleted = Counter(re.findall(r"thread_deleted\s+.*?thread_id=([\w-]+)", log))
     assert all(deleted[t] == 1 for t in threads), deleted
     assert max(deleted.values()) == 1  # no thread of this module deleted twice
     assert "thread_delete_failed" not in log
