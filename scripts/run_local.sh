@@ -2,15 +2,22 @@
 # The whole stack on this machine, on embedded defaults: redis-server and an
 # S3 server (moto) on loopback unless REDIS_URL / S3_ENDPOINT_URL say where real
 # ones are, then the gateway, one worker and beat. Ctrl-C stops everything.
+# What the embedded Redis and S3 store is kept in LOCAL_DATA_DIR (default
+# .data/), so conversations survive a restart (even kill -9); `make reset`
+# empties it. ENV_FILE (default .env) is read first if it exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh requirements-dev.txt
 # shellcheck disable=SC1091
 . .venv/bin/activate
-[ -f .env ] && set -a && . ./.env && set +a
+env_file="${ENV_FILE:-.env}"
+[ -f "$env_file" ] && set -a && . "$env_file" && set +a
 
+# Logs, metrics and beat's schedule: this run's only.
 run=.run
-mkdir -p "$run"
+# What is stored: Redis's append-only file and the S3 objects.
+data="$(mkdir -p "${LOCAL_DATA_DIR:-.data}" && cd "${LOCAL_DATA_DIR:-.data}" && pwd)"
+mkdir -p "$run" "$data/redis" "$data/s3"
 pids=()
 stop() {
   trap - INT TERM EXIT
@@ -35,8 +42,8 @@ wait_port() {
 
 if [ -z "${REDIS_URL:-}" ]; then
   port=$(free_port)
-  redis-server --port "$port" --bind 127.0.0.1 --dir "$PWD/$run" --appendonly yes --appendfsync always \
-    --save "" --logfile "$PWD/$run/redis.log" &
+  redis-server --port "$port" --bind 127.0.0.1 --dir "$data/redis" --appendonly yes \
+    --appendfsync always --save "" --logfile "$PWD/$run/redis.log" &
   pids+=($!)
   wait_port "$port"
   export REDIS_URL="redis://127.0.0.1:$port/0"
@@ -45,12 +52,12 @@ fi
 export S3_BUCKET_NAME="${S3_BUCKET_NAME:-chat-memory}"
 if [ -z "${S3_ENDPOINT_URL:-}" ] && [ -z "${AWS_ACCESS_KEY_ID:-}" ]; then
   port=$(free_port)
-  python scripts/local_s3.py --port "$port" >"$run/s3.log" 2>&1 &
+  python scripts/local_s3.py --port "$port" --data "$data/s3" >"$run/s3.log" 2>&1 &
   pids+=($!)
   wait_port "$port"
   export S3_ENDPOINT_URL="http://127.0.0.1:$port"
   export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
-  echo "S3: a local moto server at $S3_ENDPOINT_URL (kept in memory: lost when stopped)"
+  echo "S3: a local moto server at $S3_ENDPOINT_URL, its objects kept in $data/s3"
 fi
 python - <<'PY'
 import os, boto3

@@ -116,11 +116,14 @@ def redis_server(workdir: Path, port: int | None = None, persistent: bool = Fals
     return Server("redis", argv, port, workdir / f"redis-{port}.log")
 
 
-def s3_server(workdir: Path, port: int | None = None) -> Server:
-    """moto's S3 over HTTP/1.1 with keep-alive (scripts/local_s3.py), kept in memory."""
+def s3_server(workdir: Path, port: int | None = None, data: Path | None = None) -> Server:
+    """moto's S3 over HTTP/1.1 with keep-alive (scripts/local_s3.py), kept in
+    memory, or in the folder `data` as `make run` keeps it."""
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, str(LOCAL_S3), "--port", str(port)]
+    if data is not None:
+        argv += ["--data", str(data)]
     return Server("s3", argv, port, workdir / f"s3-{port}.log")
 
 
