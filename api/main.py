@@ -6,12 +6,14 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from api import agent
+from api.agent.server import VERSION
 from api.deps import Services
 from api.errors import install_handlers
 from api.events import EventHub
-from api.middleware import BodyLimit, RequestId
+from api.middleware import BodyLimit, JsonBodies, RequestId
 from api.owners import ThreadOwners
 from api.ratelimit import ClientRateLimit
 from api.routes import chat, docs, health, jobs, metrics, page, threads
@@ -55,7 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_logging(settings)
     app = FastAPI(
         title="LangGraph chat on a queue, with memory in S3",
-        version="0.1.0",
+        version=VERSION,
         description="Queue chat turns, wait for or poll their replies, and read or delete "
                     "conversations. See README.md.",
         lifespan=lifespan,
@@ -68,8 +70,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.page_html = page.page_html(bool(settings.api_keys))
     install_handlers(app)
     # The last added runs first: every request, even a refused one, has an id.
+    app.add_middleware(JsonBodies)
     app.add_middleware(BodyLimit, limit=settings.MAX_BODY_BYTES)
     app.add_middleware(RequestId)
+    if settings.cors_origins:
+        # Outermost: a browser's preflight is answered before anything else.
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
+            allow_headers=["*"], max_age=600,
+            # What the LangGraph SDK reads from a run's answer, and ours.
+            expose_headers=["Content-Location", "Location", "X-Job-Id", "X-Request-ID"])
     for router in (chat.router, threads.router, jobs.router, health.router, metrics.router,
                    docs.router, page.router, *agent.routers):
         app.include_router(router)

@@ -1,5 +1,5 @@
-"""ASGI middleware: request ids, the access log and the request metrics, and
-the body size limit.
+"""ASGI middleware: request ids, the access log and the request metrics, the
+body size limit, and JSON bodies sent without their content type.
 
 Both are plain ASGI rather than Starlette's BaseHTTPMiddleware, which would
 run the app in another task and buffer nothing we want buffered.
@@ -132,3 +132,24 @@ class BodyLimit:
                                 (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
+
+
+class JsonBodies:
+    """Reads a request body sent as `text/plain` (or with no content type) as JSON.
+
+    Proxies in front of LangGraph UIs (agent-chat-ui's `/api` route) forward
+    JSON bodies without their Content-Type, and a browser's `fetch` with a
+    string body says `text/plain`; the LangGraph Server reads them as JSON.
+    Every body this API takes is JSON, so nothing else is meant by them.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
+            kind = Headers(scope=scope).get("content-type", "")
+            if kind == "" or kind.split(";")[0].strip().lower() == "text/plain":
+                headers = MutableHeaders(scope=scope)
+                headers["content-type"] = "application/json"
+        await self.app(scope, receive, send)

@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     MAX_QUEUED_PER_THREAD: Positive = 50
 
     API_KEYS: str | None = None
+    # Origins a browser may call the API from (a UI served elsewhere), comma-separated.
+    CORS_ORIGINS: str | None = None
     CLIENT_RATE_LIMIT: int = Field(0, ge=0)
     # The limit's window; only tests shorten it, so they need not wait a minute.
     CLIENT_RATE_WINDOW_SECONDS: Positive = 60
@@ -127,6 +129,10 @@ class Settings(BaseSettings):
     @property
     def api_keys(self) -> frozenset[str]:
         return frozenset(k.strip() for k in (self.API_KEYS or "").split(",") if k.strip())
+
+    @property
+    def cors_origins(self) -> list[str]:
+        return [o.strip() for o in (self.CORS_ORIGINS or "").split(",") if o.strip()]
 
     @property
     def s3_url(self) -> str:

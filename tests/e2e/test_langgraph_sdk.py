@@ -419,3 +419,13 @@ async def test_a_run_whose_worker_is_sigkilled_still_succeeds_stored_once(
         assert (await client.runs.get(thread_id, run["run_id"]))["status"] == "success"
         assert len(asked_llm(crashing, "survive", 2)) == 2  # the killed attempt, and the stored
         crashing.workers.remove(holder)
+
+
+def test_a_proxy_s_bodies_without_their_content_type_are_read(stack: Stack) -> None:
+    # agent-chat-ui's /api proxy forwards JSON as text/plain.
+    made = stack.client.post("/threads", content=b'{"metadata": {"graph_id": "chat"}}',
+                             headers={"Content-Type": "text/plain;charset=UTF-8"})
+    assert made.status_code == 200, made.text
+    found = stack.client.post("/threads/search", content=b'{"ids": ["%s"]}' % made.json()[
+        "thread_id"].encode(), headers={"Content-Type": "text/plain"})
+    assert [t["thread_id"] for t in found.json()] == [made.json()["thread_id"]]

@@ -111,7 +111,7 @@ def test_the_x_api_key_header_is_worth_the_bearer_one() -> None:
 
 AGENT_PATHS = {
     "/assistants/search", "/assistants/{assistant_id}", "/assistants/{assistant_id}/graph",
-    "/assistants/{assistant_id}/schemas", "/assistants/{assistant_id}/subgraphs",
+    "/assistants/{assistant_id}/schemas", "/assistants/{assistant_id}/subgraphs", "/info", "/ok",
     "/threads", "/threads/search",
     "/threads/{thread_id}", "/threads/{thread_id}/copy", "/threads/{thread_id}/history",
     "/threads/{thread_id}/state", "/threads/{thread_id}/runs", "/threads/{thread_id}/runs/wait",
@@ -205,3 +205,35 @@ def test_the_schema_s_blank_pattern_is_exactly_what_strip_removes() -> None:
     for code in range(0x3100):  # past U+3000, the last whitespace character
         char = chr(code)
         assert (blank.fullmatch(char) is None) == char.isspace(), hex(code)
+
+
+def test_a_browser_elsewhere_may_call_only_from_an_allowed_origin() -> None:
+    preflight = {"Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "content-type,x-api-key"}
+    with app_client(CORS_ORIGINS="http://localhost:3000") as client:
+        allowed = client.options("/threads/search",
+                                 headers={"Origin": "http://localhost:3000", **preflight})
+        other = client.options("/threads", headers={"Origin": "http://evil.test", **preflight})
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "http://localhost:3000"
+    assert "x-api-key" in allowed.headers["access-control-allow-headers"].lower()
+    assert "access-control-allow-origin" not in other.headers
+    with app_client() as client:  # unset: no browser elsewhere is let in
+        closed = client.options("/threads", headers={"Origin": "http://localhost:3000",
+                                                     **preflight})
+    assert "access-control-allow-origin" not in closed.headers
+
+
+def test_a_json_body_sent_as_text_is_read_as_json(client: TestClient) -> None:
+    # As agent-chat-ui's proxy forwards it: JSON, without its content type.
+    for kind in ("text/plain;charset=UTF-8", None):
+        headers = {"Content-Type": kind} if kind else {}
+        reply = client.post("/threads/search", content=b'{"limit": 0}', headers=headers)
+        assert reply.status_code == 422
+        assert "limit" in reply.text  # read as JSON: the field is named
+
+
+def test_info_and_ok_answer_as_the_langgraph_server_does(client: TestClient) -> None:
+    info = client.get("/info")
+    assert info.status_code == 200 and info.json()["flags"]["assistants"] is True
+    assert client.get("/ok").json() == {"ok": True}
