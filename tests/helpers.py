@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 import aiohttp
+from fastapi.testclient import TestClient
 from langchain_core.messages import AIMessage, AnyMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.channels import DeltaChannel
@@ -29,9 +30,11 @@ from langgraph.graph.message import _messages_delta_reducer, add_messages
 from langgraph.types import interrupt
 
 from api.chat_runs import chat_job
+from api.main import create_app
 from shared.checkpoint import AsyncS3Saver, RetryPolicy, S3Saver
 from shared.ids import new_id
 from shared.jobs import Job, JobStore
+from shared.settings import Settings
 from tests import servers
 from tests.sse import SseEvent, parse_lines
 from tests.stack import Stack, launch
@@ -334,3 +337,12 @@ async def read_transcript(saver: Any, thread_id: str, limit: int = 100) -> list[
             return [value for values in reversed(pages) for value in values]
         assert page.start < (before if before is not None else float("inf"))
         before = page.start
+
+
+def app_client(**env: object) -> TestClient:
+    """The gateway in-process, with Redis and S3 "down" (ports where nothing
+    listens) unless `env` says where they are."""
+    down = {"REDIS_URL": f"redis://127.0.0.1:{servers.free_port()}/0",
+            "S3_ENDPOINT_URL": f"http://127.0.0.1:{servers.free_port()}"}
+    settings = Settings(_env_file=None, **{**down, **env})  # type: ignore[arg-type]
+    return TestClient(create_app(settings), raise_server_exceptions=False)

@@ -8,18 +8,8 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from api.main import create_app
 from api.schemas import NOT_BLANK
-from shared.settings import Settings
-from tests.servers import free_port
-
-
-def app_client(**env: object) -> TestClient:
-    # Ports where nothing listens: Redis and S3 are "down" (unless given).
-    down = {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
-            "S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
-    settings = Settings(_env_file=None, **{**down, **env})  # type: ignore[arg-type]
-    return TestClient(create_app(settings), raise_server_exceptions=False)
+from tests.helpers import app_client
 
 
 @pytest.fixture

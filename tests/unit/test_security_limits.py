@@ -1,18 +1,12 @@
-"""The gateway's limits: body size, request ids, and the per-client rate limit (real Redis)."""
+"""The gateway's limits without servers: body size and request ids."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 
-import pytest
-
-from api.errors import TooManyRequests
-from api.ratelimit import ClientRateLimit
 from shared.ids import is_valid_id
-from shared.redis_client import make_redis
-from tests.unit.test_api import app_client
+from tests.helpers import app_client
 
 
 def test_a_declared_oversized_body_is_413_json_unread() -> None:
@@ -52,36 +46,3 @@ def test_a_valid_request_id_is_echoed_and_any_other_replaced() -> None:
             given = client.get("/healthz", headers={"X-Request-ID": bad}).headers["x-request-id"]
             assert given != bad
             assert is_valid_id(given)
-
-
-async def test_the_client_limit_counts_per_client_in_a_moving_window(redis_url: str) -> None:
-    redis = make_redis(redis_url, 8)
-    try:
-        await _exhaust_and_recover(ClientRateLimit(redis, 3, 1))
-    finally:
-        await redis.aclose()
-
-
-async def _exhaust_and_recover(limit: ClientRateLimit) -> None:
-    client, other = "client-a-" + "0" * 20, "client-b-" + "0" * 20
-    for _ in range(3):
-        await limit.check(client)
-    with pytest.raises(TooManyRequests) as refused:
-        await limit.check(client)
-    assert refused.value.headers == {"Retry-After": "1"}
-    await limit.check(other)
-
-    await asyncio.sleep(1.05)
-    await limit.check(client)
-
-
-def test_without_auth_the_client_is_its_address(redis_url: str) -> None:
-    with app_client(REDIS_URL=redis_url, CLIENT_RATE_LIMIT=2,
-                    CLIENT_RATE_WINDOW_SECONDS=30) as client:
-        codes = [client.get(f"/chat/jobs/none{n}").status_code for n in range(3)]
-        probes = [client.get("/healthz").status_code for _ in range(3)]
-        over = client.post("/chat", json={"message": "hi"})
-    assert codes == [404, 404, 429]
-    assert probes == [200, 200, 200]
-    assert over.status_code == 429
-    assert int(over.headers["retry-after"]) <= 30
