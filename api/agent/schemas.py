@@ -288,6 +288,30 @@ class CheckpointSelector(Strict):
     checkpoint_map: dict[str, Any] | None = None
 
 
+class StateUpdate(Strict):
+    """Writes `values` into the thread's state as if node `as_node` had returned
+    them, from its latest checkpoint or the one named."""
+
+    values: dict[str, Any] | list[Any] | None = None
+    as_node: str | None = Field(None, max_length=256)
+    checkpoint: CheckpointSelector | None = None
+    checkpoint_id: Id | None = None
+
+    def start_checkpoint(self) -> str | None:
+        if self.checkpoint_id is not None:
+            return self.checkpoint_id
+        return self.checkpoint.checkpoint_id if self.checkpoint is not None else None
+
+
+class StateUpdated(BaseModel):
+    checkpoint: CheckpointRef
+
+
+class CheckpointAt(Strict):
+    checkpoint: CheckpointSelector
+    subgraphs: bool = Field(False, strict=True)
+
+
 class HistoryQuery(Strict):
     limit: JsonInt = Field(10, ge=1, le=1000)
     before: Id | CheckpointSelector | None = Field(

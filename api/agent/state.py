@@ -72,7 +72,7 @@ def saved_at(saved: CheckpointTuple) -> datetime:
     return datetime.fromisoformat(saved.checkpoint["ts"]).astimezone(UTC)
 
 
-def _ref(config: Mapping[str, Any] | None) -> CheckpointRef | None:
+def ref_of(config: Mapping[str, Any] | None) -> CheckpointRef | None:
     if config is None:
         return None
     configurable = config["configurable"]
@@ -99,7 +99,7 @@ def _interrupts(found: Any) -> list[dict[str, Any]]:
 
 def from_snapshot(shot: StateSnapshot) -> ThreadState:
     """The API's view of a LangGraph state snapshot."""
-    checkpoint = _ref(shot.config)
+    checkpoint = ref_of(shot.config)
     assert checkpoint is not None
     tasks = [{"id": t.id, "name": t.name, "path": list(t.path),
               "error": t.error if isinstance(t.error, str | None) else repr(t.error),
@@ -109,7 +109,7 @@ def from_snapshot(shot: StateSnapshot) -> ThreadState:
     values = shot.values if isinstance(shot.values, dict) else {"value": shot.values}
     return ThreadState(values=wire.jsonable(values), next=list(shot.next), tasks=tasks,
                        interrupts=_interrupts(shot.interrupts),
-                       checkpoint=checkpoint, parent_checkpoint=_ref(shot.parent_config),
+                       checkpoint=checkpoint, parent_checkpoint=ref_of(shot.parent_config),
                        metadata=_shown_metadata(shot.metadata), created_at=shot.created_at)
 
 
@@ -117,11 +117,11 @@ def from_saved(thread_id: str, saved: CheckpointTuple | None) -> ThreadState:
     """The stored values only, for a thread whose graph is not declared."""
     if saved is None:
         return empty_state(thread_id)
-    checkpoint = _ref(saved.config)
+    checkpoint = ref_of(saved.config)
     assert checkpoint is not None
     return ThreadState(
         values=values_of(saved), next=[], tasks=[], interrupts=[],
-        checkpoint=checkpoint, parent_checkpoint=_ref(saved.parent_config),
+        checkpoint=checkpoint, parent_checkpoint=ref_of(saved.parent_config),
         metadata=_shown_metadata(saved.metadata), created_at=saved.checkpoint["ts"])
 
 

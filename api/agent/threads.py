@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Path, Response
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import CheckpointTuple
+from langgraph.errors import InvalidUpdateError
 
 from api import owners
 from api.agent import run_jobs, state
 from api.agent.records import RecordsDep, ThreadRecord, ThreadRecords
 from api.agent.schemas import (
+    CheckpointAt,
     HistoryQuery,
+    StateUpdate,
+    StateUpdated,
     Thread,
     ThreadCreate,
     ThreadPatch,
@@ -27,16 +32,17 @@ from api.agent.schemas import (
     ThreadStatus,
 )
 from api.deps import OwnerDep, Services, ServicesDep, limit_client
-from api.errors import Conflict, NotFound
+from api.errors import Conflict, Invalid, NotFound
 from api.openapi_responses import errors
 from shared.ids import ID_PATTERN, MAX_ID_LENGTH, new_id
 from shared.keys import inbox_key
-from shared.threads import stored_owner
+from shared.threads import OWNER_FIELD, stored_owner
 
 router = APIRouter(tags=["threads"], dependencies=[Depends(limit_client)])
 
 IdPath = Annotated[str, Path(pattern=ID_PATTERN, max_length=MAX_ID_LENGTH)]
 NO_SUCH_THREAD = run_jobs.NO_SUCH_THREAD
+NO_SUCH_CHECKPOINT = run_jobs.NO_SUCH_CHECKPOINT
 
 
 def _time(stamp: float) -> datetime:
@@ -145,6 +151,66 @@ async def get_state(thread_id: IdPath, services: ServicesDep, records: RecordsDe
     """The thread's latest state."""
     _, saved = await _find(services, records, thread_id, owner)
     return await state.thread_state(services, thread_id, saved)
+
+
+async def _state_at(services: Services, records: ThreadRecords, thread_id: str, owner: str,
+                    checkpoint_id: str | None) -> ThreadState:
+    await _find(services, records, thread_id, owner)
+    saved = await state.latest(services.saver, thread_id, checkpoint_id)
+    if saved is None:
+        raise NotFound(NO_SUCH_CHECKPOINT)
+    return await state.thread_state(services, thread_id, saved)
+
+
+@router.get("/threads/{thread_id}/state/{checkpoint_id}", response_model=ThreadState,
+            responses=errors(404))
+async def get_state_at(thread_id: IdPath, checkpoint_id: IdPath, services: ServicesDep,
+                       records: RecordsDep, owner: OwnerDep) -> ThreadState:
+    """The thread's state at one of its checkpoints."""
+    return await _state_at(services, records, thread_id, owner, checkpoint_id)
+
+
+@router.post("/threads/{thread_id}/state/checkpoint", response_model=ThreadState,
+             responses=errors(400, 404))
+async def post_state_at(thread_id: IdPath, body: CheckpointAt, services: ServicesDep,
+                        records: RecordsDep, owner: OwnerDep) -> ThreadState:
+    """The thread's state at one of its checkpoints (named in the body)."""
+    return await _state_at(services, records, thread_id, owner, body.checkpoint.checkpoint_id)
+
+
+@router.post("/threads/{thread_id}/state", response_model=StateUpdated,
+             responses=errors(400, 404, 409))
+async def update_state(thread_id: IdPath, body: StateUpdate, services: ServicesDep,
+                       records: RecordsDep, owner: OwnerDep) -> StateUpdated:
+    """Write values into the thread's state, as node `as_node` would (a new checkpoint)."""
+    record, saved = await _find(services, records, thread_id, owner)
+    if await services.redis.llen(inbox_key(thread_id)):
+        raise Conflict("the thread has a run pending or running: update its state after it")
+    graph_id = str((saved.metadata if saved is not None else {}).get("graph_id")
+                   or (record.metadata if record is not None else {}).get("graph_id") or "")
+    entry = services.graphs.find(graph_id)
+    if entry is None:
+        raise Conflict("no graph has run on this thread yet: its state has no shape to update")
+    checkpoint_id = body.start_checkpoint()
+    if checkpoint_id is not None and await state.latest(
+            services.saver, thread_id, checkpoint_id) is None:
+        raise NotFound(NO_SUCH_CHECKPOINT)
+    config: dict[str, Any] = {
+        "configurable": {"thread_id": thread_id, "checkpoint_ns": ""},
+        # Stored with the checkpoint, as a run's are: the owner above all.
+        "metadata": {OWNER_FIELD: owner, "graph_id": entry.graph_id,
+                     "assistant_id": entry.assistant_id}}
+    if checkpoint_id is not None:
+        config["configurable"]["checkpoint_id"] = checkpoint_id
+    graph = entry.compiled(services.saver, cast(RunnableConfig, config))
+    try:
+        written = await graph.aupdate_state(cast(RunnableConfig, config), body.values,
+                                            as_node=body.as_node)
+    except (InvalidUpdateError, ValueError) as exc:
+        raise Invalid(f"as_node/values: {exc}") from None
+    ref = state.ref_of(written)
+    assert ref is not None
+    return StateUpdated(checkpoint=ref)
 
 
 @router.post("/threads/{thread_id}/history", response_model=list[ThreadState],

@@ -389,6 +389,14 @@ async def test_thread_search_shows_each_key_only_its_own(secure: Stack) -> None:
         bearer = secure.client.get(f"/threads/{mine['thread_id']}",
                                    headers={"Authorization": f"Bearer {KEY_A}"})
         assert contents(bearer.json()["values"]) == ["secret", "echo: secret"]
+        # A state written by the owner stays the owner's.
+        await a.threads.update_state(mine["thread_id"], {"messages": [
+            {"type": "ai", "content": "edited"}]}, as_node="answer")
+        assert contents((await a.threads.get_state(mine["thread_id"]))["values"])[-1] == "edited"
+        with pytest.raises(NotFoundError):
+            await b.threads.update_state(mine["thread_id"], {"messages": []})
+        with pytest.raises(NotFoundError):
+            await b.threads.get_state(mine["thread_id"])
 
 
 # --- a worker killed mid-run --------------------------------------------------

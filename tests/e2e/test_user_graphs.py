@@ -157,6 +157,26 @@ async def test_a_run_from_an_earlier_checkpoint_is_a_branch(client: LangGraphCli
         "checkpoint_id"]
 
 
+async def test_a_state_is_read_at_a_checkpoint_and_updated_as_a_node(
+        client: LangGraphClient) -> None:
+    thread_id = await new_thread(client)
+    await client.runs.wait(thread_id, "counter", input={"count": 1})
+    first = (await client.threads.get_state(thread_id))["checkpoint"]["checkpoint_id"]
+    await client.runs.wait(thread_id, "counter", input={})
+
+    updated = await client.threads.update_state(thread_id, {"count": 10}, as_node="step")
+    after = await client.runs.wait(thread_id, "counter", input={})
+    at_first = await client.threads.get_state(thread_id, checkpoint_id=first)
+    by_body = await client.threads.get_state(thread_id, checkpoint={"checkpoint_id": first})
+
+    assert updated["checkpoint"]["checkpoint_id"]
+    assert isinstance(after, dict) and after["count"] == 11  # went on from the update
+    assert at_first["values"]["count"] == 2 and by_body["values"] == at_first["values"]
+    with pytest.raises(httpx.HTTPStatusError) as refused:
+        await client.threads.update_state(thread_id, {"count": 1}, as_node="nowhere")
+    assert refused.value.response.status_code == 422
+
+
 async def test_a_graph_made_per_run_is_served_too(client: LangGraphClient) -> None:
     thread_id = await new_thread(client)
     values = await client.runs.wait(thread_id, "made_per_run", input={"count": 41})
