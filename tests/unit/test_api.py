@@ -101,7 +101,8 @@ def test_the_x_api_key_header_is_worth_the_bearer_one() -> None:
 
 AGENT_PATHS = {
     "/assistants/search", "/assistants/{assistant_id}", "/assistants/{assistant_id}/graph",
-    "/assistants/{assistant_id}/schemas", "/assistants/{assistant_id}/subgraphs", "/info", "/ok", "/threads/{thread_id}/state/{checkpoint_id}", "/threads/{thread_id}/state/checkpoint",
+    "/assistants/{assistant_id}/schemas", "/assistants/{assistant_id}/subgraphs", "/info", "/ok",
+    "/threads/{thread_id}/state/{checkpoint_id}", "/threads/{thread_id}/state/checkpoint",
     "/threads", "/threads/search",
     "/threads/{thread_id}", "/threads/{thread_id}/copy", "/threads/{thread_id}/history",
     "/threads/{thread_id}/state", "/threads/{thread_id}/runs", "/threads/{thread_id}/runs/wait",
