@@ -15,10 +15,8 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.events import EventHub
 from api.sse import KEEPALIVE_SECONDS, REBUILT, job_event_log
-from shared.conversation import human_id
-from shared.graphs import assistant_id_of
 from shared.jobs import Event, Job, JobStore
-from shared.runs import MESSAGE_EVENT, RunSpec
+from shared.runs import MESSAGE_EVENT, RunSpec, chat_run
 
 DEFAULT_LANGUAGE = "English"
 
@@ -26,13 +24,8 @@ DEFAULT_LANGUAGE = "English"
 def chat_job(graph_id: str, job_id: str, thread_id: str, message: str, language: str,
              owner: str, client: str) -> Job:
     """The job of one chat message: a run of the chat graph."""
-    # The chat graph stamps it with the time the gateway accepted it (Redis's clock).
-    human = {"type": "human", "content": message, "id": human_id(job_id)}
-    spec = RunSpec(graph_id=graph_id, assistant_id=assistant_id_of(graph_id),
-                   input={"messages": [human]}, context={"language": language},
-                   stream_mode=["messages-tuple"], join_chunks=True)
     return Job(job_id=job_id, thread_id=thread_id, title=message, owner=owner, client=client,
-               run=spec.to_json())
+               run=chat_run(graph_id, job_id, message, language).to_json())
 
 
 def language_of(job: Job) -> str:

@@ -35,6 +35,7 @@ from shared.keys import (
     thread_info_key,
 )
 from shared.queue import QUEUE
+from shared.runs import run_of_record
 from shared.threads import title_of
 
 
@@ -220,7 +221,7 @@ class Job:
         return cls(
             job_id=raw["job_id"],
             thread_id=raw["thread_id"],
-            title=raw.get("title", ""),
+            title=raw.get("title", raw.get("message", "")),
             status=JobStatus(raw["status"]),
             created_at=float(raw["created_at"]),
             owner=raw.get("owner", ""),
@@ -233,7 +234,7 @@ class Job:
             http_status=int(http_status) if http_status else None,
             task_id=raw.get("task_id", ""),
             cancel_requested=number("cancel_requested"),
-            run=raw.get("run", ""),
+            run=run_of_record(raw),
             interrupted=raw.get("interrupted") == "1",
         )
 

@@ -9,8 +9,12 @@ from there, so it lives and expires with the job.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from shared.conversation import human_id
+from shared.graphs import assistant_id_of
 
 # The stream modes a run may ask for, as the LangGraph Server names them.
 STREAM_MODES = ("values", "updates", "messages", "messages-tuple", "custom", "events",
@@ -69,3 +73,23 @@ class RunSpec:
         modes.discard("events")  # a separate stream (astream_events), see the worker
         modes.add("updates")
         return sorted(modes)
+
+
+def chat_run(graph_id: str, job_id: str, message: str, language: str) -> RunSpec:
+    """The run of one chat message (POST /chat): its message as the input, the
+    reply language in the context, its chunks joined for a /chat stream."""
+    # The chat graph stamps the message with the time the gateway accepted it.
+    human = {"type": "human", "content": message, "id": human_id(job_id)}
+    return RunSpec(graph_id=graph_id, assistant_id=assistant_id_of(graph_id),
+                   input={"messages": [human]}, context={"language": language},
+                   stream_mode=["messages-tuple"], join_chunks=True)
+
+
+def run_of_record(raw: Mapping[str, str]) -> str:
+    """A job record's run; for a record the version before runs wrote (a chat
+    message and its language, queued before an upgrade), the chat run it meant."""
+    run = raw.get("run", "")
+    if "message" not in raw or '"graph_id"' in run:
+        return run
+    return chat_run("chat", raw["job_id"], raw["message"],
+                    raw.get("language") or "English").to_json()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from shared.runs import RunSpec
+from shared.jobs import Job
+from shared.runs import RunSpec, chat_run
 
 
 def test_a_run_crosses_the_queue_whole_and_short() -> None:
@@ -24,3 +25,15 @@ def test_the_worker_streams_what_the_run_asked_and_updates() -> None:
     asked = RunSpec("g", "a", stream_mode=["messages-tuple", "custom", "events"])
     # Both message modes are LangGraph's "messages"; "events" is a stream of its own.
     assert asked.worker_modes() == ["custom", "messages", "updates"]
+
+
+def test_a_job_queued_before_runs_existed_is_read_as_its_chat_run() -> None:
+    old = {"job_id": "j1", "thread_id": "t1", "status": "queued", "created_at": "1.0",
+           "message": "hello", "language": "French"}
+    job = Job.from_redis(old)
+    spec = RunSpec.from_json(job.run)
+
+    assert job.title == "hello"
+    assert spec == chat_run("chat", "j1", "hello", "French")
+    assert spec.input == {"messages": [{"type": "human", "content": "hello", "id": "j1-human"}]}
+    assert Job.from_redis({**old, "run": spec.to_json()}).run == spec.to_json()
