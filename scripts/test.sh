@@ -17,4 +17,11 @@ if ! command -v chromium >/dev/null 2>&1; then
     && DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium; } >/dev/null 2>&1 \
     || echo "chromium not installable; the browser tests will skip"
 fi
+if ! command -v npm >/dev/null 2>&1; then
+  # The LangGraph JS SDK's test (tests/e2e/test_js_sdk.py) runs under Node.
+  echo "installing nodejs and npm (Debian packages)..."
+  { $sudo_cmd apt-get update -qq \
+    && DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq nodejs npm; } >/dev/null 2>&1 \
+    || echo "nodejs/npm not installable; the JS SDK test will skip"
+fi
 exec .venv/bin/python -m pytest "$@"
