@@ -139,6 +139,9 @@ class ThreadRecords:
             pipe.zrem(agent_threads_key(owner), thread_id)
             await pipe.execute()
 
+    async def remove_run(self, thread_id: str, run_id: str) -> None:
+        await self.redis.zrem(thread_runs_key(thread_id), run_id)
+
     async def add_run(self, thread_id: str, run_id: str, created_at: float,
                       ttl: int) -> None:
         key = thread_runs_key(thread_id)

@@ -185,6 +185,19 @@ async def cancel_run(thread_id: IdPath, run_id: IdPath, services: ServicesDep,
     return Response(status_code=202)
 
 
+@router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204, response_class=Response,
+               responses={**errors(404, 409), 204: {"description": "Deleted."}})
+async def delete_run(thread_id: IdPath, run_id: IdPath, services: ServicesDep,
+                     records: RecordsDep, owner: OwnerDep) -> Response:
+    """Forget an ended run: its record and its events (what it stored stays)."""
+    job = await run_jobs.find(services, thread_id, run_id, owner)
+    if not job.finished:
+        raise Conflict("the run is pending or running: cancel it first")
+    await services.jobs.delete(job)
+    await records.remove_run(thread_id, run_id)
+    return Response(status_code=204)
+
+
 @router.get("/threads/{thread_id}/runs/{run_id}/join", response_model=None,
             responses={**errors(404), **_OUTCOME})
 async def join_run(thread_id: IdPath, run_id: IdPath, services: ServicesDep,

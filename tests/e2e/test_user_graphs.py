@@ -177,6 +177,29 @@ async def test_a_state_is_read_at_a_checkpoint_and_updated_as_a_node(
     assert refused.value.response.status_code == 422
 
 
+async def test_an_ended_run_is_deleted_and_a_running_one_is_not(
+        client: LangGraphClient, tmp_path: Path) -> None:
+    thread_id = await new_thread(client)
+    ended = await client.runs.create(thread_id, "counter", input={})
+    await client.runs.join(thread_id, ended["run_id"])
+    held = await client.runs.create(thread_id, "counter", input={"gate": str(tmp_path)})
+    try:
+        with pytest.raises(httpx.HTTPStatusError) as refused:
+            await client.runs.delete(thread_id, held["run_id"])
+        assert refused.value.response.status_code == 409
+    finally:
+        (tmp_path / "go").touch()
+    await client.runs.join(thread_id, held["run_id"])
+
+    await client.runs.delete(thread_id, ended["run_id"])
+
+    assert [r["run_id"] for r in await client.runs.list(thread_id)] == [held["run_id"]]
+    with pytest.raises(httpx.HTTPStatusError) as gone:
+        await client.runs.get(thread_id, ended["run_id"])
+    assert gone.value.response.status_code == 404
+    assert (await client.threads.get_state(thread_id))["values"]["count"] == 2  # stays
+
+
 async def test_a_graph_made_per_run_is_served_too(client: LangGraphClient) -> None:
     thread_id = await new_thread(client)
     values = await client.runs.wait(thread_id, "made_per_run", input={"count": 41})
