@@ -19,7 +19,6 @@ stored finds its reply there and adds nothing.
 from __future__ import annotations
 
 import asyncio
-import time
 import weakref
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -44,7 +43,6 @@ from typing_extensions import TypedDict
 
 from graphs.llm import build_llm
 from shared.conversation import CREATED_AT
-from shared.runs import ACCEPTED_AT
 from shared.settings import get_settings
 
 DEFAULT_LANGUAGE = "English"
@@ -111,12 +109,6 @@ def chat_graph(llm: BaseChatModel | None = None, context_max_tokens: int | None 
         model = llm or settings_model()
         language = language_of(config, get_runtime(ChatContext).context)
         answer = await model.ainvoke([SystemMessage(system_prompt(language)), *context])
-        asked = history[-1]
-        if CREATED_AT not in asked.additional_kwargs:
-            # History shows when the message was accepted (else: now).
-            accepted = config.get("configurable", {}).get(ACCEPTED_AT) or time.time()
-            asked = asked.model_copy(update={
-                "additional_kwargs": {**asked.additional_kwargs, CREATED_AT: accepted}})
         reply = AIMessage(
             content=answer.text,
             id=answer.id,
@@ -125,7 +117,7 @@ def chat_graph(llm: BaseChatModel | None = None, context_max_tokens: int | None 
         )
         overflow = 0 if window_messages is None else len(history) + 1 - window_messages
         dropped = [RemoveMessage(id=m.id) for m in history[:max(overflow, 0)] if m.id]
-        return {"messages": [*dropped, asked, reply]}
+        return {"messages": [*dropped, reply]}
 
     graph = StateGraph(ChatState, context_schema=ChatContext)
     graph.add_node("answer", answer)

@@ -22,9 +22,6 @@ STREAM_MODES = ("values", "updates", "messages", "messages-tuple", "custom", "ev
 # The event a worker writes for a message chunk, whichever of the two message
 # modes asked for it (the gateway shapes "messages" from it).
 MESSAGE_EVENT = "messages"
-# The configurable key telling a graph when the gateway accepted its run (a
-# UNIX time on Redis's clock); "__" keeps it out of the checkpoints' metadata.
-ACCEPTED_AT = "__accepted_at__"
 
 
 @dataclass(frozen=True)
@@ -46,8 +43,9 @@ class RunSpec:
     interrupt_after: list[str] | str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     multitask_strategy: str = "enqueue"
-    # "exit" (the default) stores one checkpoint when the run ends; "async"
-    # and "sync" store one per step too, as the run asks.
+    # "exit" (POST /chat's) keeps the run's last checkpoint only; "async" and
+    # "sync" (the LangGraph Server API's default) keep every step's. Either
+    # way they are written together when the run has ended (worker.deferred).
     durability: str = "exit"
     # Consecutive chunks of a message may go out as one (a /chat stream joins
     # them anyway); the LangGraph Server API shows each chunk as it came.
@@ -78,7 +76,7 @@ class RunSpec:
 def chat_run(graph_id: str, job_id: str, message: str, language: str) -> RunSpec:
     """The run of one chat message (POST /chat): its message as the input, the
     reply language in the context, its chunks joined for a /chat stream."""
-    # The chat graph stamps the message with the time the gateway accepted it.
+    # The worker stamps it with the time the gateway accepted it (graph_run.stamped).
     human = {"type": "human", "content": message, "id": human_id(job_id)}
     return RunSpec(graph_id=graph_id, assistant_id=assistant_id_of(graph_id),
                    input={"messages": [human]}, context={"language": language},

@@ -6,16 +6,18 @@ input. A failed or cancelled turn must leave the thread's stored objects as
 they were, byte for byte. So the graph's checkpointer is this wrapper: reads
 go to the S3 saver, and writes made inside `deferred()` are held in memory;
 `commit` carries them out once the turn has a reply and is not cancelled,
-and otherwise they are dropped.
+and otherwise they are dropped. Carried out together: however many steps
+the run saved, each head it touched is written once, and all of it lands or
+none does.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from functools import partial
+from itertools import groupby
 from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
@@ -28,9 +30,11 @@ from langgraph.checkpoint.base import (
     copy_checkpoint,
 )
 
-from shared.checkpoint import AsyncS3Saver
+from shared.checkpoint import AsyncS3Saver, PutItem, WritesItem
 
-HeldWrites = list[Callable[[], Awaitable[Any]]]
+# Each held put or writes, with the saver that would have stored it (a graph
+# compiled with its own types allowed has a saver of its own).
+HeldWrites = list[tuple[AsyncS3Saver, PutItem | WritesItem]]
 
 
 @dataclass
@@ -65,9 +69,10 @@ class DeferredSaver(BaseCheckpointSaver[str]):
 
     @staticmethod
     async def commit(held: HeldWrites) -> None:
-        """Carries out held writes, in the order they were made."""
-        for write in held:
-            await write()
+        """Carries out held writes, in the order they were made, one batch
+        (one write of each head) per saver."""
+        for saver, items in groupby(held, key=lambda entry: entry[0]):
+            await saver.aput_batch([item for _, item in items])
 
     def with_allowlist(self, extra_allowlist: Collection[tuple[str, ...]]) -> DeferredSaver:
         # The inner saver serialises, so it is the one that needs the types.
@@ -89,8 +94,8 @@ class DeferredSaver(BaseCheckpointSaver[str]):
         if held is None:
             return await self.saver.aput(config, checkpoint, metadata, new_versions)
         stored = cast(CheckpointMetadata, {**metadata, **held.metadata})
-        held.writes.append(partial(self.saver.aput, config, copy_checkpoint(checkpoint), stored,
-                                   dict(new_versions)))
+        held.writes.append((self.saver, PutItem(config, copy_checkpoint(checkpoint), stored,
+                                                dict(new_versions))))
         # What the saver would answer: the stored checkpoint's address.
         return {"configurable": {
             "thread_id": config["configurable"]["thread_id"],
@@ -104,8 +109,8 @@ class DeferredSaver(BaseCheckpointSaver[str]):
         if held is None:
             await self.saver.aput_writes(config, writes, task_id, task_path)
         else:
-            held.writes.append(partial(self.saver.aput_writes, config, list(writes), task_id,
-                                task_path))
+            held.writes.append((self.saver, WritesItem(config, list(writes), task_id,
+                                                       task_path)))
 
     async def adelete_thread(self, thread_id: str) -> None:
         await self.saver.adelete_thread(thread_id)

@@ -24,9 +24,10 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 
 from shared import metrics
+from shared.conversation import CREATED_AT
 from shared.graphs import Graph
 from shared.jobs import Job
-from shared.runs import ACCEPTED_AT, MESSAGE_EVENT, RunSpec
+from shared.runs import MESSAGE_EVENT, RunSpec
 from shared.threads import OWNER_FIELD
 from worker.errors import RejectedError
 from worker.ratelimit import LlmGate
@@ -59,8 +60,7 @@ class UnknownGraph(RejectedError):
 def run_config(job: Job, spec: RunSpec) -> dict[str, Any]:
     """The LangGraph config of the run: the thread (and checkpoint), the run's
     own configurable, and the metadata every checkpoint it stores records."""
-    configurable = {**spec.config.get("configurable", {}), "thread_id": job.thread_id,
-                    ACCEPTED_AT: job.created_at}
+    configurable = {**spec.config.get("configurable", {}), "thread_id": job.thread_id}
     if spec.checkpoint_id:
         configurable["checkpoint_id"] = spec.checkpoint_id
     # LangGraph copies config["metadata"] into every checkpoint it saves (and
@@ -119,6 +119,22 @@ def for_client(mode: str, data: Any) -> Any:
                                 "parent_checkpoint": _ref(payload.get("parent_config"))}}
 
 
+def stamped(graph_input: Any, accepted_at: float) -> Any:
+    """The run's input with each message given as a dict stamped with the time
+    the gateway accepted the run (Redis's clock) unless it has a time: history
+    shows when a message was sent, and the turns of a thread in that order."""
+    if not isinstance(graph_input, dict) or not isinstance(graph_input.get("messages"), list):
+        return graph_input
+    messages = []
+    for message in graph_input["messages"]:
+        if isinstance(message, dict):
+            extra = message.get("additional_kwargs") or {}
+            if CREATED_AT not in extra:
+                message = {**message, "additional_kwargs": {**extra, CREATED_AT: accepted_at}}
+        messages.append(message)
+    return {**graph_input, "messages": messages}
+
+
 def last_ai_text(value: Any) -> str:
     """The text of the last AI message in a state's values or a node's update."""
     found = ""
@@ -161,7 +177,8 @@ async def run_graph(res: Resources, job: Job, spec: RunSpec) -> RunOutcome:
     config = run_config(job, spec)
     config["callbacks"] = [LlmGate(res.limiter, prepaid=True)]
     graph = entry.compiled(res.checkpointer, cast(RunnableConfig, config))
-    graph_input = Command(**spec.command) if spec.command else spec.input
+    graph_input = (Command(**spec.command) if spec.command
+                   else stamped(spec.input, job.created_at))
     wanted = {"messages" if m == "messages-tuple" else m for m in spec.stream_mode}
     first = True
 

@@ -103,7 +103,10 @@ async def start(services: Services, records: ThreadRecords, owner: str, client: 
         context=body.context, checkpoint_id=checkpoint_id, stream_mode=body.modes(),
         stream_subgraphs=body.stream_subgraphs, interrupt_before=body.interrupt_before,
         interrupt_after=body.interrupt_after, metadata=body.metadata or {},
-        multitask_strategy=body.multitask_strategy, durability=body.durability or "exit")
+        multitask_strategy=body.multitask_strategy,
+        # Every step's checkpoint, as the LangGraph Server keeps them (a client
+        # edits or regenerates from them); held and written in one PUT anyway.
+        durability=body.durability or "async")
     job = Job(job_id=new_id(), thread_id=thread_id, title=first_text(graph_input),
               owner=owner, client=client, run=spec.to_json())
     # "reject": a thread holding any unfinished job refuses, in the same atomic

@@ -150,8 +150,9 @@ class RunCreate(Strict):
     # A run goes on when its client leaves (it is a job on the queue).
     on_disconnect: Literal["continue"] | None = None
     on_completion: Literal["delete", "keep"] | None = None
-    # By default a run stores one checkpoint, when it ends ("exit"); "async"
-    # and "sync" store every step's too (more S3 writes per run).
+    # By default every step's checkpoint is kept ("async", as the LangGraph
+    # Server does); "exit" keeps the run's last only. Either way the run's
+    # checkpoints are written together, when it has ended.
     durability: Literal["sync", "async", "exit"] | None = None
     interrupt_before: NodeNames | None = None
     interrupt_after: NodeNames | None = None

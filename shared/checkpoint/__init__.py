@@ -16,6 +16,7 @@ conversation, and the transcript keeps every message for paged reads
 (``aget_transcript``); see ``_plans`` for how.
 """
 
+from ._batch import PutItem, WritesItem
 from ._s3 import RetryPolicy
 from .aio import AsyncS3Saver
 from .base import TranscriptEntry, TranscriptPage
@@ -26,11 +27,13 @@ from .sync import S3Saver
 __all__ = [
     "AsyncS3Saver",
     "CheckpointConflict",
+    "PutItem",
     "RetryPolicy",
     "S3Saver",
     "S3SaverError",
     "S3Unavailable",
     "TranscriptEntry",
     "TranscriptPage",
+    "WritesItem",
     "decode_key",
 ]

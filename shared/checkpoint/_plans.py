@@ -184,7 +184,7 @@ def put(
             latest = loaded.state.latest_id() if loaded else None
             # A writer that never saw the thread may only build on its latest.
             if latest is not None and latest not in (parent_id, checkpoint_id):
-                raise CheckpointConflict(_moved(thread_id, ns))
+                raise CheckpointConflict(moved(thread_id, ns))
         state = loaded.state.copy() if loaded else State()
         saver._store_values(state, record, checkpoint["channel_values"], str(checkpoint["ts"]))
         state.records[checkpoint_id] = record
@@ -194,7 +194,7 @@ def put(
             yield from write(saver, thread_id, ns, loaded, state)
         except CheckpointConflict as exc:
             saver.cache.forget(thread_id, ns)
-            raise CheckpointConflict(_moved(thread_id, ns)) from exc
+            raise CheckpointConflict(moved(thread_id, ns)) from exc
 
     yield Locked(thread_id, ns, locked())
     return checkpoint_config(thread_id, ns, checkpoint_id)
@@ -491,7 +491,7 @@ def _keep_latest(state: State) -> State | None:
     return None if kept is state else kept
 
 
-def _moved(thread_id: str, ns: str) -> str:
+def moved(thread_id: str, ns: str) -> str:
     return (
         f"thread {thread_id!r} (ns {ns!r}) was changed by another writer since this "
         "saver read it; reload the latest checkpoint and retry"

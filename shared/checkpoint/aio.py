@@ -24,6 +24,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from . import _plans as plans
+from ._batch import Item, put_batch
 from ._layout import parse_conn_string
 from ._requests import Emit, Locked, Plan, PlanCursor, Step
 from ._s3 import CLIENT_CONFIG, AsyncStore, RetryPolicy
@@ -232,6 +233,20 @@ class AsyncS3Saver(BaseS3Saver):
             S3SaverError: On other storage failures.
         """
         await self._run(plans.put_writes(self, config, writes, task_id, task_path))
+
+    async def aput_batch(self, items: Sequence[Item]) -> None:
+        """Store several puts and writes (``PutItem``, ``WritesItem``) in order,
+        with one conditional PUT of each head they touch: they land together
+        or not at all.
+
+        Raises:
+            ValueError: If an id is not safe, or writes name no checkpoint.
+            CheckpointConflict: If another writer moved a thread since this
+                saver read it (nothing of that thread is stored then).
+            S3Unavailable: If S3 is down.
+            S3SaverError: On other storage failures.
+        """
+        await self._run(put_batch(self, items))
 
     async def adelete_thread(self, thread_id: str) -> None:
         """Delete every checkpoint and write of a thread, in all namespaces.

@@ -142,19 +142,25 @@ async def test_a_run_from_an_earlier_checkpoint_is_a_branch(client: LangGraphCli
     thread_id = await new_thread(client)
     for _ in range(3):
         await client.runs.wait(thread_id, "counter", input={})
-    history = await client.threads.get_history(thread_id, limit=10)
-    after_first = next(s for s in history if s["values"].get("count") == 1)
+    history = await client.threads.get_history(thread_id, limit=20)
+    # The first run's last checkpoint (every step's is kept, as langgraph dev keeps them).
+    after_first = next(s for s in reversed(history) if s["values"].get("count") == 1
+                       and not s["next"])["checkpoint"]["checkpoint_id"]
+    old_head = history[0]["checkpoint"]["checkpoint_id"]
 
     branched = await client.runs.wait(thread_id, "counter", input={},
-                                      checkpoint_id=after_first["checkpoint"]["checkpoint_id"])
+                                      checkpoint_id=after_first)
 
     assert isinstance(branched, dict) and branched["count"] == 2
     assert branched["steps"] == ["step 1", "step 2"]
-    counts = [s["values"].get("count") for s in await client.threads.get_history(thread_id)]
-    assert counts.count(2) == 2  # both branches' second checkpoints are kept
-    head = await client.threads.get_state(thread_id)
-    assert head["parent_checkpoint"]["checkpoint_id"] == after_first["checkpoint"][
-        "checkpoint_id"]
+    states = {s["checkpoint_id"]: s for s in await client.threads.get_history(thread_id,
+                                                                             limit=50)}
+    assert states[old_head]["values"]["count"] == 3  # the other branch is kept
+    walked, at = [], (await client.threads.get_state(thread_id))["checkpoint_id"]
+    while at is not None and at != after_first:  # from the new head back to the fork
+        walked.append(at)
+        at = states[at]["parent_checkpoint_id"]
+    assert at == after_first and old_head not in walked
 
 
 async def test_a_state_is_read_at_a_checkpoint_and_updated_as_a_node(
