@@ -437,3 +437,38 @@ def test_a_proxy_s_bodies_without_their_content_type_are_read(stack: Stack) -> N
     found = stack.client.post("/threads/search", content=b'{"ids": ["%s"]}' % made.json()[
         "thread_id"].encode(), headers={"Content-Type": "text/plain"})
     assert [t["thread_id"] for t in found.json()] == [made.json()["thread_id"]]
+
+
+def first_seen(history: list[Any], message_id: str) -> dict[str, Any]:
+    """The oldest state holding the message (history is newest first)."""
+    return [s for s in history
+            if any(m.get("id") == message_id for m in s["values"].get("messages", []))][-1]
+
+
+async def test_a_reply_is_regenerated_and_a_message_edited_as_use_stream_does(
+        client: LangGraphClient, stack: Stack) -> None:
+    thread_id = (await client.threads.create())["thread_id"]
+    await client.runs.wait(thread_id, GRAPH, input=said("first"))
+    second = await client.runs.wait(thread_id, GRAPH, input=said("second"))
+    assert isinstance(second, dict)
+    reply, asked = second["messages"][-1], second["messages"][-2]
+    history = await client.threads.get_history(thread_id, limit=10)
+
+    # Regenerate: no input, from the checkpoint before the reply (it holds "second").
+    before_reply = first_seen(history, reply["id"])["parent_checkpoint"]
+    again = await client.runs.wait(thread_id, GRAPH, input=None, checkpoint=before_reply)
+    assert isinstance(again, dict)
+    assert contents(again) == ["first", "echo: first", "second", "echo: second"]
+    assert again["messages"][-1]["id"] != reply["id"]  # a new reply, on a branch
+    assert len(asked_llm(stack, "second", 2)) == 2
+
+    # Edit: the new message, from the checkpoint before the old one entered.
+    before_asked = first_seen(history, asked["id"])["parent_checkpoint"]
+    edited = await client.runs.wait(thread_id, GRAPH, input=said("second, edited"),
+                                    checkpoint=before_asked)
+    assert isinstance(edited, dict)
+    assert contents(edited) == ["first", "echo: first", "second, edited",
+                                "echo: second, edited"]
+    branches = await client.threads.get_history(thread_id, limit=50)
+    assert {reply["id"], again["messages"][-1]["id"]} <= {
+        m["id"] for s in branches for m in s["values"].get("messages", [])}
