@@ -16,11 +16,10 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
 
 from ._layout import config_target, validate_id
-from ._plans import load, moved, write
+from ._plans import load, load_to_put, write_retained
 from ._requests import Locked, Plan
-from ._state import State, retain
+from ._state import State
 from .base import BaseS3Saver, merge_writes
-from .errors import CheckpointConflict
 
 
 @dataclass(frozen=True)
@@ -57,26 +56,20 @@ def put_batch(saver: BaseS3Saver, items: Sequence[Item]) -> Plan[None]:
 
 
 def _store(saver: BaseS3Saver, thread_id: str, ns: str, items: list[Item]) -> Plan[None]:
-    loaded = saver.cache.get(thread_id, ns)
-    if loaded is None and not saver.cache.is_absent(thread_id, ns):
-        loaded = yield from load(saver, thread_id, ns)
-        latest = loaded.state.latest_id() if loaded else None
-        # A writer that never saw the thread may only build on its latest.
-        first = next((i for i in items if isinstance(i, PutItem)), None)
-        if latest is not None and first is not None:
-            _, _, parent_id = config_target(first.config)
-            if latest not in (parent_id, first.checkpoint["id"]):
-                raise CheckpointConflict(moved(thread_id, ns))
+    # The run's first checkpoint is the one that builds on what is stored.
+    first = next((i for i in items if isinstance(i, PutItem)), None)
+    if first is None:
+        loaded = saver.cache.get(thread_id, ns)
+        if loaded is None and not saver.cache.is_absent(thread_id, ns):
+            loaded = yield from load(saver, thread_id, ns)
+    else:
+        _, _, parent_id = config_target(first.config)
+        loaded = yield from load_to_put(saver, thread_id, ns, parent_id,
+                                        first.checkpoint["id"])
     state = loaded.state.copy() if loaded else State()
     for item in items:
         _apply(saver, state, item)
-    if saver.keep_last is not None:
-        state = retain(state, saver.keep_last)
-    try:
-        yield from write(saver, thread_id, ns, loaded, state)
-    except CheckpointConflict as exc:
-        saver.cache.forget(thread_id, ns)
-        raise CheckpointConflict(moved(thread_id, ns)) from exc
+    yield from write_retained(saver, thread_id, ns, loaded, state)
 
 
 def _apply(saver: BaseS3Saver, state: State, item: Item) -> None:

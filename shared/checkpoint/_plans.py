@@ -178,26 +178,39 @@ def put(
     record = saver._dump_record(config, checkpoint, metadata, parent_id)
 
     def locked() -> Plan[None]:
-        loaded = saver.cache.get(thread_id, ns)
-        if loaded is None and not saver.cache.is_absent(thread_id, ns):
-            loaded = yield from load(saver, thread_id, ns)
-            latest = loaded.state.latest_id() if loaded else None
-            # A writer that never saw the thread may only build on its latest.
-            if latest is not None and latest not in (parent_id, checkpoint_id):
-                raise CheckpointConflict(moved(thread_id, ns))
+        loaded = yield from load_to_put(saver, thread_id, ns, parent_id, checkpoint_id)
         state = loaded.state.copy() if loaded else State()
         saver._store_values(state, record, checkpoint["channel_values"], str(checkpoint["ts"]))
         state.records[checkpoint_id] = record
-        if saver.keep_last is not None:
-            state = retain(state, saver.keep_last)
-        try:
-            yield from write(saver, thread_id, ns, loaded, state)
-        except CheckpointConflict as exc:
-            saver.cache.forget(thread_id, ns)
-            raise CheckpointConflict(moved(thread_id, ns)) from exc
+        yield from write_retained(saver, thread_id, ns, loaded, state)
 
     yield Locked(thread_id, ns, locked())
     return checkpoint_config(thread_id, ns, checkpoint_id)
+
+
+def load_to_put(saver: BaseS3Saver, thread_id: str, ns: str, parent_id: str | None,
+                checkpoint_id: str) -> Plan[Loaded | None]:
+    """The head a put builds on: the one this saver holds, or a read of it."""
+    loaded = saver.cache.get(thread_id, ns)
+    if loaded is None and not saver.cache.is_absent(thread_id, ns):
+        loaded = yield from load(saver, thread_id, ns)
+        latest = loaded.state.latest_id() if loaded else None
+        # A writer that never saw the thread may only build on its latest.
+        if latest is not None and latest not in (parent_id, checkpoint_id):
+            raise CheckpointConflict(moved(thread_id, ns))
+    return loaded
+
+
+def write_retained(saver: BaseS3Saver, thread_id: str, ns: str, loaded: Loaded | None,
+                   state: State) -> Plan[None]:
+    """Writes the head with the checkpoints `keep_last` retains."""
+    if saver.keep_last is not None:
+        state = retain(state, saver.keep_last)
+    try:
+        yield from write(saver, thread_id, ns, loaded, state)
+    except CheckpointConflict as exc:
+        saver.cache.forget(thread_id, ns)
+        raise CheckpointConflict(moved(thread_id, ns)) from exc
 
 
 def put_writes(
