@@ -16,7 +16,7 @@ conversation, and the transcript keeps every message for paged reads
 (``aget_transcript``); see ``_plans`` for how.
 """
 
-from ._batch import PutItem, WritesItem
+from ._puts import PutItem, WritesItem
 from ._s3 import RetryPolicy
 from .aio import AsyncS3Saver
 from .base import TranscriptEntry, TranscriptPage

@@ -26,8 +26,6 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
-    ChannelVersions,
-    Checkpoint,
     CheckpointMetadata,
     CheckpointTuple,
 )
@@ -35,7 +33,7 @@ from langgraph.checkpoint.base import (
 from . import _legacy
 from ._cache import Loaded
 from ._codec import pack, unpack, version_of
-from ._layout import checkpoint_config, config_target, place, thread_of, validate_id
+from ._layout import config_target, place, thread_of
 from ._requests import (
     NOT_MODIFIED,
     Delete,
@@ -49,11 +47,11 @@ from ._requests import (
     Put,
 )
 from ._state import State, Transcript, collect, from_fields, retain, to_fields, typed_pair, union
-from .base import BaseS3Saver, TranscriptPage, merge_writes
+from .base import BaseS3Saver, TranscriptPage
 from .errors import CheckpointConflict, S3SaverError, S3Unavailable
 
 _READ_ATTEMPTS = 4
-_WRITE_ATTEMPTS = 5
+WRITE_ATTEMPTS = 5
 _HEAD = "head"
 
 
@@ -163,89 +161,6 @@ def list_checkpoints(
                 remaining -= 1
                 if remaining == 0:
                     return
-
-
-def put(
-    saver: BaseS3Saver,
-    config: RunnableConfig,
-    checkpoint: Checkpoint,
-    metadata: CheckpointMetadata,
-    new_versions: ChannelVersions,
-) -> Plan[RunnableConfig]:
-    """Store a checkpoint; it becomes the latest if its id is the highest."""
-    thread_id, ns, parent_id = config_target(config)
-    checkpoint_id = validate_id(checkpoint["id"], "checkpoint_id")
-    record = saver._dump_record(config, checkpoint, metadata, parent_id)
-
-    def locked() -> Plan[None]:
-        loaded = yield from load_to_put(saver, thread_id, ns, parent_id, checkpoint_id)
-        state = loaded.state.copy() if loaded else State()
-        saver._store_values(state, record, checkpoint["channel_values"], str(checkpoint["ts"]))
-        state.records[checkpoint_id] = record
-        yield from write_retained(saver, thread_id, ns, loaded, state)
-
-    yield Locked(thread_id, ns, locked())
-    return checkpoint_config(thread_id, ns, checkpoint_id)
-
-
-def load_to_put(saver: BaseS3Saver, thread_id: str, ns: str, parent_id: str | None,
-                checkpoint_id: str) -> Plan[Loaded | None]:
-    """The head a put builds on: the one this saver holds, or a read of it."""
-    loaded = saver.cache.get(thread_id, ns)
-    if loaded is None and not saver.cache.is_absent(thread_id, ns):
-        loaded = yield from load(saver, thread_id, ns)
-        latest = loaded.state.latest_id() if loaded else None
-        # A writer that never saw the thread may only build on its latest.
-        if latest is not None and latest not in (parent_id, checkpoint_id):
-            raise CheckpointConflict(moved(thread_id, ns))
-    return loaded
-
-
-def write_retained(saver: BaseS3Saver, thread_id: str, ns: str, loaded: Loaded | None,
-                   state: State) -> Plan[None]:
-    """Writes the head with the checkpoints `keep_last` retains."""
-    if saver.keep_last is not None:
-        state = retain(state, saver.keep_last)
-    try:
-        yield from write(saver, thread_id, ns, loaded, state)
-    except CheckpointConflict as exc:
-        saver.cache.forget(thread_id, ns)
-        raise CheckpointConflict(moved(thread_id, ns)) from exc
-
-
-def put_writes(
-    saver: BaseS3Saver,
-    config: RunnableConfig,
-    writes: Sequence[tuple[str, Any]],
-    task_id: str,
-    task_path: str,
-) -> Plan[None]:
-    """Store a task's writes against a checkpoint (which may not be stored yet)."""
-    thread_id, ns, checkpoint_id = config_target(config)
-    if checkpoint_id is None:
-        raise ValueError("put_writes needs config['configurable']['checkpoint_id']")
-    new = saver._dump_writes(writes, task_id, task_path)
-
-    def locked() -> Plan[None]:
-        for _ in range(_WRITE_ATTEMPTS):
-            loaded = saver.cache.get(thread_id, ns)
-            if loaded is None and not saver.cache.is_absent(thread_id, ns):
-                loaded = yield from load(saver, thread_id, ns)
-            state = loaded.state if loaded else State()
-            merged = merge_writes(state.writes.get(checkpoint_id, ()), new)
-            if merged is None:
-                return
-            state = state.copy()
-            state.writes[checkpoint_id] = tuple(merged)
-            try:
-                yield from write(saver, thread_id, ns, loaded, state)
-                return
-            except CheckpointConflict:
-                # Writes to a checkpoint do not depend on the head: merge again.
-                saver.cache.forget(thread_id, ns)
-        raise CheckpointConflict(f"thread {thread_id!r} (ns {ns!r}) kept changing; gave up")
-
-    yield Locked(thread_id, ns, locked())
 
 
 def transcript_page(
@@ -374,7 +289,7 @@ def rewrite(
 
     ``transform`` returns ``None`` when there is nothing to change.
     """
-    for _ in range(_WRITE_ATTEMPTS):
+    for _ in range(WRITE_ATTEMPTS):
         loaded = yield from load(saver, thread_id, ns)
         changed = transform(loaded.state if loaded else State())
         if changed is None or (loaded is None and not changed.records and not changed.writes):

@@ -24,8 +24,9 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from . import _plans as plans
-from ._batch import Item, put_batch
+from . import _puts as puts
 from ._layout import parse_conn_string
+from ._puts import Item
 from ._requests import Emit, Locked, Plan, PlanCursor, Step
 from ._s3 import CLIENT_CONFIG, AsyncStore, RetryPolicy
 from .base import SEGMENT_SIZE, BaseS3Saver, TranscriptPage
@@ -207,7 +208,7 @@ class AsyncS3Saver(BaseS3Saver):
             S3Unavailable: If S3 is down.
             S3SaverError: On other storage failures.
         """
-        return await self._run(plans.put(self, config, checkpoint, metadata, new_versions))
+        return await self._run(puts.put(self, config, checkpoint, metadata, new_versions))
 
     async def aput_writes(
         self,
@@ -232,7 +233,7 @@ class AsyncS3Saver(BaseS3Saver):
             S3Unavailable: If S3 is down.
             S3SaverError: On other storage failures.
         """
-        await self._run(plans.put_writes(self, config, writes, task_id, task_path))
+        await self._run(puts.put_writes(self, config, writes, task_id, task_path))
 
     async def aput_batch(self, items: Sequence[Item]) -> None:
         """Store several puts and writes (``PutItem``, ``WritesItem``) in order,
@@ -246,7 +247,7 @@ class AsyncS3Saver(BaseS3Saver):
             S3Unavailable: If S3 is down.
             S3SaverError: On other storage failures.
         """
-        await self._run(put_batch(self, items))
+        await self._run(puts.put_batch(self, items))
 
     async def adelete_thread(self, thread_id: str) -> None:
         """Delete every checkpoint and write of a thread, in all namespaces.

@@ -23,6 +23,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from . import _plans as plans
+from . import _puts as puts
 from ._layout import parse_conn_string
 from ._requests import Emit, Locked, Plan, PlanCursor, Step
 from ._s3 import CLIENT_CONFIG, RetryPolicy, SyncStore
@@ -108,7 +109,7 @@ class S3Saver(BaseS3Saver):
 
         Sync twin of ``AsyncS3Saver.aput``: same arguments, results and errors.
         """
-        return self._run(plans.put(self, config, checkpoint, metadata, new_versions))
+        return self._run(puts.put(self, config, checkpoint, metadata, new_versions))
 
     def put_writes(
         self,
@@ -121,7 +122,7 @@ class S3Saver(BaseS3Saver):
 
         Sync twin of ``AsyncS3Saver.aput_writes``: same arguments, results and errors.
         """
-        self._run(plans.put_writes(self, config, writes, task_id, task_path))
+        self._run(puts.put_writes(self, config, writes, task_id, task_path))
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete every checkpoint and write of a thread, in all namespaces.

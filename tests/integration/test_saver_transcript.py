@@ -21,7 +21,7 @@ from langgraph.checkpoint.base import Checkpoint, CheckpointTuple, empty_checkpo
 from graphs.chat import build_graph
 from graphs.llm import ECHO_LABEL, EchoChatModel
 from shared.checkpoint import CheckpointConflict, S3Saver, S3SaverError
-from shared.checkpoint import _plans as plans
+from shared.checkpoint import _puts as puts
 from shared.checkpoint._codec import FORMAT_VERSION, version_of
 from shared.checkpoint._requests import Locked, Plan, PlanCursor, Put, Request
 from shared.conversation import human_message
@@ -204,7 +204,7 @@ async def test_a_sealing_turn_racing_another_writer(raced: Any) -> None:
     seen_by_a, seen_by_b = a.get_tuple(thread("raced")), b.get_tuple(thread("raced"))
     assert seen_by_a is not None and seen_by_b is not None
     # B seals segment 0 and stalls; A seals it too (already there), and wins the head.
-    paused = sealed_then_paused(b, plans.put(b, seen_by_b.config, child(b, seen_by_b, "b0"),
+    paused = sealed_then_paused(b, puts.put(b, seen_by_b.config, child(b, seen_by_b, "b0"),
                                              {}, {}))
     a.put(seen_by_a.config, child(a, seen_by_a, "a0", "a1"), {}, {})
     with pytest.raises(CheckpointConflict):
@@ -222,7 +222,7 @@ async def test_a_prune_racing_a_sealing_writer_deletes_nothing_it_names(
     seen = writer.get_tuple(thread("raced"))
     assert seen is not None
     paused = sealed_then_paused(
-        writer, plans.put(writer, seen.config, child(writer, seen, "w0"), {}, {}))
+        writer, puts.put(writer, seen.config, child(writer, seen, "w0"), {}, {}))
     pruner.prune(["raced"])
     with pytest.raises(CheckpointConflict):
         finish(paused)
