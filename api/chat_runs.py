@@ -15,7 +15,8 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.events import EventHub
 from api.sse import KEEPALIVE_SECONDS, REBUILT, job_event_log
-from shared.jobs import Event, Job, JobStore
+from shared.job_events import Event
+from shared.jobs import Job, JobStore
 from shared.runs import MESSAGE_EVENT, RunSpec, chat_run
 
 DEFAULT_LANGUAGE = "English"

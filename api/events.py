@@ -24,7 +24,7 @@ import structlog
 from redis.asyncio import Redis
 
 from api.errors import BUSY_RETRY_AFTER, Unavailable
-from shared.jobs import Event, StreamReply, parse_events
+from shared.job_events import Event, StreamReply, parse_events
 from shared.keys import events_key, gateway_wake_key
 from shared.redis_client import MAX_BLOCK_MS
 

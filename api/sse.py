@@ -16,7 +16,8 @@ from redis.exceptions import RedisError
 
 from api.errors import ApiError
 from api.events import EventHub
-from shared.jobs import Event, Job, JobStatus, JobStore, done_body
+from shared.job_events import Event
+from shared.jobs import Job, JobStatus, JobStore, done_body
 from shared.redis_client import MAX_BLOCK_MS
 
 KEEPALIVE_SECONDS = 15

@@ -3,8 +3,9 @@
 The stream is the result channel: the worker appends events (the run's
 stream parts, named by their stream mode; `reset`; and one terminal
 `done`/`error`/`cancelled`), and readers block on it with XREAD. Unlike
-pub/sub, a reader that comes late or reconnects misses nothing. Both keys
-expire `ttl` seconds after the job's last change.
+pub/sub, a reader that comes late or reconnects misses nothing (a reader's
+view of an entry is `shared.job_events.Event`). Both keys expire `ttl`
+seconds after the job's last change.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import cached_property
 from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
 
 from shared import metrics
+from shared.job_events import Event, StreamReply, parse_events
 from shared.keys import (
     ACTIVITY_KEY,
     CANCELS_CHANNEL,
@@ -48,7 +49,6 @@ class JobStatus(StrEnum):
 
 
 TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
-TERMINAL_EVENTS = frozenset({"done", "error", "cancelled"})
 STREAM_MAXLEN = 20_000
 _QUEUED = (JobStatus.QUEUED.value,)
 _UNFINISHED = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
@@ -241,38 +241,6 @@ class Job:
     @property
     def finished(self) -> bool:
         return self.status in TERMINAL_STATUSES
-
-
-@dataclass(frozen=True)
-class Event:
-    """One event of a job's stream; its data is read from the JSON text only
-    when asked for (most pass through a stream as they are)."""
-
-    id: str
-    type: str
-    raw: str  # the data, as JSON text
-
-    @classmethod
-    def of(cls, id: str, type: str, data: Any) -> Event:
-        return cls(id, type, json.dumps(data))
-
-    @cached_property
-    def data(self) -> Any:
-        return json.loads(self.raw)
-
-    @property
-    def terminal(self) -> bool:
-        return self.type in TERMINAL_EVENTS
-
-
-StreamReply = list[tuple[str, list[tuple[str, dict[str, str]]]]]
-
-
-def parse_events(reply: StreamReply | None) -> dict[str, list[Event]]:
-    """An XREAD reply as events by stream key."""
-    return {key: [Event(entry_id, fields["type"], fields["data"])
-                  for entry_id, fields in entries]
-            for key, entries in reply or []}
 
 
 def done_body(job: Job, response: str, interrupted: bool) -> dict[str, Any]:

@@ -34,7 +34,8 @@ from api.schemas import (
 from shared.checkpoint import TranscriptEntry
 from shared.conversation import CREATED_AT, message_time, role_of
 from shared.ids import ID_PATTERN, MAX_ID_LENGTH, new_id
-from shared.jobs import Event, Job
+from shared.job_events import Event
+from shared.jobs import Job
 from shared.threads import stored_owner
 
 router = APIRouter(tags=["chat"], dependencies=[Depends(limit_client)])
