@@ -4,8 +4,9 @@ The graph is compiled with the worker's checkpointer (the S3 saver, holding
 the run's writes until the run has succeeded: `worker.deferred`). It starts
 from the thread's latest checkpoint, or from the one the run names (a
 branch), and streams the modes the run asked for into the job's events. A
-run ends at the graph's end or at an interrupt(); either way it stores one
-checkpoint, unless it asked for another `durability`.
+run ends at the graph's end or at an interrupt(); either way what it stores
+(its last checkpoint, or every step's, as its `durability` says) is written
+together once it has ended.
 
 Nothing here knows any graph: the chat graph is one among others.
 """
