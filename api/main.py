@@ -8,7 +8,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api import agent
+from api.agent import assistants, graph_views, runs, server
+from api.agent import threads as agent_threads
 from api.agent.server import VERSION
 from api.deps import Services
 from api.errors import install_handlers
@@ -81,7 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # What the LangGraph SDK reads from a run's answer, and ours.
             expose_headers=["Content-Location", "Location", "X-Job-Id", "X-Request-ID"])
     for router in (chat.router, threads.router, jobs.router, health.router, metrics.router,
-                   docs.router, page.router, *agent.routers):
+                   docs.router, page.router, assistants.router, graph_views.router,
+                   agent_threads.router, runs.router, server.router):
         app.include_router(router)
     app.mount("/static", page.PageFiles(directory=page.STATIC_DIR), name="static")
     if not settings.api_keys:

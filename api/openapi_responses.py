@@ -15,7 +15,6 @@ from api.schemas import ErrorBody
 Responses = dict[int | str, dict[str, Any]]
 
 
-
 def _event(name: str, data: dict[str, Any]) -> dict[str, Any]:
     """One kind of Server-Sent Event: its name, and its JSON `data`."""
     return {"type": "object", "required": ["event", "data"], "properties": {
@@ -54,6 +53,7 @@ _ERRORS: Responses = {
                          "Last-Event-ID."},
     401: {"description": "Missing or unknown API key (when API_KEYS is set).",
           "headers": {"WWW-Authenticate": _header("Always `Bearer`.")}},
+    403: {"description": "Not this key's to change (a graph's default assistant)."},
     404: {"description": "Unknown, expired, or another API key's."},
     409: {"description": "Conflicts with the state of the job or the Idempotency-Key."},
     413: {"description": "Request body over MAX_BODY_BYTES; it was not read."},

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 
+from api.agent.records import ThreadRecords
 from api.deps import Services
 from api.errors import BUSY_RETRY_AFTER, ApiError, TooManyRequests
 from shared.jobs import Job, Refused
 from shared.queue import turn_message
+from shared.runs import RunSpec
 
 _REFUSALS = {
     "thread": "too many messages queued on this thread; retry after the time in Retry-After",
@@ -44,4 +46,10 @@ async def queue_job(services: Services, job: Job, max_in_thread: int,
         with contextlib.suppress(Exception):
             await services.jobs.delete(job)
         raise
+    # The thread and its runs as the LangGraph Server API lists them, for a
+    # POST /chat as for a run.
+    spec = RunSpec.from_json(job.run)
+    await ThreadRecords(services.redis).add_run(
+        job, {"graph_id": spec.graph_id, "assistant_id": spec.assistant_id},
+        services.settings.JOB_TTL_SECONDS)
     return job

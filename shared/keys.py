@@ -89,6 +89,18 @@ def agent_threads_key(owner: str) -> str:
     return f"{PREFIX}agent:threads:{owner or 'anyone'}"
 
 
+def assistant_key(assistant_id: str) -> str:
+    """Hash: an assistant made through the API: `owner`, `current` (its
+    latest version's JSON), `versions` (a counter) and `v:<n>` per version."""
+    return f"{PREFIX}assistant:{assistant_id}"
+
+
+def owner_assistants_key(owner: str) -> str:
+    """Sorted set: an owner's assistants made through the API, by creation
+    (`owner` is a digest; "" with auth off)."""
+    return f"{PREFIX}owner:{owner or '-'}:assistants"
+
+
 def thread_runs_key(thread_id: str) -> str:
     """Sorted set: the thread's runs of the LangGraph Server API (job ids) by creation."""
     return _of_thread(thread_id, "runs")

@@ -27,7 +27,14 @@ from redis.asyncio import Redis
 from shared.checkpoint import AsyncS3Saver
 from shared.conversation import role_of
 from shared.ids import MAX_ID_LENGTH
-from shared.keys import ACTIVITY_KEY, owner_threads_key, thread_info_key
+from shared.keys import (
+    ACTIVITY_KEY,
+    agent_thread_key,
+    agent_threads_key,
+    owner_threads_key,
+    thread_info_key,
+    thread_runs_key,
+)
 
 TITLE_CHARS = 80
 OWNER_FIELD = "owner"
@@ -157,11 +164,17 @@ class ThreadIndex:
         return cast(str | None, owner) or ""
 
     async def forget(self, thread_id: str) -> None:
-        """Takes a deleted thread out of its owner's list and of cleanup's index."""
-        owner = await self.owner_of(thread_id)
+        """Takes a deleted thread out of its owner's lists and of cleanup's
+        index, and deletes what Redis keeps of it beside its jobs."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(thread_info_key(thread_id), OWNER_FIELD)
+            pipe.hget(agent_thread_key(thread_id), OWNER_FIELD)
+            owner, agent_owner = await pipe.execute()
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zrem(owner_threads_key(owner), thread_id)
-            pipe.delete(thread_info_key(thread_id))
+            pipe.zrem(owner_threads_key(owner or ""), thread_id)
+            pipe.zrem(agent_threads_key(agent_owner or ""), thread_id)
+            pipe.delete(thread_info_key(thread_id), agent_thread_key(thread_id),
+                        thread_runs_key(thread_id))
             pipe.zrem(ACTIVITY_KEY, thread_id)
             await pipe.execute()
 

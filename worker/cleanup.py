@@ -41,13 +41,16 @@ from shared.keys import (
     CLEANUP_LOCK_KEY,
     RECONCILED_KEY,
     THREADS_INDEXED_KEY,
+    agent_thread_key,
+    agent_threads_key,
     inbox_key,
     owner_threads_key,
     thread_info_key,
     thread_lock_key,
+    thread_runs_key,
 )
 from shared.settings import Settings
-from shared.threads import ThreadIndex, summarize
+from shared.threads import OWNER_FIELD, ThreadIndex, summarize
 
 log = structlog.get_logger("worker.cleanup")
 
@@ -66,12 +69,14 @@ DELETE_LEASE_SECONDS = 60
 DELETE_BUDGET_SECONDS = 30
 
 # The entries go only if no turn touched the thread since it was read as
-# expired. KEYS activity, owner's threads, thread info; ARGV thread id, cutoff.
+# expired. KEYS activity, owner's threads, thread info, owner's threads of the
+# LangGraph API, the thread's record there, its runs; ARGV thread id, cutoff.
 _FORGET = """
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if score and tonumber(score) <= tonumber(ARGV[2]) then
   redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('DEL', KEYS[3])
+  redis.call('ZREM', KEYS[4], ARGV[1])
+  redis.call('DEL', KEYS[3], KEYS[5], KEYS[6])
   return redis.call('ZREM', KEYS[1], ARGV[1])
 end
 return 0
@@ -184,7 +189,11 @@ class Cleanup:
             log.warning("thread_delete_failed", thread_id=thread_id, error=str(exc))
             return Outcome.FAILED
         owner = await self.index.owner_of(thread_id)
-        keys = [ACTIVITY_KEY, owner_threads_key(owner), thread_info_key(thread_id)]
+        agent_owner = cast(str | None, await self.redis.hget(agent_thread_key(thread_id),
+                                                             OWNER_FIELD)) or ""
+        keys = [ACTIVITY_KEY, owner_threads_key(owner), thread_info_key(thread_id),
+                agent_threads_key(agent_owner), agent_thread_key(thread_id),
+                thread_runs_key(thread_id)]
         await self._forget(keys=keys, args=[thread_id, repr(cutoff)])
         log.info("thread_deleted", thread_id=thread_id, idle_seconds=round(time.time() - score))
         return Outcome.DELETED

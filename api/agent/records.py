@@ -2,10 +2,12 @@
 
 A thread's conversation is in S3, like any other; what the API adds (its
 metadata, creation time, owner) is a small hash in Redis, indexed per owner
-by last update for search. A run is a job; the thread's runs are indexed by
-creation so they can be listed. Both expire: a thread's record
-SESSION_TTL_SECONDS after its last run or update (when cleanup also deletes
-an idle conversation), the run index with the jobs it points to.
+by last update for search. A run is a job (a POST /chat's too); the
+thread's runs are indexed by creation so they can be listed. The record
+lives as long as the conversation: writing it counts as activity, and it
+goes when the conversation is deleted (by a client, or by cleanup once idle
+SESSION_TTL_SECONDS: shared.threads.ThreadIndex.forget, worker.cleanup). The
+run index expires with the jobs it points to.
 """
 
 from __future__ import annotations
@@ -19,31 +21,38 @@ from fastapi import Depends
 from redis.asyncio import Redis
 
 from api.deps import ServicesDep
-from shared.keys import agent_thread_key, agent_threads_key, inbox_key, thread_runs_key
+from shared.jobs import Job
+from shared.keys import (
+    ACTIVITY_KEY,
+    agent_thread_key,
+    agent_threads_key,
+    inbox_key,
+    thread_runs_key,
+)
 
 T = TypeVar("T")
 META_PREFIX = "m:"
 # Entries of an index read per round while a filtered search fills its page.
 SCAN_BATCH = 200
 
-# Creates, updates or touches a thread's record and its place in its owner's
-# index: KEYS record, index; ARGV ttl, owner, thread id, mode, then field/value
-# pairs of metadata. Mode "create" does nothing to an existing record,
-# "update" nothing to a missing one, "ensure" either. Returns 1 if it wrote.
+# Creates, updates or touches a thread's record, its place in its owner's
+# index and in cleanup's activity index: KEYS record, owner's index, activity;
+# ARGV owner, thread id, mode, then field/value pairs of metadata. Mode
+# "create" does nothing to an existing record, "update" nothing to a missing
+# one, "ensure" either. Returns 1 if it wrote.
 _UPSERT = """
 local t = redis.call('TIME')
 local now = t[1] .. '.' .. string.format('%06d', t[2])
 local exists = redis.call('EXISTS', KEYS[1]) == 1
-if (exists and ARGV[4] == 'create') or (not exists and ARGV[4] == 'update') then
+if (exists and ARGV[3] == 'create') or (not exists and ARGV[3] == 'update') then
   return 0
 end
 if not exists then
-  redis.call('HSET', KEYS[1], 'created_at', now, 'owner', ARGV[2])
+  redis.call('HSET', KEYS[1], 'created_at', now, 'owner', ARGV[1])
 end
-redis.call('HSET', KEYS[1], 'updated_at', now, unpack(ARGV, 5))
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-redis.call('ZADD', KEYS[2], now, ARGV[3])
-redis.call('EXPIRE', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[1], 'updated_at', now, unpack(ARGV, 4))
+redis.call('ZADD', KEYS[2], now, ARGV[2])
+redis.call('ZADD', KEYS[3], 'GT', now, ARGV[2])
 return 1
 """
 
@@ -95,9 +104,8 @@ async def scan_index(redis: Redis, key: str, newest_first: bool, offset: int, li
 
 
 class ThreadRecords:
-    def __init__(self, redis: Redis, ttl: int) -> None:
+    def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self.ttl = ttl
         self._upsert = redis.register_script(_UPSERT)
 
     async def write(self, thread_id: str, owner: str,
@@ -107,11 +115,13 @@ class ThreadRecords:
 
         Metadata is merged key by key, as the LangGraph Server API does.
         """
-        pairs = [item for key, value in (metadata or {}).items()
-                 for item in (META_PREFIX + key, json.dumps(value, sort_keys=True))]
-        wrote = await self._upsert(keys=[agent_thread_key(thread_id), agent_threads_key(owner)],
-                                   args=[self.ttl, owner, thread_id, mode, *pairs])
+        wrote = await self._upsert(keys=self._keys(thread_id, owner),
+                                   args=[owner, thread_id, mode, *_pairs(metadata)])
         return cast(int, wrote) == 1
+
+    @staticmethod
+    def _keys(thread_id: str, owner: str) -> list[str]:
+        return [agent_thread_key(thread_id), agent_threads_key(owner), ACTIVITY_KEY]
 
     async def get(self, thread_id: str) -> ThreadRecord | None:
         return (await self.get_many([thread_id]))[0]
@@ -133,26 +143,30 @@ class ThreadRecords:
         return await scan_index(self.redis, agent_threads_key(owner), newest_first, offset,
                                 limit, self.get_many, keep)
 
-    async def delete(self, thread_id: str, owner: str) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(agent_thread_key(thread_id), thread_runs_key(thread_id))
-            pipe.zrem(agent_threads_key(owner), thread_id)
-            await pipe.execute()
-
     async def remove_run(self, thread_id: str, run_id: str) -> None:
         await self.redis.zrem(thread_runs_key(thread_id), run_id)
 
-    async def add_run(self, thread_id: str, run_id: str, created_at: float,
-                      ttl: int) -> None:
-        key = thread_runs_key(thread_id)
+    async def add_run(self, job: Job, metadata: dict[str, Any], ttl: int) -> None:
+        """Lists the queued job among its thread's runs (for `ttl` seconds,
+        as long as jobs are kept), and merges `metadata` into the thread's
+        record, making it if the thread has none."""
+        key = thread_runs_key(job.thread_id)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(key, {run_id: created_at})
+            await self._upsert(keys=self._keys(job.thread_id, job.owner),
+                               args=[job.owner, job.thread_id, "ensure", *_pairs(metadata)],
+                               client=pipe)
+            pipe.zadd(key, {job.job_id: job.created_at})
             pipe.expire(key, ttl)
             await pipe.execute()
 
 
+def _pairs(metadata: dict[str, Any] | None) -> list[str]:
+    return [item for key, value in (metadata or {}).items()
+            for item in (META_PREFIX + key, json.dumps(value, sort_keys=True))]
+
+
 def get_records(services: ServicesDep) -> ThreadRecords:
-    return ThreadRecords(services.redis, services.settings.SESSION_TTL_SECONDS)
+    return ThreadRecords(services.redis)
 
 
 RecordsDep = Annotated[ThreadRecords, Depends(get_records)]

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from api import conversations
 from api.agent import state
-from api.agent.assistants import find_graph
+from api.agent.assistants import merged_config, resolve
 from api.agent.inputs import check_input, first_text
 from api.agent.records import ThreadRecords, scan_index
 from api.agent.schemas import MultitaskStrategy, Run, RunCreate, RunStatus
@@ -73,7 +73,7 @@ async def start(services: Services, records: ThreadRecords, owner: str, client: 
                 body: RunCreate, thread_id: str | None) -> Job:
     """Queues the run on the thread, or on a new one for a stateless run
     (`thread_id` None), following its multitask strategy."""
-    entry = find_graph(services.graphs, body.assistant_id)
+    assistant, entry = await resolve(services, owner, body.assistant_id)
     if body.input is not None and body.command is not None:
         raise BadRequest("give either input or command, not both")
     graph_input = check_input(entry, body.input)
@@ -90,17 +90,16 @@ async def start(services: Services, records: ThreadRecords, owner: str, client: 
         if checkpoint_id is not None and await state.latest(
                 services.saver, thread_id, checkpoint_id) is None:
             raise NotFound(NO_SUCH_CHECKPOINT)
-    await records.write(thread_id, owner, "ensure",
-                        {"graph_id": entry.graph_id, "assistant_id": entry.assistant_id})
     if body.multitask_strategy in ("interrupt", "rollback"):
         # Queued runs never start; the running one stops before it stores
         # anything (so it is rolled back too).
         await services.jobs.cancel_thread(thread_id)
     spec = RunSpec(
-        graph_id=entry.graph_id, assistant_id=entry.assistant_id, input=graph_input,
+        graph_id=entry.graph_id, assistant_id=assistant.assistant_id, input=graph_input,
         command=body.command.model_dump(exclude_none=True) if body.command else None,
-        config=body.graph_config(),
-        context=body.context, checkpoint_id=checkpoint_id, stream_mode=body.modes(),
+        config=merged_config(assistant, body.graph_config()),
+        context={**assistant.context, **(body.context or {})} or None,
+        checkpoint_id=checkpoint_id, stream_mode=body.modes(),
         stream_subgraphs=body.stream_subgraphs, interrupt_before=body.interrupt_before,
         interrupt_after=body.interrupt_after, metadata=body.metadata or {},
         multitask_strategy=body.multitask_strategy,
@@ -115,7 +114,6 @@ async def start(services: Services, records: ThreadRecords, owner: str, client: 
     job = await queue_job(
         services, job, 1 if body.multitask_strategy == "reject" else settings.MAX_QUEUED_PER_THREAD,
         busy=Conflict("the thread has a run pending or running (multitask_strategy reject)"))
-    await records.add_run(thread_id, job.job_id, job.created_at, settings.JOB_TTL_SECONDS)
     return job
 
 
@@ -151,13 +149,6 @@ async def outcome(services: Services, job: Job) -> dict[str, Any]:
     if shot.interrupts:
         return {**shot.values, "__interrupt__": shot.interrupts}
     return shot.values
-
-
-async def forget_thread(services: Services, records: ThreadRecords, thread_id: str,
-                        owner: str) -> None:
-    """Deletes the thread for good: its conversation, its record and its runs' index."""
-    await conversations.erase(services, thread_id)
-    await records.delete(thread_id, owner)
 
 
 async def waited(services: Services, job: Job,

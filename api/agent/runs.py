@@ -9,6 +9,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
+from api import conversations
 from api.agent import run_jobs
 from api.agent.records import RecordsDep, ThreadRecords
 from api.agent.schemas import Run, RunCreate, RunStatus, StreamModeName
@@ -82,7 +83,7 @@ def _waited(services: Services, job: Job, records: ThreadRecords | None = None) 
     then = None
     if records is not None:  # a stateless run that deletes its thread
         async def then() -> None:
-            await run_jobs.forget_thread(services, records, job.thread_id, job.owner)
+            await conversations.erase(services, job.thread_id)
     return StreamingResponse(run_jobs.waited(services, job, then), media_type="application/json",
                              headers={"Location": f"{run_path(job)}/join",
                                       "Content-Location": run_path(job)})
@@ -146,7 +147,7 @@ async def stream_stateless_run(body: RunCreate, services: ServicesDep, records: 
     then = None
     if _deletes_thread(body):
         async def then() -> None:
-            await run_jobs.forget_thread(services, records, job.thread_id, owner)
+            await conversations.erase(services, job.thread_id)
     return run_stream(services, job, body.modes(), then=then)
 
 

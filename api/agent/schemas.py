@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from uuid import UUID
 
 from pydantic import (
     BaseModel,
@@ -57,9 +58,20 @@ def refuse_unsupported(*names: str) -> Any:
     return field_validator(*names, mode="before")(classmethod(refuse))
 
 
+# --- the run's input, config and context ------------------------------------------
+
+class RunConfig(Strict):
+    # Other keys of configurable are the graph's (or the caller's) own.
+    configurable: dict[str, Any] | None = None
+    tags: list[str] | None = None
+    # The bounds before the validator, or they are lost from the JSON schema.
+    recursion_limit: Annotated[int, Field(ge=1, le=10_000),
+                               BeforeValidator(_json_integer)] | None = None
+
+
 # --- assistants ---------------------------------------------------------------
 
-class Assistant(BaseModel):
+class AssistantVersion(BaseModel):
     assistant_id: str
     graph_id: str
     config: dict[str, Any]
@@ -69,13 +81,19 @@ class Assistant(BaseModel):
     name: str
     description: str | None
     created_at: datetime
+
+
+class Assistant(AssistantVersion):
     updated_at: datetime
 
 
-class AssistantSearch(Strict):
+class AssistantFilter(Strict):
     graph_id: str | None = None
     metadata: Metadata | None = None
-    name: str | None = None
+    name: str | None = Field(None, description="Part of the name, in any case.")
+
+
+class AssistantSearch(AssistantFilter):
     limit: JsonInt = Field(10, ge=1, le=1000)
     offset: JsonInt = Field(0, ge=0)
     sort_by: Literal["assistant_id", "graph_id", "name", "created_at",
@@ -86,6 +104,43 @@ class AssistantSearch(Strict):
     _refused = refuse_unsupported("select")
 
 
+class AssistantSettings(Strict):
+    """What an assistant sets for its graph's runs."""
+
+    config: RunConfig | None = None
+    context: dict[str, Any] | None = None
+    metadata: Metadata | None = None
+    name: str | None = Field(None, max_length=256)
+    description: str | None = Field(None, max_length=4096)
+
+    @model_validator(mode="after")
+    def _one_of_configurable_and_context(self) -> AssistantSettings:
+        if self.config is not None and self.config.configurable and self.context:
+            raise ValueError("give either config.configurable or context, not both "
+                             "(context replaces configurable since LangGraph 0.6)")
+        return self
+
+
+class AssistantCreate(AssistantSettings):
+    graph_id: str = Field(max_length=256)
+    assistant_id: UUID | None = None
+    if_exists: Literal["raise", "do_nothing"] | None = None
+
+
+class AssistantPatch(AssistantSettings):
+    graph_id: str | None = Field(None, max_length=256)
+
+
+class AssistantVersionsQuery(Strict):
+    metadata: Metadata | None = None
+    limit: JsonInt = Field(10, ge=1, le=1000)
+    offset: JsonInt = Field(0, ge=0)
+
+
+class AssistantLatest(Strict):
+    version: JsonInt = Field(ge=1)
+
+
 class GraphSchema(BaseModel):
     graph_id: str
     input_schema: dict[str, Any] | None
@@ -93,17 +148,6 @@ class GraphSchema(BaseModel):
     state_schema: dict[str, Any] | None
     config_schema: dict[str, Any] | None
     context_schema: dict[str, Any] | None
-
-
-# --- the run's input, config and context ------------------------------------------
-
-class RunConfig(Strict):
-    # Other keys of configurable are the graph's (or the caller's) own.
-    configurable: dict[str, Any] | None = None
-    tags: list[str] | None = None
-    # The bounds before the validator, or they are lost from the JSON schema.
-    recursion_limit: Annotated[int, Field(ge=1, le=10_000),
-                               BeforeValidator(_json_integer)] | None = None
 
 
 class RunCommand(Strict):

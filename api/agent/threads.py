@@ -16,7 +16,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import CheckpointTuple
 from langgraph.errors import InvalidUpdateError
 
-from api import owners
+from api import conversations, owners
 from api.agent import run_jobs, state
 from api.agent.records import RecordsDep, ThreadRecord, ThreadRecords
 from api.agent.schemas import (
@@ -141,7 +141,7 @@ async def delete_thread(thread_id: IdPath, services: ServicesDep, records: Recor
                         owner: OwnerDep) -> Response:
     """Delete the thread for good; its pending and running runs end interrupted."""
     await _find(services, records, thread_id, owner)
-    await run_jobs.forget_thread(services, records, thread_id, owner)
+    await conversations.erase(services, thread_id)
     return Response(status_code=204)
 
 

@@ -16,7 +16,7 @@ import pytest
 import redis
 from celery import Celery
 
-from shared.keys import ACTIVITY_KEY
+from shared.keys import ACTIVITY_KEY, agent_thread_key, thread_runs_key
 from shared.queue import CLEANUP_TASK, QUEUE
 from tests import servers
 from tests.stack import Stack, launch
@@ -120,6 +120,37 @@ def test_a_thread_in_use_survives_while_an_idle_one_goes(cleanup_stack: Stack) -
 
     wait_gone(cleanup_stack, idle, within=SLACK)
     assert not gone(cleanup_stack, busy)
+
+
+def wait_status(stack: Stack, path: str, status: int, within: float) -> None:
+    deadline = time.monotonic() + within
+    while (reply := stack.client.get(path)).status_code != status:
+        assert time.monotonic() < deadline, f"{path} still {reply.status_code} after {within}s"
+        time.sleep(0.1)
+
+
+def test_a_langgraph_thread_s_metadata_lives_as_long_as_its_conversation(
+        cleanup_stack: Stack, index: redis.Redis) -> None:
+    client = cleanup_stack.client
+    kept = client.post("/threads", json={"metadata": {"topic": "kept"}}).json()["thread_id"]
+    idle = client.post("/threads", json={"metadata": {"topic": "idle"}}).json()["thread_id"]
+    started = time.monotonic()
+    while time.monotonic() - started < 2 * TTL + INTERVAL:
+        # In use through POST /chat alone: the metadata must not lapse meanwhile.
+        reply = client.post("/chat", json={"message": "still here", "thread_id": kept})
+        assert reply.status_code == 200, reply.text
+        time.sleep(0.5)
+
+    wait_status(cleanup_stack, f"/threads/{idle}", 404, within=SLACK)
+    thread = client.get(f"/threads/{kept}")
+    runs = client.get(f"/threads/{kept}/runs", params={"limit": 100})
+
+    assert thread.status_code == 200, thread.text
+    assert thread.json()["metadata"]["topic"] == "kept"
+    assert len(runs.json()) > 2  # the chat messages, as runs
+    wait_gone(cleanup_stack, kept, within=TTL + INTERVAL + SLACK)
+    assert client.get(f"/threads/{kept}").status_code == 404
+    assert index.exists(agent_thread_key(kept), thread_runs_key(kept)) == 0
 
 
 def test_a_thread_missing_from_the_index_is_found_by_the_scan(

@@ -259,10 +259,17 @@ async def test_a_run_and_a_chat_message_on_one_thread_see_each_other(
     assert [m["content"] for m in history] == contents(values)
     # Both sides sent the whole conversation to the LLM.
     assert [m["content"] for m in stack.llm_calls()[-1]["messages"][1:]] == contents(values)[:-1]
-    # A thread made by POST /chat is a thread here too.
+    # The chat message is one of the thread's runs.
+    runs = await client.runs.list(thread_id)
+    assert len(runs) == 3 and runs[1]["run_id"] == posted.json()["job_id"]
+    assert {r["status"] for r in runs} == {"success"}
+    assert runs[1]["assistant_id"] == assistant_id_of(GRAPH)
+    # A thread made by POST /chat is a thread here too, found by its graph.
     made = stack.client.post("/chat", json={"message": "chat first"}).json()["thread_id"]
     assert contents((await client.threads.get(made))["values"]) == [
         "chat first", "echo: chat first"]
+    found = await client.threads.search(metadata={"graph_id": GRAPH}, limit=100)
+    assert made in [t["thread_id"] for t in found]
 
 
 async def test_stateless_runs_delete_their_thread_unless_kept(client: LangGraphClient) -> None:
@@ -317,7 +324,8 @@ async def test_threads_are_made_annotated_copied_and_deleted(client: LangGraphCl
 
 
 async def test_the_chat_assistant(client: LangGraphClient) -> None:
-    [assistant] = await client.assistants.search(graph_id=GRAPH)
+    [assistant] = await client.assistants.search(graph_id=GRAPH,
+                                                 metadata={"created_by": "system"})
     graph = await client.assistants.get_graph(assistant["assistant_id"])
     schemas = await client.assistants.get_schemas(GRAPH)
 
@@ -326,7 +334,8 @@ async def test_the_chat_assistant(client: LangGraphClient) -> None:
     assert [n["id"] for n in graph["nodes"]] == ["__start__", "answer", "__end__"]
     assert "messages" in schemas["input_schema"]["properties"]
     assert "language" in schemas["context_schema"]["properties"]
-    assert await client.assistants.search(graph_id="other") == []
+    with pytest.raises(NotFoundError):  # as the LangGraph Server answers it
+        await client.assistants.search(graph_id="other")
     with pytest.raises(NotFoundError):
         await client.assistants.get("other")
 

@@ -8,14 +8,21 @@ import pytest
 from redis.asyncio import Redis
 
 from api.agent.records import SCAN_BATCH, ThreadRecord, ThreadRecords
-from shared.keys import agent_thread_key, agent_threads_key, inbox_key
+from shared.jobs import Job
+from shared.keys import (
+    ACTIVITY_KEY,
+    agent_thread_key,
+    agent_threads_key,
+    inbox_key,
+    thread_runs_key,
+)
 
 
 @pytest.fixture
 async def records(redis_url: str) -> AsyncIterator[ThreadRecords]:
     redis = Redis.from_url(redis_url.removesuffix("/0") + "/6", decode_responses=True)
     await redis.flushdb()
-    yield ThreadRecords(redis, ttl=3600)
+    yield ThreadRecords(redis)
     await redis.aclose()
 
 
@@ -32,16 +39,19 @@ async def test_create_once_update_only_what_exists_merge_metadata(
     assert record.metadata == {"a": {"x": None}, "b": [1, 2], "c": "new"}
     assert record.owner == "o" and record.updated_at >= record.created_at
     assert record.matches({"b": [1, 2], "c": "new"}) and not record.matches({"c": "old"})
-    assert await records.redis.ttl(agent_thread_key("t")) > 0
+    # It lives as long as the conversation: no expiry of its own, but a place
+    # in the activity index by which cleanup deletes idle conversations.
+    assert await records.redis.ttl(agent_thread_key("t")) == -1
+    assert await records.redis.zscore(ACTIVITY_KEY, "t") == pytest.approx(record.updated_at)
 
 
-async def test_search_pages_newest_first_and_forgets_expired_threads(
+async def test_search_pages_newest_first_and_forgets_deleted_threads(
         records: ThreadRecords) -> None:
     count = SCAN_BATCH + 50  # more than one round of the index
     for n in range(count):
         await records.write(f"t{n}", "o", "create", {"even": n % 2 == 0})
     await records.write("other", "someone-else", "create")
-    await records.redis.delete(agent_thread_key("t2"))  # expired
+    await records.redis.delete(agent_thread_key("t2"))  # deleted
     await records.redis.rpush(inbox_key("t4"), "job")  # busy
 
     def even(record: ThreadRecord) -> bool:
@@ -56,3 +66,15 @@ async def test_search_pages_newest_first_and_forgets_expired_threads(
     assert [r.busy for r in last if r.thread_id == "t4"] == [True]
     assert await records.redis.zscore(agent_threads_key("o"), "t2") is None
     assert await records.search("nobody", True, 0, 10, even) == []
+
+
+async def test_a_queued_job_is_listed_among_its_threads_runs(records: ThreadRecords) -> None:
+    job = Job(job_id="j1", thread_id="t", title="hi", owner="o", client="c", created_at=100.0)
+
+    await records.add_run(job, {"graph_id": "chat"}, ttl=60)
+
+    record = await records.get("t")
+    assert record is not None and record.metadata == {"graph_id": "chat"}
+    assert await records.redis.zrange(thread_runs_key("t"), 0, -1, withscores=True) == [
+        ("j1", 100.0)]
+    assert 0 < await records.redis.ttl(thread_runs_key("t")) <= 60

@@ -8,7 +8,7 @@ import pytest
 from langgraph.graph import StateGraph
 from pydantic import ValidationError
 
-from api.agent.assistants import schemas_of
+from api.agent.graph_views import schemas_of
 from api.agent.inputs import check_input, first_text
 from api.agent.schemas import RunCreate, ThreadCreate
 from api.errors import Invalid

@@ -100,7 +100,9 @@ def test_the_x_api_key_header_is_worth_the_bearer_one() -> None:
 
 
 AGENT_PATHS = {
-    "/assistants/search", "/assistants/{assistant_id}", "/assistants/{assistant_id}/graph",
+    "/assistants", "/assistants/search", "/assistants/count", "/assistants/{assistant_id}",
+    "/assistants/{assistant_id}/versions", "/assistants/{assistant_id}/latest",
+    "/assistants/{assistant_id}/graph",
     "/assistants/{assistant_id}/schemas", "/assistants/{assistant_id}/subgraphs", "/info", "/ok",
     "/threads/{thread_id}/state/{checkpoint_id}", "/threads/{thread_id}/state/checkpoint",
     "/threads", "/threads/search",
