@@ -41,7 +41,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import get_runtime
 from typing_extensions import TypedDict
 
-from graphs.llm import build_llm
+from graphs.llm import build_llm, input_block_types
 from shared.conversation import CREATED_AT
 from shared.settings import get_settings
 
@@ -132,6 +132,13 @@ def build_graph(llm: BaseChatModel, checkpointer: BaseCheckpointSaver[Any],
     """The chat graph compiled with `checkpointer` (tests and benchmarks)."""
     return chat_graph(llm, context_max_tokens, window_messages).compile(
         checkpointer=checkpointer)
+
+
+def content_block_types() -> frozenset[str] | None:
+    """What the settings' model takes in a message (see shared.graphs): text,
+    and images, audio or files if its profile says so; None (any block) if
+    it has no profile."""
+    return input_block_types(build_llm(get_settings()))
 
 
 def _served() -> StateGraph[Any, Any, Any, Any]:

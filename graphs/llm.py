@@ -9,7 +9,7 @@ from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
     CallbackManagerForLLMRun,
 )
-from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models import BaseChatModel, ModelProfile
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
@@ -17,9 +17,33 @@ from shared.settings import Settings
 
 ECHO_LABEL = "[echo model: no LLM configured]"
 
+# Content block types (LangChain's own and the OpenAI format's) by the flag
+# of a model's profile that says whether it takes them.
+_BLOCKS_BY_PROFILE_FLAG = {
+    "text_inputs": ("text",),
+    "image_inputs": ("image", "image_url"),
+    "audio_inputs": ("audio", "input_audio"),
+    "video_inputs": ("video",),
+    "attachment": ("file", "text-plain"),
+}
+
+
+def input_block_types(llm: BaseChatModel) -> frozenset[str] | None:
+    """The content block types the model takes, as its profile (LangChain's
+    model profiles) says; None when it has no profile (any may go through)."""
+    profile = llm.profile
+    if not profile:
+        return None
+    return frozenset({"text"}).union(*(
+        blocks for flag, blocks in _BLOCKS_BY_PROFILE_FLAG.items()
+        if profile.get(flag)))
+
 
 class EchoChatModel(BaseChatModel):
     """Offline and deterministic: repeats the last human message, labelled as such."""
+
+    # It repeats text: an image or a file would be lost on it.
+    profile: ModelProfile | None = ModelProfile(text_inputs=True, text_outputs=True)
 
     @property
     def _llm_type(self) -> str:

@@ -11,6 +11,10 @@ imported stops it with one line naming the graph and the error. The gateway
 uses the graphs for their drawings, schemas and state; the workers run them.
 Either way a graph is compiled with the checkpointer the process gives it
 (a compiled graph's own checkpointer is replaced).
+
+A graph's module may define `content_block_types()`, the types of content
+block its model takes (`{"text", "image"}`...): the gateway then refuses a
+run whose input messages hold others, before anything is queued.
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ import inspect
 import json
 import sys
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from types import ModuleType
 from typing import Any, NoReturn
 
 from langchain_core.runnables import RunnableConfig
@@ -31,6 +38,8 @@ from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
 
 BUILTIN_GRAPHS = {"chat": "graphs.chat:graph"}
+# What a graph's module may define to say which content blocks its model takes.
+CONTENT_BLOCK_TYPES = "content_block_types"
 # The namespace the LangGraph Server derives default assistants' ids in, so a
 # client that kept an assistant id from `langgraph dev` finds the same one here.
 _ASSISTANT_NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
@@ -58,11 +67,22 @@ class GraphEntry:
     spec: str
     target: Any
     description: str | None = None
+    # The graph's module's `content_block_types`, if it has one (see content_blocks).
+    _content_block_types: Callable[[], Iterable[str] | None] | None = None
     _compiled: dict[int, Graph] = field(default_factory=dict, repr=False)
 
     @property
     def assistant_id(self) -> str:
         return assistant_id_of(self.graph_id)
+
+    @cached_property
+    def content_blocks(self) -> frozenset[str] | None:
+        """The types of content block the graph's messages may hold, if its
+        module says (a function `content_block_types()`); None: any."""
+        if not callable(self._content_block_types):
+            return None
+        kinds = self._content_block_types()
+        return frozenset(kinds) if kinds is not None else None
 
     @property
     def per_run(self) -> bool:
@@ -97,7 +117,7 @@ def _with_saver(target: Any, checkpointer: BaseCheckpointSaver[Any] | None,
                          "or a function of a RunnableConfig returning one")
 
 
-def _import(spec: str, base: Path | None) -> Any:
+def _import(spec: str, base: Path | None) -> tuple[Any, ModuleType]:
     where, _, attr = spec.rpartition(":")
     if not where or not attr:
         raise ValueError('expected "./path/to/file.py:attr" or "package.module:attr"')
@@ -123,7 +143,7 @@ def _import(spec: str, base: Path | None) -> Any:
     else:
         module = importlib.import_module(where)
     try:
-        return getattr(module, attr)
+        return getattr(module, attr), module
     except AttributeError:
         raise AttributeError(f"{where} has no attribute {attr!r}") from None
 
@@ -163,11 +183,12 @@ class GraphRegistry:
                 raise GraphLoadError(f"graph {graph_id!r}: expected a string "
                                      '"file.py:attr" or "module:attr"')
             try:
-                target = _import(spec, base if graph_id in declared else None)
+                target, module = _import(spec, base if graph_id in declared else None)
             except Exception as exc:
                 raise GraphLoadError(f"graph {graph_id!r} ({spec}) cannot be loaded: "
                                      f"{type(exc).__name__}: {exc}") from exc
-            entry = GraphEntry(graph_id, spec, target, description)
+            entry = GraphEntry(graph_id, spec, target, description,
+                               getattr(module, CONTENT_BLOCK_TYPES, None))
             if not entry.per_run:
                 _with_saver(target, None, entry)  # refuses what is not a graph, now
             entries[graph_id] = entry

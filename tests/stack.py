@@ -95,7 +95,8 @@ def stack_env(redis_url: str, s3_endpoint: str, bucket: str, groq_port: int,
         "LLM_PROVIDER": provider,
         "GROQ_API_KEY": "gsk-test-not-a-real-key",
         "GROQ_API_BASE": f"http://127.0.0.1:{groq_port}",
-        "GROQ_MODEL": "test-model",
+        # A model Groq serves, so LangChain's profile of it applies (text only).
+        "GROQ_MODEL": "llama-3.3-70b-versatile",
         "CHAT_WAIT_TIMEOUT": "20",
         "TURN_MAX_RETRIES": "2",
         # High enough that only the tests about the limit ever meet it.

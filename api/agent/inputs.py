@@ -6,7 +6,8 @@ TypedDict, dataclass or pydantic model), and its value of the field's type
 form LangChain takes them (`{"role": "user", "content": ...}`, LangChain's
 message dicts, content as a string or as a list of content blocks). A graph
 made per run has no channels to check before it is made: its input goes
-through as it is.
+through as it is. A graph whose module says which content blocks its model
+takes (shared.graphs) gets no others.
 """
 
 from __future__ import annotations
@@ -52,15 +53,23 @@ def _fields(schema: Any) -> dict[str, Any] | None:
 
 
 def check_input(entry: GraphEntry, value: dict[str, Any] | None) -> dict[str, Any] | None:
-    """`value` if the graph takes it; raises Invalid (422) naming the field."""
-    if value is None or entry.per_run:
+    """`value` if the graph takes it; raises Invalid (422) naming the field, or
+    the content block its model cannot take."""
+    if value is None:
         return value
+    if not entry.per_run:
+        _check_fields(entry, value)
+    _check_blocks(entry, value)
+    return value
+
+
+def _check_fields(entry: GraphEntry, value: dict[str, Any]) -> None:
     graph = entry.compiled(None)
     channel = graph.channels.get(graph.input_channels) if isinstance(
         graph.input_channels, str) else None
     fields = _fields(channel.UpdateType) if isinstance(channel, BaseChannel) else None
     if fields is None:
-        return value  # no schema to check against: the graph will
+        return  # no schema to check against: the graph will
     unknown = sorted(set(value) - set(fields))
     if unknown:
         raise Invalid(f"input.{unknown[0]}: not an input of graph "
@@ -79,7 +88,27 @@ def check_input(entry: GraphEntry, value: dict[str, Any] | None) -> dict[str, An
             error = exc.errors()[0]
             where = ".".join(str(p) for p in ("input", key, *error["loc"]))
             raise Invalid(f"{where}: {error['msg']}") from None
-    return value
+
+
+def _check_blocks(entry: GraphEntry, value: dict[str, Any]) -> None:
+    """Raises Invalid naming the first content block of an input message whose
+    type the graph's model does not take (an image to a text-only model)."""
+    takes = entry.content_blocks
+    if takes is None:
+        return
+    for key, item in value.items():
+        messages = item if isinstance(item, list) else [item]
+        if not _is_messages(messages):
+            continue
+        for m, message in enumerate(messages):
+            content = message.get("content") if isinstance(message, dict) else None
+            for b, block in enumerate(content if isinstance(content, list) else []):
+                kind = block.get("type") if isinstance(block, dict) else "text"
+                if kind not in takes:
+                    where = f"input.{key}.{m}.content.{b}" if isinstance(item, list) else \
+                        f"input.{key}.content.{b}"
+                    raise Invalid(f"{where}: a {kind!r} block, which graph {entry.graph_id!r}'s "
+                                  f"model does not take (it takes: {', '.join(sorted(takes))})")
 
 
 def first_text(value: dict[str, Any] | None) -> str:

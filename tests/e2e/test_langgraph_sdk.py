@@ -348,6 +348,13 @@ async def test_what_is_not_supported_is_refused_by_name(client: LangGraphClient)
             await client.runs.create(thread_id, GRAPH, input=said("hi"),
                                      **unsupported)  # type: ignore[arg-type]
         assert next(iter(unsupported)) in refused.value.response.text
+    # The stack's model (a Groq model of text only, its profile says) gets no image.
+    picture = {"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]}
+    with pytest.raises(UnprocessableEntityError) as refused:
+        await client.runs.create(thread_id, GRAPH, input=picture)
+    assert "input.messages.0.content.1: a 'image_url' block" in refused.value.response.text
     with pytest.raises(NotFoundError):
         await client.runs.create(thread_id, "another-graph", input=said("hi"))
     with pytest.raises(NotFoundError):

@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Annotated, Any, TypedDict
 
 import pytest
+from langchain_groq import ChatGroq
 from langgraph.graph import StateGraph
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from api.agent.graph_views import schemas_of
 from api.agent.inputs import check_input, first_text
 from api.agent.schemas import RunCreate, ThreadCreate
 from api.errors import Invalid
+from graphs.llm import EchoChatModel, input_block_types
 from shared.graphs import GraphEntry, GraphRegistry
 
 
@@ -76,6 +78,34 @@ def test_messages_are_taken_in_every_form_langchain_takes() -> None:
         assert check_input(chat, {"messages": messages}) == {"messages": messages}
     assert first_text({"messages": [{"role": "user", "content": "first"}]}) == "first"
     assert first_text({"count": 3}) == ""
+
+
+IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+
+
+def chat_taking(*kinds: str) -> GraphEntry:
+    chat = GraphRegistry.load(None).entries["chat"]
+    return GraphEntry("chat", chat.spec, chat.target, None, lambda: kinds or None)
+
+
+def test_a_block_the_graph_s_model_cannot_take_is_refused_naming_it() -> None:
+    said = {"messages": [{"role": "user", "content": [{"type": "text", "text": "see"}, IMAGE]}]}
+
+    with pytest.raises(Invalid, match=r"input\.messages\.0\.content\.1: a 'image_url' block"
+                                      r".*it takes: text\)"):
+        check_input(chat_taking("text"), said)
+    assert check_input(chat_taking("text", "image_url"), said) == said
+    assert check_input(chat_taking(), said) == said  # a model of no known profile
+
+
+def test_a_model_s_profile_says_which_blocks_it_takes() -> None:
+    text_only = ChatGroq(model="llama-3.3-70b-versatile", api_key=SecretStr("unused"))
+    vision = ChatGroq(model="meta-llama/llama-4-scout-17b-16e-instruct",
+                      api_key=SecretStr("unused"))
+
+    assert input_block_types(text_only) == {"text"}
+    assert input_block_types(vision) == {"text", "image", "image_url"}
+    assert input_block_types(EchoChatModel()) == {"text"}
 
 
 def test_what_the_sdk_sends_unset_is_accepted() -> None:
