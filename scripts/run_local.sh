@@ -42,8 +42,10 @@ wait_port() {
 
 if [ -z "${REDIS_URL:-}" ]; then
   port=$(free_port)
+  # A memory cap that refuses writes (503 from the gateway) rather than evict jobs.
   redis-server --port "$port" --bind 127.0.0.1 --dir "$data/redis" --appendonly yes \
-    --appendfsync always --save "" --logfile "$PWD/$run/redis.log" &
+    --appendfsync always --save "" --logfile "$PWD/$run/redis.log" \
+    --maxmemory "${REDIS_MAXMEMORY:-1gb}" --maxmemory-policy noeviction &
   pids+=($!)
   wait_port "$port"
   export REDIS_URL="redis://127.0.0.1:$port/0"

@@ -22,7 +22,7 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 PYTHON_SERVICES = ("gateway", "worker", "beat")
 # Compose refuses to start without these: no working default ships anywhere.
-REQUIRED = ("API_KEYS", "MINIO_ROOT_PASSWORD", "MINIO_APP_PASSWORD")
+REQUIRED = ("API_KEYS", "MINIO_ROOT_PASSWORD", "MINIO_APP_PASSWORD", "REDIS_PASSWORD")
 LOOPBACK = ("127.0.0.1", "::1", "[::1]")
 WORKER_COMMAND = ["celery", "-A", "worker.celery_app", "worker", "--loglevel=INFO"]
 BEAT_COMMAND = ["celery", "-A", "worker.celery_app", "beat", "--loglevel=INFO"]
@@ -98,7 +98,9 @@ def test_python_services_share_one_image_and_env(services: dict[str, dict[str, A
         assert service["image"] == services["gateway"]["image"], name
         assert service["env_file"] in (".env", [".env"]), name
         env = service["environment"]
-        assert env["REDIS_URL"] == "redis://redis:6379/0", name
+        assert env["REDIS_URL"] == (
+            "redis://:${REDIS_PASSWORD:?set REDIS_PASSWORD in .env (letters and digits)}"
+            "@redis:6379/0"), name
         assert env["S3_ENDPOINT_URL"] == "http://minio:9000", name
 
 
@@ -300,7 +302,7 @@ def configured_dir(compose_dir: Path) -> Path:
     """As an operator leaves it: .env.example with the required values filled in."""
     with (compose_dir / ".env").open("a") as env:
         env.write("API_KEYS=key-one,key-two\nMINIO_ROOT_PASSWORD=root-password-1\n"
-                  "MINIO_APP_PASSWORD=app-password-1\n")
+                  "MINIO_APP_PASSWORD=app-password-1\nREDIS_PASSWORD=redispassword1\n")
     return compose_dir
 
 
@@ -343,5 +345,12 @@ def test_docker_compose_resolves_variables(configured_dir: Path) -> None:
         assert env["AWS_ACCESS_KEY_ID"] != root["MINIO_ROOT_USER"]
         assert "root-password-1" not in env.values(), name
     # environment: wins over env_file, so .env's localhost defaults don't leak in.
-    assert services["worker"]["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+    assert services["worker"]["environment"]["REDIS_URL"] == (
+        "redis://:redispassword1@redis:6379/0")
+    # Redis asks for that password, and refuses writes rather than evict past its cap.
+    redis_argv = " ".join(as_argv(services["redis"]["command"]))
+    assert "--requirepass redispassword1" in redis_argv
+    assert "--maxmemory 1gb --maxmemory-policy noeviction" in redis_argv
+    assert services["redis"]["environment"]["REDISCLI_AUTH"] == "redispassword1"
+    assert "--basic-auth" in " ".join(as_argv(services["flower"]["command"]))
     assert services["worker"]["environment"]["S3_ENDPOINT_URL"] == "http://minio:9000"
