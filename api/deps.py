@@ -80,6 +80,23 @@ def get_owner(services: ServicesDep,
 OwnerDep = Annotated[str, Depends(get_owner)]
 
 
+def check_metrics_token(
+        services: ServicesDep,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+        api_key: Annotated[str | None, Depends(api_key_header)]) -> None:
+    """GET /metrics: METRICS_TOKEN when it is set (API keys are refused then),
+    else whatever opens the other routes."""
+    token = services.settings.METRICS_TOKEN
+    if token is None:
+        get_owner(services, credentials, api_key)
+        return
+    offered = credentials.credentials if credentials is not None else ""
+    if not hmac.compare_digest(hashlib.sha256(offered.encode()).digest(),
+                               hashlib.sha256(token.encode()).digest()):
+        raise Unauthorized("missing or invalid metrics token",
+                           headers={"WWW-Authenticate": "Bearer"})
+
+
 def get_client(request: Request, owner: OwnerDep) -> str:
     """Who the per-client limits count: the key's digest, or the address's
     digest when auth is off."""

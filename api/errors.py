@@ -26,12 +26,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from kombu.exceptions import OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 
 from shared.checkpoint import S3Unavailable
 
 log = structlog.get_logger("api")
+
+# The type of a validation error that is a size limit passed: answered 413.
+TOO_LARGE = "too_large"
 
 # Seconds a client refused for load is told to wait: a turn or two.
 BUSY_RETRY_AFTER = 5
@@ -58,6 +62,10 @@ class NotFound(ApiError):
 
 class Forbidden(ApiError):
     status_code = 403
+
+
+class TooLarge(ApiError):
+    status_code = 413
 
 
 class Conflict(ApiError):
@@ -127,7 +135,9 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return _json(422, _validation_detail(exc))
+        # Over a size limit is 413, like a body over MAX_BODY_BYTES.
+        too_large = any(err["type"] == TOO_LARGE for err in exc.errors())
+        return _json(413 if too_large else 422, _validation_detail(exc))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -142,6 +152,14 @@ def install_handlers(app: FastAPI) -> None:
     async def redis_down(_: Request, exc: Exception) -> JSONResponse:
         log.warning("dependency_down", dependency="redis", error=type(exc).__name__)
         return _json(503, "redis unavailable, try again later", {"Retry-After": "5"})
+
+    @app.exception_handler(OutOfMemoryError)
+    async def redis_full(_: Request, exc: Exception) -> JSONResponse:
+        # maxmemory with noeviction: Redis refuses a script or a transaction
+        # whole, so what was refused left nothing half-written.
+        log.warning("dependency_full", dependency="redis")
+        return _json(503, "redis is out of memory: nothing was stored, try again later",
+                     {"Retry-After": "30"})
 
     @app.exception_handler(S3Unavailable)
     async def s3_down(_: Request, exc: S3Unavailable) -> JSONResponse:

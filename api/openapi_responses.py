@@ -56,7 +56,8 @@ _ERRORS: Responses = {
     403: {"description": "Not this key's to change (a graph's default assistant)."},
     404: {"description": "Unknown, expired, or another API key's."},
     409: {"description": "Conflicts with the state of the job or the Idempotency-Key."},
-    413: {"description": "Request body over MAX_BODY_BYTES; it was not read."},
+    413: {"description": "Request body over MAX_BODY_BYTES (it was not read), or metadata "
+                         "over 64 keys or 16 KB once merged (nothing was changed)."},
     422: {"description": "Invalid parameters or body; `detail` says which."},
     429: {"description": "Over CLIENT_RATE_LIMIT requests in the window, or (POST /chat) "
                          "MAX_QUEUED_PER_CLIENT jobs of this client or MAX_QUEUED_PER_THREAD "

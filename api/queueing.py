@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import contextlib
 
+import structlog
+from redis.exceptions import RedisError
+
 from api.agent.records import ThreadRecords
 from api.deps import Services
 from api.errors import BUSY_RETRY_AFTER, ApiError, TooManyRequests
 from shared.jobs import Job, Refused
 from shared.queue import turn_message
 from shared.runs import RunSpec
+
+log = structlog.get_logger("api.queueing")
 
 _REFUSALS = {
     "thread": "too many messages queued on this thread; retry after the time in Retry-After",
@@ -47,9 +52,13 @@ async def queue_job(services: Services, job: Job, max_in_thread: int,
             await services.jobs.delete(job)
         raise
     # The thread and its runs as the LangGraph Server API lists them, for a
-    # POST /chat as for a run.
+    # POST /chat as for a run. The job is accepted already: a Redis that
+    # fails now costs the listing, not the job.
     spec = RunSpec.from_json(job.run)
-    await ThreadRecords(services.redis).add_run(
-        job, {"graph_id": spec.graph_id, "assistant_id": spec.assistant_id},
-        services.settings.JOB_TTL_SECONDS)
+    try:
+        await ThreadRecords(services.redis).add_run(
+            job, {"graph_id": spec.graph_id, "assistant_id": spec.assistant_id},
+            services.settings.JOB_TTL_SECONDS)
+    except RedisError as exc:
+        log.warning("run_not_listed", job_id=job.job_id, error=type(exc).__name__)
     return job

@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     MAX_QUEUED_PER_THREAD: Positive = 50
 
     API_KEYS: str | None = None
+    # The bearer token GET /metrics takes instead of an API key: a scraper
+    # needs no tenant's key, and no tenant sees every tenant's counts.
+    METRICS_TOKEN: str | None = None
     # Origins a browser may call the API from (a UI served elsewhere), comma-separated.
     CORS_ORIGINS: str | None = None
     CLIENT_RATE_LIMIT: int = Field(0, ge=0)

@@ -21,6 +21,7 @@ from api import conversations
 from api.agent.assistant_records import AssistantRecords, Taken
 from api.agent.records import RecordsDep
 from api.agent.schemas import (
+    METADATA_LIMITS,
     Assistant,
     AssistantCreate,
     AssistantFilter,
@@ -30,9 +31,10 @@ from api.agent.schemas import (
     AssistantSettings,
     AssistantVersion,
     AssistantVersionsQuery,
+    metadata_fits,
 )
 from api.deps import OwnerDep, Services, ServicesDep, limit_client
-from api.errors import Conflict, Forbidden, NotFound
+from api.errors import Conflict, Forbidden, NotFound, TooLarge
 from api.openapi_responses import errors
 from shared.graphs import GraphEntry, GraphRegistry
 
@@ -203,9 +205,12 @@ async def patch_assistant(assistant_id: AssistantIdPath, body: AssistantPatch,
 
     def change(current: Assistant, number: int) -> AssistantVersion:
         config, context = _config_and_context(body, current)
+        metadata = {**current.metadata, **(body.metadata or {})}
+        if not metadata_fits(metadata):
+            raise TooLarge(f"{METADATA_LIMITS}, merged with the assistant's")
         return AssistantVersion(
             assistant_id=assistant_id, graph_id=graph_id or current.graph_id, config=config,
-            context=context, metadata={**current.metadata, **(body.metadata or {})},
+            context=context, metadata=metadata,
             version=number, name=body.name if body.name is not None else current.name,
             description=(body.description if body.description is not None
                          else current.description),

@@ -20,7 +20,9 @@ from typing import Annotated, Any, Literal, TypeVar, cast
 from fastapi import Depends
 from redis.asyncio import Redis
 
+from api.agent.schemas import METADATA_LIMITS, METADATA_MAX_BYTES, METADATA_MAX_KEYS
 from api.deps import ServicesDep
+from api.errors import TooLarge
 from shared.jobs import Job
 from shared.keys import (
     ACTIVITY_KEY,
@@ -37,9 +39,11 @@ SCAN_BATCH = 200
 
 # Creates, updates or touches a thread's record, its place in its owner's
 # index and in cleanup's activity index: KEYS record, owner's index, activity;
-# ARGV owner, thread id, mode, then field/value pairs of metadata. Mode
+# ARGV owner, thread id, mode, the most metadata keys and bytes the record may
+# hold once merged ("0": no limit), then field/value pairs of metadata. Mode
 # "create" does nothing to an existing record, "update" nothing to a missing
-# one, "ensure" either. Returns 1 if it wrote.
+# one, "ensure" either. Returns 1 if it wrote, 0 if not, -1 if the metadata
+# would pass its limits (nothing written).
 _UPSERT = """
 local t = redis.call('TIME')
 local now = t[1] .. '.' .. string.format('%06d', t[2])
@@ -47,10 +51,24 @@ local exists = redis.call('EXISTS', KEYS[1]) == 1
 if (exists and ARGV[3] == 'create') or (not exists and ARGV[3] == 'update') then
   return 0
 end
+if ARGV[4] ~= '0' then
+  local sizes = {}
+  if exists then
+    local all = redis.call('HGETALL', KEYS[1])
+    for i = 1, #all, 2 do
+      if string.sub(all[i], 1, 2) == 'm:' then sizes[all[i]] = #all[i] + #all[i + 1] end
+    end
+  end
+  for i = 6, #ARGV, 2 do sizes[ARGV[i]] = #ARGV[i] + #ARGV[i + 1] end
+  local count, bytes = 0, 0
+  for _, size in pairs(sizes) do count = count + 1; bytes = bytes + size end
+  if count > tonumber(ARGV[4]) or bytes > tonumber(ARGV[5]) then return -1 end
+end
 if not exists then
   redis.call('HSET', KEYS[1], 'created_at', now, 'owner', ARGV[1])
 end
-redis.call('HSET', KEYS[1], 'updated_at', now, unpack(ARGV, 4))
+if #ARGV > 5 then redis.call('HSET', KEYS[1], unpack(ARGV, 6)) end
+redis.call('HSET', KEYS[1], 'updated_at', now)
 redis.call('ZADD', KEYS[2], now, ARGV[2])
 redis.call('ZADD', KEYS[3], 'GT', now, ARGV[2])
 return 1
@@ -111,12 +129,15 @@ class ThreadRecords:
     async def write(self, thread_id: str, owner: str,
                     mode: Literal["create", "update", "ensure"],
                     metadata: dict[str, Any] | None = None) -> bool:
-        """Writes the record as `mode` says (see _UPSERT); True if it wrote.
-
-        Metadata is merged key by key, as the LangGraph Server API does.
-        """
-        wrote = await self._upsert(keys=self._keys(thread_id, owner),
-                                   args=[owner, thread_id, mode, *_pairs(metadata)])
+        """Writes a client's change to the record as `mode` says (see _UPSERT);
+        True if it wrote. Metadata is merged key by key, as the LangGraph
+        Server API does; TooLarge (413) if the merge would pass its limits."""
+        wrote = await self._upsert(
+            keys=self._keys(thread_id, owner),
+            args=[owner, thread_id, mode, METADATA_MAX_KEYS, METADATA_MAX_BYTES,
+                  *_pairs(metadata)])
+        if wrote == -1:
+            raise TooLarge(f"{METADATA_LIMITS}, merged with the thread's")
         return cast(int, wrote) == 1
 
     @staticmethod
@@ -152,9 +173,10 @@ class ThreadRecords:
         record, making it if the thread has none."""
         key = thread_runs_key(job.thread_id)
         async with self.redis.pipeline(transaction=False) as pipe:
+            # The server's own keys: never over the client's limits.
             await self._upsert(keys=self._keys(job.thread_id, job.owner),
-                               args=[job.owner, job.thread_id, "ensure", *_pairs(metadata)],
-                               client=pipe)
+                               args=[job.owner, job.thread_id, "ensure", 0, 0,
+                                     *_pairs(metadata)], client=pipe)
             pipe.zadd(key, {job.job_id: job.created_at})
             pipe.expire(key, ttl)
             await pipe.execute()

@@ -8,11 +8,13 @@ without it. The schema so says exactly what is accepted.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -20,7 +22,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
+from api.errors import TOO_LARGE
 from shared.ids import ID_PATTERN, MAX_ID_LENGTH
 
 StreamModeName = Literal["values", "updates", "messages", "messages-tuple", "custom",
@@ -29,6 +33,28 @@ MultitaskStrategy = Literal["reject", "enqueue", "interrupt", "rollback"]
 RunStatus = Literal["pending", "running", "error", "success", "timeout", "interrupted"]
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
 Metadata = dict[str, Any]
+# What one thread, run or assistant may keep of a client's metadata, once
+# merged: enough for tags and ids, too little to fill Redis with.
+METADATA_MAX_KEYS = 64
+METADATA_MAX_BYTES = 16 * 1024
+
+
+def metadata_fits(value: Metadata) -> bool:
+    return (len(value) <= METADATA_MAX_KEYS
+            and len(json.dumps(value, separators=(",", ":"))) <= METADATA_MAX_BYTES)
+
+
+def _fits(value: Metadata) -> Metadata:
+    if not metadata_fits(value):
+        # Answered 413 (api.errors), as a body over its limit is.
+        raise PydanticCustomError(TOO_LARGE, METADATA_LIMITS)
+    return value
+
+
+METADATA_LIMITS = (f"metadata holds at most {METADATA_MAX_KEYS} keys and "
+                   f"{METADATA_MAX_BYTES} bytes as JSON")
+# Metadata a client asks to store.
+MetadataIn = Annotated[Metadata, AfterValidator(_fits)]
 Id = Annotated[str, Field(pattern=ID_PATTERN, max_length=MAX_ID_LENGTH)]
 Unsupported = Annotated[None, Field(None, description="Not supported here: omit it, or null.")]
 
@@ -109,7 +135,7 @@ class AssistantSettings(Strict):
 
     config: RunConfig | None = None
     context: dict[str, Any] | None = None
-    metadata: Metadata | None = None
+    metadata: MetadataIn | None = None
     name: str | None = Field(None, max_length=256)
     description: str | None = Field(None, max_length=4096)
 
@@ -180,7 +206,7 @@ class RunCreate(Strict):
     command: RunCommand | None = None
     config: RunConfig | None = None
     context: dict[str, Any] | None = None
-    metadata: Metadata | None = None
+    metadata: MetadataIn | None = None
     checkpoint: RunCheckpoint | None = None
     checkpoint_id: Id | None = None
     stream_mode: StreamModeName | list[StreamModeName] = "values"
@@ -267,7 +293,7 @@ class Thread(BaseModel):
 
 class ThreadCreate(Strict):
     thread_id: Id | None = None
-    metadata: Metadata | None = None
+    metadata: MetadataIn | None = None
     if_exists: Literal["raise", "do_nothing"] | None = None
     supersteps: Unsupported = None
     ttl: Unsupported = None
@@ -276,7 +302,7 @@ class ThreadCreate(Strict):
 
 
 class ThreadPatch(Strict):
-    metadata: Metadata | None = None
+    metadata: MetadataIn | None = None
     ttl: Unsupported = None
 
     _refused = refuse_unsupported("ttl")

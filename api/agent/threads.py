@@ -75,7 +75,10 @@ async def _find(services: Services, records: ThreadRecords, thread_id: str,
     if record is not None and record.owner != owner:
         raise NotFound(NO_SUCH_THREAD)
     saved = await state.latest(services.saver, thread_id)
-    if record is None and (saved is None or (owner and stored_owner(saved.metadata) != owner)):
+    if record is None and saved is None:
+        raise NotFound(NO_SUCH_THREAD)
+    # The owner stored with the conversation decides, whatever Redis says.
+    if saved is not None and owner and stored_owner(saved.metadata) != owner:
         raise NotFound(NO_SUCH_THREAD)
     return record, saved
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import OwnerDep, ServicesDep
+from api.deps import ServicesDep, check_metrics_token
 from api.openapi_responses import errors
 from shared.metrics import MULTIPROC_DIR_ENV
 from shared.queue import MAINTENANCE_QUEUE, QUEUE
@@ -46,11 +46,13 @@ def render(depths: dict[str, int]) -> bytes:
     return generate_latest(counts) + generate_latest(levels)
 
 
-@router.get("/metrics", response_class=Response, responses={
+@router.get("/metrics", response_class=Response, dependencies=[Depends(check_metrics_token)],
+            responses={
     **errors(), 200: {"description": "Prometheus text format.",
                       "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}})
-async def get_metrics(services: ServicesDep, _: OwnerDep) -> Response:
-    """Metrics of the gateway and all workers (needs a key when auth is on)."""
+async def get_metrics(services: ServicesDep) -> Response:
+    """Metrics of the gateway and all workers: with METRICS_TOKEN set, it is
+    the bearer token needed (an API key is refused); else a key when auth is on."""
     async with services.redis.pipeline(transaction=False) as pipe:
         for queue in (QUEUE, MAINTENANCE_QUEUE):
             pipe.llen(queue)

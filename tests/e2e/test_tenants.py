@@ -1,0 +1,157 @@
+"""Many keys on one service: what one tenant can do to another, or to the service.
+
+One stack of its own, on its own redis-server (which a test may fill up, and
+restores), with two API keys and a metrics token.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from shared.ids import digest_id
+from shared.keys import agent_thread_key
+from tests.helpers import stack_of_its_own
+from tests.stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+KEY_A, KEY_B = "tenant-key-a", "tenant-key-b"
+A = {"Authorization": f"Bearer {KEY_A}"}
+B = {"Authorization": f"Bearer {KEY_B}"}
+METRICS_TOKEN = "metrics-token-for-the-scraper"
+
+
+@pytest.fixture(scope="module")
+def tenants(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with stack_of_its_own(s3_endpoint, tmp_path_factory.mktemp("tenants"), workers=1,
+                          LLM_PROVIDER="echo", API_KEYS=f"{KEY_A},{KEY_B}",
+                          METRICS_TOKEN=METRICS_TOKEN) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def store(tenants: Stack) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(tenants.env["REDIS_URL"], decode_responses=True)
+    yield client
+    client.close()
+
+
+def chat(stack: Stack, headers: dict[str, str], message: str) -> dict[str, Any]:
+    reply = stack.client.post("/chat", json={"message": message}, headers=headers)
+    assert reply.status_code == 200, reply.text
+    body: dict[str, Any] = reply.json()
+    return body
+
+
+def test_a_record_naming_another_key_opens_no_stored_conversation(
+        tenants: Stack, store: redis.Redis) -> None:
+    thread_id = chat(tenants, A, "a's secret")["thread_id"]
+    # What a record kept alive by key B while A's conversation was stored
+    # under the same id would look like.
+    now = str(time.time())
+    store.hset(agent_thread_key(thread_id), mapping={
+        "owner": digest_id(KEY_B), "created_at": now, "updated_at": now})
+
+    for path in (f"/threads/{thread_id}", f"/threads/{thread_id}/state"):
+        reply = tenants.client.get(path, headers=B)
+        assert reply.status_code == 404, (path, reply.text)
+        assert "secret" not in reply.text
+
+
+METADATA_CASES = [
+    ("65 keys", {f"k{n}": n for n in range(65)}),
+    ("5,000 keys", {f"k{n}": n for n in range(5000)}),
+    ("17 KB", {"note": "x" * 17_000}),
+]
+
+
+@pytest.mark.parametrize(("what", "metadata"), METADATA_CASES, ids=[c[0] for c in METADATA_CASES])
+def test_metadata_over_its_limits_is_413_and_changes_nothing(
+        tenants: Stack, what: str, metadata: dict[str, Any]) -> None:
+    client = tenants.client
+    thread_id = client.post("/threads", json={"metadata": {"kept": True}},
+                            headers=A).json()["thread_id"]
+    said = {"messages": [{"role": "user", "content": "hi"}]}
+
+    refused = [
+        client.post("/threads", json={"metadata": metadata}, headers=A),
+        client.patch(f"/threads/{thread_id}", json={"metadata": metadata}, headers=A),
+        client.post(f"/threads/{thread_id}/runs",
+                    json={"assistant_id": "chat", "input": said, "metadata": metadata},
+                    headers=A),
+        client.post("/assistants", json={"graph_id": "chat", "metadata": metadata},
+                    headers=A),
+    ]
+
+    for reply in refused:
+        assert reply.status_code == 413, (what, reply.request.url, reply.text[:300])
+        assert "64 keys" in reply.json()["detail"]
+    thread = client.get(f"/threads/{thread_id}", headers=A)
+    assert thread.status_code == 200 and thread.json()["metadata"] == {"kept": True}
+    assert client.get(f"/threads/{thread_id}/runs", headers=A).json() == []
+
+
+def test_metadata_merged_past_its_limits_is_413(tenants: Stack) -> None:
+    client = tenants.client
+    first = {f"a{n}": n for n in range(40)}
+    thread_id = client.post("/threads", json={"metadata": first}, headers=A).json()["thread_id"]
+    assistant_id = client.post("/assistants", json={"graph_id": "chat", "metadata": first},
+                               headers=A).json()["assistant_id"]
+    more = {f"b{n}": n for n in range(40)}
+
+    thread = client.patch(f"/threads/{thread_id}", json={"metadata": more}, headers=A)
+    assistant = client.patch(f"/assistants/{assistant_id}", json={"metadata": more},
+                             headers=A)
+
+    assert thread.status_code == 413, thread.text
+    assert assistant.status_code == 413, assistant.text
+    assert client.get(f"/threads/{thread_id}", headers=A).json()["metadata"] == first
+    assert client.get(f"/assistants/{assistant_id}", headers=A).json()["version"] == 1
+
+
+def test_metrics_take_their_own_token_and_no_tenant_key(tenants: Stack) -> None:
+    scraped = tenants.client.get("/metrics",
+                                 headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert scraped.status_code == 200 and "chat_http_requests" in scraped.text
+    for headers in (A, {}, {"Authorization": "Bearer wrong"}):
+        refused = tenants.client.get("/metrics", headers=headers)
+        assert refused.status_code == 401, refused.text
+    # The token opens nothing else.
+    assert tenants.client.get("/chat/threads", headers={
+        "Authorization": f"Bearer {METRICS_TOKEN}"}).status_code == 401
+
+
+def test_a_full_redis_is_503_and_nothing_is_half_written(tenants: Stack,
+                                                         store: redis.Redis) -> None:
+    thread_id = chat(tenants, A, "before")["thread_id"]
+    keys_before = store.dbsize()
+    store.config_set("maxmemory-policy", "noeviction")
+    # Below what it holds: Redis refuses every write until it is raised again.
+    store.config_set("maxmemory", str(int(store.info("memory")["used_memory"]) // 2))
+    try:
+        replies = [
+            tenants.client.post("/chat", json={"message": "while full", "thread_id": thread_id},
+                                headers=A),
+            tenants.client.post("/threads", json={"metadata": {"n": 1}}, headers=A),
+            tenants.client.post(f"/threads/{thread_id}/runs/wait", json={
+                "assistant_id": "chat",
+                "input": {"messages": [{"role": "user", "content": "while full"}]}},
+                headers=A),
+        ]
+        for reply in replies:
+            assert reply.status_code == 503, (reply.request.url, reply.text)
+            assert "out of memory" in reply.json()["detail"]
+            assert reply.headers["Retry-After"]
+        assert store.dbsize() == keys_before
+    finally:
+        store.config_set("maxmemory", "0")
+    after = tenants.client.post("/chat", json={"message": "after", "thread_id": thread_id},
+                                headers=A)
+    assert after.status_code == 200, after.text
+    history = tenants.client.get(f"/chat/history/{thread_id}", headers=A).json()["messages"]
+    assert [m["content"] for m in history][::2] == ["before", "after"]
