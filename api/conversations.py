@@ -10,7 +10,9 @@ from redis.exceptions import LockError
 from starlette.concurrency import run_in_threadpool
 
 from api import owners
+from api.agent.records import ThreadRecords
 from api.deps import Services
+from api.errors import Unavailable
 from shared.keys import inbox_key, thread_lock_key
 from shared.queue import TURN_TASK
 from shared.threads import stored_owner
@@ -31,27 +33,38 @@ async def exists_for(services: Services, thread_id: str, owner: str) -> bool:
 
 
 async def erase(services: Services, thread_id: str) -> None:
-    """Deletes the conversation for good; its queued and running jobs end cancelled."""
+    """Deletes the conversation for good; its queued and running jobs end
+    cancelled. Unavailable (503), with nothing deleted, if a turn being stored
+    holds the thread past the wait."""
     redis, jobs = services.redis, services.jobs
-    await jobs.cancel_thread(thread_id)
+    doomed = await jobs.cancel_thread(thread_id)
     # A running turn stops within a second of its cancel and releases the
-    # thread's lease without storing anything; holding the lease keeps any
-    # other turn from starting until the objects are gone. A worker that lost
-    # its lease still cannot write: the saver's conditional write fails on a
-    # deleted head.
+    # thread's lease without storing anything; one already storing its turn
+    # finishes first. Holding the lease keeps any other turn from starting
+    # until the objects are gone.
     lease = Lock(redis, thread_lock_key(thread_id), timeout=DELETE_LEASE_SECONDS,
-                 blocking_timeout=services.settings.THREAD_LEASE_SECONDS)
-    leased = await lease.acquire()
-    if not leased:
-        log.warning("thread_delete_without_lease")
+                 blocking_timeout=2 * services.settings.THREAD_LEASE_SECONDS)
+    if not await lease.acquire():
+        log.warning("thread_delete_busy")
+        raise Unavailable("the conversation is busy storing a turn: nothing was deleted, "
+                          "try again", headers={"Retry-After": "5"})
     try:
-        await jobs.cancel_thread(thread_id)  # those accepted while we waited
+        doomed += await jobs.cancel_thread(thread_id)  # those accepted while we waited
+        ran = await ThreadRecords(redis).run_ids(thread_id)
         await services.saver.adelete_thread(thread_id)
         await services.threads.forget(thread_id)
+        # A job whose commit had begun could not be cancelled (its write may
+        # have landed). It is gone with the conversation now; left queued, its
+        # retry would store the turn again and bring the conversation back.
+        for job_id in dict.fromkeys(doomed):
+            job = await jobs.get(job_id)
+            if job is not None:
+                await jobs.cancel(job)
+        # Gone from Redis too: no job shows the conversation's words for long.
+        await jobs.forget_words([*ran, *doomed])
     finally:
-        if leased:
-            with contextlib.suppress(LockError):
-                await lease.release()
+        with contextlib.suppress(LockError):
+            await lease.release()
     # Messages sent since start a new conversation; their nudges found the
     # lease taken, so the thread is handed on here.
     head = await redis.lindex(inbox_key(thread_id), 0)

@@ -50,6 +50,8 @@ class JobStatus(StrEnum):
 
 TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 STREAM_MAXLEN = 20_000
+# How long a deleted conversation's ended jobs stay readable (see forget_words).
+FORGET_SECONDS = 60
 _QUEUED = (JobStatus.QUEUED.value,)
 _UNFINISHED = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
@@ -296,6 +298,17 @@ class JobStore:
             pipe.delete(job_key(job.job_id), events_key(job.job_id))
             pipe.lrem(inbox_key(job.thread_id), 0, job.job_id)
             pipe.srem(client_jobs_key(job.client), job.job_id)
+            await pipe.execute()
+
+    async def forget_words(self, job_ids: list[str]) -> None:
+        """For ended jobs of a deleted conversation: their reply and title go
+        now; the rest of their records (the run, with its input) and their
+        events within FORGET_SECONDS, so a client still reading one gets its end."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hdel(job_key(job_id), "title", "response")
+                pipe.expire(job_key(job_id), FORGET_SECONDS)
+                pipe.expire(events_key(job_id), FORGET_SECONDS)
             await pipe.execute()
 
     async def get(self, job_id: str) -> Job | None:

@@ -164,6 +164,10 @@ class ThreadRecords:
         return await scan_index(self.redis, agent_threads_key(owner), newest_first, offset,
                                 limit, self.get_many, keep)
 
+    async def run_ids(self, thread_id: str) -> list[str]:
+        """The ids of the thread's runs (its jobs) still kept."""
+        return cast(list[str], await self.redis.zrange(thread_runs_key(thread_id), 0, -1))
+
     async def remove_run(self, thread_id: str, run_id: str) -> None:
         await self.redis.zrem(thread_runs_key(thread_id), run_id)
 

@@ -6,16 +6,19 @@ restores), with two API keys and a metrics token.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
+from redis.asyncio import Redis
 
 from shared.ids import digest_id
-from shared.keys import agent_thread_key
-from tests.helpers import stack_of_its_own
+from shared.jobs import JobStore
+from shared.keys import agent_thread_key, events_key, inbox_key, job_key
+from tests.helpers import a_job, accept, stack_of_its_own
 from tests.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -155,3 +158,39 @@ def test_a_full_redis_is_503_and_nothing_is_half_written(tenants: Stack,
     assert after.status_code == 200, after.text
     history = tenants.client.get(f"/chat/history/{thread_id}", headers=A).json()["messages"]
     assert [m["content"] for m in history][::2] == ["before", "after"]
+
+
+async def _a_job_whose_commit_failed(redis_url: str, thread_id: str) -> str:
+    """A job on the thread as a worker leaves it when its commit failed: queued
+    for a retry, not cancellable (its write may have landed)."""
+    client = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        jobs = JobStore(client, ttl=3600)
+        job = await accept(jobs, a_job(thread_id, "stored, or not?"))
+        await jobs.start(job.job_id)
+        assert await jobs.begin_commit(job.job_id)
+        await jobs.requeue(job.job_id)
+        assert await jobs.ask_cancel(job.job_id) == "ended"
+        return job.job_id
+    finally:
+        await client.aclose()
+
+
+def test_a_delete_ends_a_job_whose_commit_failed_so_nothing_comes_back(
+        tenants: Stack, store: redis.Redis) -> None:
+    answered = chat(tenants, A, "to be deleted")
+    thread_id = answered["thread_id"]
+    job_id = asyncio.run(_a_job_whose_commit_failed(tenants.env["REDIS_URL"], thread_id))
+
+    deleted = tenants.client.delete(f"/chat/history/{thread_id}", headers=A)
+
+    assert deleted.status_code == 204, deleted.text
+    assert store.hget(job_key(job_id), "status") == "cancelled"
+    assert store.llen(inbox_key(thread_id)) == 0
+    assert tenants.client.get(f"/chat/history/{thread_id}", headers=A).status_code == 404
+    # Gone from Redis too: the reply at once, the rest of the job within a minute.
+    job = tenants.client.get(f"/chat/jobs/{answered['job_id']}", headers=A)
+    assert job.status_code in (200, 404), job.text
+    assert "to be deleted" not in job.text
+    for key in (job_key(answered["job_id"]), events_key(answered["job_id"]), job_key(job_id)):
+        assert 0 < store.ttl(key) <= 60, key
