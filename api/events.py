@@ -59,6 +59,11 @@ class Subscription:
         self._after = _position(after)
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
 
+    def follows(self, position: str) -> bool:
+        """True if a read from `position` misses none of what this subscriber
+        still wants (it has everything up to there)."""
+        return self._after >= _position(position)
+
     def deliver(self, events: list[Event]) -> None:
         for event in events:
             position = _position(event.id)
@@ -170,15 +175,20 @@ class EventHub:
         self._blocked, self._waking = True, None
         # The command itself rather than `xread()`, which walks every reply
         # entry again for redis-py's own latency metrics.
-        keys = list(self._cursors)
+        started = dict(self._cursors)
+        keys = list(started)
         try:
             reply = await self.redis.execute_command(
                 "XREAD", "COUNT", READ_COUNT, "BLOCK", MAX_BLOCK_MS, "STREAMS",
-                *keys, *self._cursors.values(), keys=keys)  # type: ignore[no-untyped-call]
+                *keys, *started.values(), keys=keys)  # type: ignore[no-untyped-call]
         finally:
             self._blocked = False
         for key, events in parse_events(cast(StreamReply, reply)).items():
-            if key in self._cursors:
+            # A subscriber that joined during the read from an earlier position
+            # moved the cursor back: it stays there, so the next read brings
+            # what this one did not, and this one's events wait for it.
+            if self._cursors.get(key) == started[key]:
                 self._cursors[key] = events[-1].id
             for sub in list(self._subs.get(key, ())):
-                sub.deliver(events)
+                if sub.follows(started[key]):
+                    sub.deliver(events)
