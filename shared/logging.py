@@ -6,7 +6,10 @@ shipper sees one format. Before rendering, `Redact` guards what is written:
 fields carrying users' words (`BODY_FIELDS`) are dropped unless
 LOG_MESSAGE_BODIES is on, and any configured secret (API keys, provider and
 AWS keys) found in a value is masked, whoever logged it. Tracebacks are
-rendered as plain text, never with local variables, so they pass the mask too.
+rendered as plain text, never with local variables, so they pass the mask too;
+and without LOG_MESSAGE_BODIES they show each exception's type and frames but
+not its message, which can quote what a user wrote (a provider's error
+echoing the prompt, a graph's own exception).
 
 uvicorn's access log is silenced: it writes the raw path, ids and all, before
 anything has validated it; the gateway logs each request by its route instead.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from collections.abc import Iterable
 
 import structlog
@@ -24,7 +28,9 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from shared.settings import Settings
 
-BODY_FIELDS = frozenset({"user_message", "reply"})
+# Fields that may hold users' words: their messages, replies, and a provider's
+# own error text (which can quote the request).
+BODY_FIELDS = frozenset({"user_message", "reply", "provider_error"})
 REDACTED = "[redacted]"
 # Shorter values are not masked: replacing a word like "test" everywhere would
 # garble the logs and hide nothing an attacker could not guess.
@@ -56,6 +62,38 @@ class Redact:
         return event
 
 
+class FormatException:
+    """A processor that renders `exc_info` as plain text in `exception`: with
+    messages only if `keep_messages`, else types and frames alone."""
+
+    def __init__(self, keep_messages: bool) -> None:
+        self.keep_messages = keep_messages
+
+    def __call__(self, _logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
+        exc_info = event.pop("exc_info", None)
+        if exc_info is True:
+            exc_info = sys.exc_info()
+        error = exc_info if isinstance(exc_info, BaseException) else (
+            exc_info[1] if isinstance(exc_info, tuple) else None)
+        if error is not None:
+            event["exception"] = ("".join(traceback.format_exception(error))
+                                  if self.keep_messages else _without_messages(error))
+        return event
+
+
+def _without_messages(error: BaseException) -> str:
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__)
+    parts = [f"Traceback (most recent call last):\n{''.join(traceback.format_tb(e.__traceback__))}"
+             f"{type(e).__module__}.{type(e).__qualname__}: {REDACTED}\n"
+             for e in reversed(chain)]
+    return "\nDuring the handling of the above, or caused by it:\n\n".join(parts)
+
+
 def secrets_of(settings: Settings) -> list[str]:
     """Every secret value in the settings (API keys, and every SecretStr field,
     so a secret setting added later is covered too): none may reach a log line."""
@@ -69,6 +107,7 @@ def secrets_of(settings: Settings) -> list[str]:
 
 def configure_logging(settings: Settings) -> None:
     redact = Redact(secrets_of(settings), settings.LOG_MESSAGE_BODIES)
+    format_exception = FormatException(keep_messages=settings.LOG_MESSAGE_BODIES)
     renderer: Processor = (
         structlog.processors.JSONRenderer() if settings.LOG_JSON
         else structlog.dev.ConsoleRenderer(colors=False,
@@ -80,7 +119,7 @@ def configure_logging(settings: Settings) -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             stamp,
-            structlog.processors.format_exc_info,
+            format_exception,
             redact,
             renderer,
         ],
@@ -94,7 +133,7 @@ def configure_logging(settings: Settings) -> None:
                            structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name,
                            stamp],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.processors.format_exc_info, redact, renderer],
+                    format_exception, redact, renderer],
     ))
 
 

@@ -193,7 +193,7 @@ async def _answer(res: Resources, job: Job, lease: Lock,
 async def _failed(res: Resources, job: Job, error: TurnError) -> NextStep:
     if isinstance(error, RejectedError):
         await res.jobs.fail(job, error.public, 502)
-        log.warning("turn_rejected", error=str(error))
+        log.warning("turn_rejected", error=error.public, provider_error=str(error))
         return DONE
     assert isinstance(error, TransientError)
     if error.rate_limited:
@@ -213,8 +213,10 @@ async def _failed(res: Resources, job: Job, error: TurnError) -> NextStep:
     delay = error.retry_after if error.retry_after is not None else backoff(failures)
     if gave_up is not None:
         await res.jobs.fail(job, gave_up, 504 if error.timed_out else 502)
-        log.warning("turn_failed", error=str(error), outcome=gave_up)
+        log.warning("turn_failed", error=error.public, provider_error=str(error),
+                    outcome=gave_up)
         return DONE
     await res.jobs.requeue(job.job_id)
-    log.info("turn_retry", error=str(error), retry_in=round(delay, 3))
+    log.info("turn_retry", error=error.public, provider_error=str(error),
+             retry_in=round(delay, 3))
     return NextStep(retry_in=min(delay, MAX_COUNTDOWN))

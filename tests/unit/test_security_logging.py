@@ -72,3 +72,27 @@ def test_configuring_twice_leaves_one_handler(settings: Settings) -> None:
     configure_logging(settings)
     ours = [h for h in logging.getLogger().handlers if type(h).__name__ == "_Handler"]
     assert len(ours) == 1
+
+
+def test_exception_messages_and_provider_texts_are_kept_out_unless_asked_for(
+        settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    prompt = "my private question about my health"
+    configure_logging(settings)
+    try:
+        try:
+            raise KeyError(f"the provider says: {prompt}")
+        except KeyError as exc:
+            raise RuntimeError(f"while sending {prompt}") from exc
+    except RuntimeError:
+        structlog.get_logger("t").exception("turn_crashed")
+    structlog.get_logger("t").warning("turn_rejected", error="the LLM provider refused",
+                                      provider_error=f"400: {prompt}")
+
+    written = capsys.readouterr().err
+    assert prompt not in written
+    assert "builtins.KeyError" in written and "builtins.RuntimeError" in written
+    assert "test_security_logging.py" in written  # the frames are there
+
+    configure_logging(settings.model_copy(update={"LOG_MESSAGE_BODIES": True}))
+    structlog.get_logger("t").warning("turn_rejected", provider_error=f"400: {prompt}")
+    assert prompt in capsys.readouterr().err
