@@ -73,7 +73,7 @@ def get_owner(services: ServicesDep,
     matches = [hmac.compare_digest(offered, hashlib.sha256(key.encode()).digest())
                for key in keys]
     if token is not None and any(matches):
-        return digest_id(token)
+        return digest_id(token, services.settings.owner_id_key)
     raise Unauthorized("missing or invalid API key", headers={"WWW-Authenticate": "Bearer"})
 
 
@@ -97,11 +97,11 @@ def check_metrics_token(
                            headers={"WWW-Authenticate": "Bearer"})
 
 
-def get_client(request: Request, owner: OwnerDep) -> str:
+def get_client(request: Request, services: ServicesDep, owner: OwnerDep) -> str:
     """Who the per-client limits count: the key's digest, or the address's
     digest when auth is off."""
     address = request.client.host if request.client is not None else "unknown"
-    return owner or digest_id(address)
+    return owner or digest_id(address, services.settings.owner_id_key)
 
 
 ClientDep = Annotated[str, Depends(get_client)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+import structlog
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -27,6 +28,7 @@ from shared.settings import Settings, get_settings
 from shared.storage import open_saver
 from shared.threads import ThreadIndex
 
+log = structlog.get_logger("api.main")
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -56,6 +58,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings)
+    if settings.api_keys and settings.OWNER_ID_SECRET is None:
+        log.warning("owner_ids_unsalted", hint="set OWNER_ID_SECRET (README, Security)")
     app = FastAPI(
         title="LangGraph chat on a queue, with memory in S3",
         version=VERSION,

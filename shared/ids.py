@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import uuid
 
@@ -21,7 +22,11 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def digest_id(secret: str) -> str:
+def digest_id(value: str, key: bytes | None = None) -> str:
     """A valid id standing for a value that must itself never be stored or
-    logged (an API key, a client's address): the first 128 bits of its SHA-256."""
-    return hashlib.sha256(secret.encode()).hexdigest()[:32]
+    logged (an API key, a client's address): the first 128 bits of its
+    HMAC-SHA256 under the server's `key` (OWNER_ID_SECRET), or without one of
+    its plain SHA-256, which a guess of the value can be checked against."""
+    if key is None:
+        return hashlib.sha256(value.encode()).hexdigest()[:32]
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:32]

@@ -19,6 +19,10 @@ Positive = Annotated[int, Field(gt=0)]
 DAY = 24 * 3600
 
 
+# A key shorter than this could be guessed, or found from its owner's digest.
+MIN_API_KEY_CHARS = 16
+
+
 class Settings(BaseSettings):
     """The service's settings; see `.env.example` for what each one does."""
 
@@ -90,6 +94,10 @@ class Settings(BaseSettings):
     MAX_QUEUED_PER_THREAD: Positive = 50
 
     API_KEYS: str | None = None
+    # The server's secret in the digest that names a key's owner (an HMAC):
+    # without it, a weak key could be found again from a bucket's metadata or
+    # a Redis dump. Changing it re-keys every owner (see README, Security).
+    OWNER_ID_SECRET: SecretStr | None = None
     # The bearer token GET /metrics takes instead of an API key: a scraper
     # needs no tenant's key, and no tenant sees every tenant's counts.
     METRICS_TOKEN: str | None = None
@@ -113,6 +121,16 @@ class Settings(BaseSettings):
             decode_key(value.get_secret_value())
         return value
 
+    @field_validator("API_KEYS")
+    @classmethod
+    def _keys_are_long(cls, value: str | None) -> str | None:
+        short = [k for k in (value or "").split(",") if 0 < len(k.strip()) < MIN_API_KEY_CHARS]
+        if short:
+            raise ValueError(f"every key needs {MIN_API_KEY_CHARS} characters or more "
+                             f"({len(short)} shorter); make one with: python3 -c "
+                             '"import secrets; print(secrets.token_urlsafe(24))"')
+        return value
+
     @model_validator(mode="after")
     def _provider_is_usable(self) -> Settings:
         provider = self.llm_provider
@@ -132,6 +150,11 @@ class Settings(BaseSettings):
     @property
     def api_keys(self) -> frozenset[str]:
         return frozenset(k.strip() for k in (self.API_KEYS or "").split(",") if k.strip())
+
+    @property
+    def owner_id_key(self) -> bytes | None:
+        secret = self.OWNER_ID_SECRET
+        return secret.get_secret_value().encode() if secret is not None else None
 
     @property
     def cors_origins(self) -> list[str]:

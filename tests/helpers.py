@@ -44,8 +44,8 @@ ROOMY = 10_000
 
 # The API keys of the keyed stack (tests/e2e/conftest.py), one per use, so
 # the tests of one never see another's conversations.
-API_KEYS = {"threads": "key-threads", "other": "key-other", "metrics": "key-metrics",
-            "page": "key-page"}
+API_KEYS = {"threads": "key-threads-0123456789", "other": "key-other-0123456789",
+            "metrics": "key-metrics-0123456789", "page": "key-page-0123456789"}
 
 
 def bearer(name: str) -> dict[str, str]:

@@ -367,7 +367,7 @@ async def test_what_is_not_supported_is_refused_by_name(client: LangGraphClient)
 
 # --- with API keys: each key sees its own -------------------------------------
 
-KEY_A, KEY_B = "sdk-key-a", "sdk-key-b"
+KEY_A, KEY_B = "sdk-key-a-0123456789", "sdk-key-b-0123456789"
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from tests.stack import Stack, launch
 
 pytestmark = pytest.mark.e2e
 
-KEY_A, KEY_B = "key-a", "key-b"
+KEY_A, KEY_B = "key-a-0123456789ab", "key-b-0123456789ab"
 A = {"Authorization": f"Bearer {KEY_A}"}
 B = {"Authorization": f"Bearer {KEY_B}"}
 GROQ_KEY = "gsk-test-not-a-real-key"
@@ -104,8 +104,8 @@ def every_endpoint(thread: str, job: str) -> list[tuple[str, str, dict[str, Any]
 
 
 @pytest.mark.parametrize("authorization", [
-    None, "", "Bearer", "Bearer  x", "Bearer key-c", "Bearer key-a-and-more", "Basic key-a",
-    "key-a", f"Bearer {KEY_A[:-1]}",
+    None, "", "Bearer", "Bearer  x", "Bearer key-c", f"Bearer {KEY_A}-and-more",
+    f"Basic {KEY_A}", KEY_A, f"Bearer {KEY_A[:-1]}",
 ])
 def test_a_missing_or_wrong_key_is_401_on_every_endpoint(
         secure: Stack, thread_of_a: dict[str, Any], authorization: str | None,
@@ -154,7 +154,8 @@ def test_the_right_key_opens_every_endpoint(secure: Stack) -> None:
             reply.read()
         assert reply.status_code == expected[path], (method, path, reply.text)
     # The scheme's name is case-insensitive (RFC 9110).
-    lower = secure.client.get(f"/chat/history/{thread}", headers={"Authorization": "bearer key-a"})
+    lower = secure.client.get(f"/chat/history/{thread}",
+                              headers={"Authorization": f"bearer {KEY_A}"})
     assert lower.status_code == 200
     assert secure.client.delete(f"/chat/history/{thread}", headers=A).status_code == 204
 

@@ -23,7 +23,7 @@ from tests.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
-KEY_A, KEY_B = "tenant-key-a", "tenant-key-b"
+KEY_A, KEY_B = "tenant-key-a-0123456789", "tenant-key-b-0123456789"
 A = {"Authorization": f"Bearer {KEY_A}"}
 B = {"Authorization": f"Bearer {KEY_B}"}
 METRICS_TOKEN = "metrics-token-for-the-scraper"

@@ -77,8 +77,11 @@ def test_languages_with_letters_from_any_script_are_accepted(client: TestClient)
         assert client.post("/chat", json={"message": "hi", "language": language}).status_code == 503
 
 
+K1, K2 = "first-key-0123456789", "second-key-0123456789"
+
+
 def test_with_api_keys_every_endpoint_but_probes_needs_one() -> None:
-    with app_client(API_KEYS="k1,k2") as client:
+    with app_client(API_KEYS=f"{K1},{K2}") as client:
         assert client.get("/healthz").status_code == 200
         for method, path in [("POST", "/chat"), ("GET", "/chat/jobs/abc"),
                              ("POST", "/chat/jobs/abc/cancel"), ("GET", "/chat/history/abc"),
@@ -88,14 +91,14 @@ def test_with_api_keys_every_endpoint_but_probes_needs_one() -> None:
             assert reply.headers["www-authenticate"] == "Bearer"
         wrong = client.get("/chat/jobs/abc", headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401
-        right = client.get("/chat/jobs/abc", headers={"Authorization": "Bearer k2"})
+        right = client.get("/chat/jobs/abc", headers={"Authorization": f"Bearer {K2}"})
         assert right.status_code == 503  # past auth, on to the (missing) Redis
 
 
 def test_the_x_api_key_header_is_worth_the_bearer_one() -> None:
-    with app_client(API_KEYS="k1,k2") as client:
+    with app_client(API_KEYS=f"{K1},{K2}") as client:
         assert client.get("/chat/jobs/abc", headers={"x-api-key": "nope"}).status_code == 401
-        right = client.get("/chat/jobs/abc", headers={"x-api-key": "k2"})
+        right = client.get("/chat/jobs/abc", headers={"x-api-key": K2})
         assert right.status_code == 503  # past auth, on to the (missing) Redis
 
 
@@ -122,7 +125,7 @@ def test_openapi_documents_every_endpoint(client: TestClient) -> None:
 
 
 def test_streams_need_a_key_too() -> None:
-    with app_client(API_KEYS="k1") as client:
+    with app_client(API_KEYS=K1) as client:
         for method, path in [("POST", "/chat?stream=true"), ("GET", "/chat/jobs/abc/events")]:
             reply = client.request(method, path, json={"message": "hi"})
             assert reply.status_code == 401, path
@@ -133,14 +136,14 @@ DOCS = ("/openapi.json", "/docs", "/redoc")
 
 
 def test_schema_and_docs_need_a_key_when_auth_is_on() -> None:
-    with app_client(API_KEYS="k1") as client:
+    with app_client(API_KEYS=K1) as client:
         for path in DOCS:
             refused = client.get(path)
             assert refused.status_code == 401, path
             assert refused.headers["www-authenticate"] == "Bearer"
             assert set(refused.json()) == {"detail"}
-            assert client.get(path, headers={"Authorization": "Bearer k2"}).status_code == 401
-            assert client.get(path, headers={"Authorization": "Bearer k1"}).status_code == 200
+            assert client.get(path, headers={"Authorization": f"Bearer {K2}"}).status_code == 401
+            assert client.get(path, headers={"Authorization": f"Bearer {K1}"}).status_code == 200
 
 
 def test_schema_and_docs_are_open_when_auth_is_off(client: TestClient) -> None:
@@ -159,8 +162,8 @@ def test_without_api_keys_the_schema_declares_no_security(client: TestClient) ->
 
 
 def test_openapi_documents_auth_and_the_limits_on_every_protected_operation() -> None:
-    with app_client(API_KEYS="k1") as client:
-        spec = client.get("/openapi.json", headers={"Authorization": "Bearer k1"}).json()
+    with app_client(API_KEYS=K1) as client:
+        spec = client.get("/openapi.json", headers={"Authorization": f"Bearer {K1}"}).json()
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from pydantic import ValidationError
 
+from shared.ids import digest_id, is_valid_id
 from shared.settings import Settings, describe
 from shared.storage import open_saver
 
@@ -50,7 +53,24 @@ def test_a_wrong_setting_is_named_in_one_line(env: dict[str, object], named: str
 
 
 def test_api_keys_are_split_and_trimmed() -> None:
-    assert settings(API_KEYS=" a, b ,,c").api_keys == frozenset({"a", "b", "c"})
+    a, b, c = "a" * 16, "b" * 20, "c" * 32
+    assert settings(API_KEYS=f" {a}, {b} ,,{c}").api_keys == frozenset({a, b, c})
+
+
+def test_a_key_short_enough_to_guess_stops_the_start() -> None:
+    with pytest.raises(ValidationError) as caught:
+        settings(API_KEYS=f"{'a' * 32},short-key")
+    line = describe(caught.value)
+    assert "API_KEYS" in line and "16 characters" in line and "short-key" not in line
+
+
+def test_owner_ids_are_keyed_by_the_server_secret() -> None:
+    key = "k" * 24
+    plain, salted = settings().owner_id_key, settings(OWNER_ID_SECRET="s" * 32).owner_id_key
+    assert plain is None and salted == b"s" * 32
+    assert digest_id(key) == hashlib.sha256(key.encode()).hexdigest()[:32]
+    assert digest_id(key, salted) not in (digest_id(key), digest_id(key, b"other"))
+    assert is_valid_id(digest_id(key, salted))
 
 
 def test_secrets_do_not_show_in_repr() -> None:
