@@ -81,9 +81,11 @@ async function start() {
   const language = store.getItem(LANGUAGE);
   if (language) $("language").value = language;
   if (document.body.dataset.auth === "required" && !store.getItem(KEY)) await askKey();
-  await withKey(() => loadThreads());
   const running = runningJob();
   const open = running ? running.threadId : store.getItem(OPEN);
+  await withKey(() => loadThreads());
+  // A message sent while the list loaded has opened its own conversation.
+  if (state.threadId !== null) return;
   if (open) await withKey(() => openThread(open));
   else newChat();
 }

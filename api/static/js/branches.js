@@ -16,11 +16,9 @@ import { watch } from "./reply.js";
 
 // More than the checkpoints a thread keeps (CHECKPOINT_KEEP_LAST).
 const CHECKPOINTS = 100;
-// LangGraph's add_messages empties the list on this id: how the first message
-// of a thread with no checkpoint before it is replaced.
-const REMOVE_ALL = { type: "remove", id: "__remove_all__" };
-
-const TOO_OLD = "This message is too old to change: its checkpoint is no longer kept.";
+// The thread keeps its last checkpoints only (and POST /chat one per turn, so
+// none before a conversation's first message): older messages stay as they are.
+const TOO_OLD = "This message can no longer be changed: no checkpoint from before it is kept.";
 
 export async function editMessage(item, text) {
   const found = await locate(item);
@@ -64,16 +62,9 @@ function firstHolding(states, messageId) {
 
 // Where a run that sends `text` in place of messages[index] starts.
 function fromBefore(states, messages, index, text) {
-  const human = { type: "human", content: text };
-  const first = firstHolding(states, messages[index].id);
-  if (!first) return null;
-  const parentId = first.parent_checkpoint?.checkpoint_id;
-  if (parentId) return { checkpoint_id: parentId, input: { messages: [human] } };
-  if (index === 0) {
-    return { checkpoint_id: first.checkpoint.checkpoint_id,
-      input: { messages: [REMOVE_ALL, human] } };
-  }
-  return null;
+  const parentId = firstHolding(states, messages[index].id)?.parent_checkpoint?.checkpoint_id;
+  if (!parentId) return null;
+  return { checkpoint_id: parentId, input: { messages: [{ type: "human", content: text }] } };
 }
 
 // The thread's checkpoints, and the message of `item` among the latest one's.
