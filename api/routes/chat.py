@@ -113,7 +113,7 @@ async def post_chat(
     if body.thread_id is None and owner:
         await services.owners.claim_new(thread_id, owner)
     job = chat_job(services.settings.CHAT_GRAPH_ID, job_id, thread_id, body.message,
-                   body.language, owner, client)
+                   body.language, owner, client, first=body.thread_id is None)
     structlog.contextvars.bind_contextvars(job_id=job_id, thread_id=thread_id)
     try:
         job = await queue_job(services, job, services.settings.MAX_QUEUED_PER_THREAD,
