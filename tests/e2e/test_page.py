@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -337,15 +338,35 @@ def test_editing_a_message_branches_and_a_reload_shows_the_branch(page: Page,
     expect(bubbles(page)).to_have_text(branch)
     assert history(keyed, page) == branch
 
-    # The first message has no checkpoint before it (POST /chat keeps one per
-    # turn): it stays, and the page says why.
+    # The first message too: a new thread's first turn keeps the empty checkpoint.
     own_message(page, "first").get_by_role("button", name="Edit message").click()
     page.get_by_role("textbox", name="Edit message").fill("first, edited")
     page.get_by_role("button", name="Send edited message").click()
 
+    reply_done(page, "echo: first, edited")
+    expect(bubbles(page)).to_have_text(["first, edited", "echo: first, edited"])
+    page.reload()
+    expect(bubbles(page)).to_have_text(["first, edited", "echo: first, edited"])
+    assert history(keyed, page) == ["first, edited", "echo: first, edited"]
+
+
+def test_a_message_without_a_checkpoint_before_it_stays_and_the_page_says_so(
+        page: Page, keyed: Stack) -> None:
+    # A client that names the thread of its first turn: that turn keeps its
+    # last checkpoint only, so nothing is kept from before its message.
+    thread = f"named-{uuid.uuid4().hex}"
+    made = keyed.client.post("/chat", headers=KEY, json={"message": "named", "thread_id": thread})
+    assert made.status_code == 200, made.text
+    sign_in(page)
+    page.locator(".threads .thread-open", has_text="named").first.click()
+    expect(bubbles(page)).to_have_text(["named", "echo: named"])
+
+    own_message(page, "named").get_by_role("button", name="Edit message").click()
+    page.get_by_role("textbox", name="Edit message").fill("renamed")
+    page.get_by_role("button", name="Send edited message").click()
+
     expect(page.get_by_role("status")).to_contain_text("can no longer be changed")
-    expect(bubbles(page)).to_have_text(branch)
-    assert history(keyed, page) == branch
+    expect(bubbles(page)).to_have_text(["named", "echo: named"])
 
 
 def test_regenerating_a_reply_asks_again_and_replaces_it(page: Page, keyed: Stack) -> None:

@@ -16,8 +16,8 @@ import { watch } from "./reply.js";
 
 // More than the checkpoints a thread keeps (CHECKPOINT_KEEP_LAST).
 const CHECKPOINTS = 100;
-// The thread keeps its last checkpoints only (and POST /chat one per turn, so
-// none before a conversation's first message): older messages stay as they are.
+// The thread keeps its last checkpoints only (and POST /chat one per turn, on a
+// thread the client named: none before its first message); older messages stay.
 const TOO_OLD = "This message can no longer be changed: no checkpoint from before it is kept.";
 
 export async function editMessage(item, text) {

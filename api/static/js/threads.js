@@ -68,8 +68,12 @@ export function markOpenThread() {
 
 async function deleteThread(threadId, title) {
   if (!window.confirm(`Delete “${title}”? This cannot be undone.`)) return;
-  const response = await api(`/chat/history/${encodeURIComponent(threadId)}`,
-    { method: "DELETE" });
+  const id = encodeURIComponent(threadId);
+  // DELETE /threads also forgets the thread's record, which a branch (a run of
+  // the LangGraph API) made; it knows no thread whose first turn is still
+  // running, which DELETE /chat/history does.
+  let response = await api(`/threads/${id}`, { method: "DELETE" });
+  if (response.status === 404) response = await api(`/chat/history/${id}`, { method: "DELETE" });
   if (!response.ok && response.status !== 404) {
     showStatus(`Could not delete it: ${await detailOf(response)}`);
     return;
