@@ -23,10 +23,10 @@ DEFAULT_LANGUAGE = "English"
 
 
 def chat_job(graph_id: str, job_id: str, thread_id: str, message: str, language: str,
-             owner: str, client: str) -> Job:
-    """The job of one chat message: a run of the chat graph."""
+             owner: str, client: str, first: bool = False) -> Job:
+    """The job of one chat message: a run of the chat graph (`first`: on a new thread)."""
     return Job(job_id=job_id, thread_id=thread_id, title=message, owner=owner, client=client,
-               run=chat_run(graph_id, job_id, message, language).to_json())
+               run=chat_run(graph_id, job_id, message, language, first).to_json())
 
 
 def language_of(job: Job) -> str:

@@ -73,14 +73,22 @@ class RunSpec:
         return sorted(modes)
 
 
-def chat_run(graph_id: str, job_id: str, message: str, language: str) -> RunSpec:
+def chat_run(graph_id: str, job_id: str, message: str, language: str,
+             first: bool = False) -> RunSpec:
     """The run of one chat message (POST /chat): its message as the input, the
-    reply language in the context, its chunks joined for a /chat stream."""
+    reply language in the context, its chunks joined for a /chat stream.
+
+    A turn keeps its last checkpoint only, which the next turn branches from
+    when this turn's message is edited. The `first` turn of a new thread has
+    none before it, so it keeps every step's, the empty one it starts from
+    too (written in the same PUT: the turn costs no request more).
+    """
     # The worker stamps it with the time the gateway accepted it (graph_run.stamped).
     human = {"type": "human", "content": message, "id": human_id(job_id)}
     return RunSpec(graph_id=graph_id, assistant_id=assistant_id_of(graph_id),
                    input={"messages": [human]}, context={"language": language},
-                   stream_mode=["messages-tuple"], join_chunks=True)
+                   stream_mode=["messages-tuple"], join_chunks=True,
+                   durability="async" if first else "exit")
 
 
 def run_of_record(raw: Mapping[str, str]) -> str:

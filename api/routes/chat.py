@@ -6,6 +6,7 @@ import contextlib
 import json
 import re
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -36,6 +37,7 @@ from shared.conversation import CREATED_AT, message_time, role_of
 from shared.ids import ID_PATTERN, MAX_ID_LENGTH, new_id
 from shared.job_events import Event
 from shared.jobs import Job
+from shared.storage import MESSAGES_CHANNEL
 from shared.threads import stored_owner
 
 router = APIRouter(tags=["chat"], dependencies=[Depends(limit_client)])
@@ -111,7 +113,7 @@ async def post_chat(
     if body.thread_id is None and owner:
         await services.owners.claim_new(thread_id, owner)
     job = chat_job(services.settings.CHAT_GRAPH_ID, job_id, thread_id, body.message,
-                   body.language, owner, client)
+                   body.language, owner, client, first=body.thread_id is None)
     structlog.contextvars.bind_contextvars(job_id=job_id, thread_id=thread_id)
     try:
         job = await queue_job(services, job, services.settings.MAX_QUEUED_PER_THREAD,
@@ -179,6 +181,39 @@ def _shown(entry: TranscriptEntry) -> HistoryMessage | None:
     return HistoryMessage(content=str(message.content), role=role, timestamp=when)
 
 
+def on_current_branch(entries: Sequence[TranscriptEntry], current: Sequence[str | None],
+                      window: int) -> list[TranscriptEntry]:
+    """The entries of a transcript page that belong to the conversation as the
+    latest checkpoint holds it (`current`: its message ids, oldest first).
+
+    The transcript appends every message that entered a checkpoint, so after
+    an edit or a regenerated reply (a run from an earlier checkpoint) it also
+    holds the branch left behind. Past the first message of the latest state,
+    a message that state lacks was left behind. A state shorter than the
+    graph's window is the whole conversation; a longer one was trimmed, and
+    what precedes its first message is older history, kept.
+    """
+    ids = {i for i in current if i}
+    page = [getattr(e.value, "id", None) for e in entries]
+    if not ids or (len(current) >= window and ids.isdisjoint(page)):
+        return list(entries)  # nothing to go by, or a page of history before the window
+    # Without the window's first message, the page starts after it.
+    start = page.index(current[0]) if len(current) >= window and current[0] in page else 0
+    return [e for i, (e, message_id) in enumerate(zip(entries, page, strict=True))
+            if i < start or message_id is None or message_id in ids]
+
+
+async def _current_ids(services: ServicesDep, thread_id: str) -> list[str | None]:
+    """The message ids of the thread's latest checkpoint (its head is cached by
+    the saver after the transcript read: no further S3 read in the common case)."""
+    latest = await services.saver.aget_tuple(
+        {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
+    if latest is None:
+        return []
+    messages = latest.checkpoint["channel_values"].get(MESSAGES_CHANNEL) or []
+    return [getattr(m, "id", None) for m in messages]
+
+
 @router.get("/chat/history/{thread_id}", response_model=History, responses=errors(400, 404))
 async def get_history(thread_id: ThreadIdPath, services: ServicesDep, owner: OwnerDep,
                       query: Annotated[HistoryQuery, Query()]) -> History:
@@ -188,7 +223,10 @@ async def get_history(thread_id: ThreadIdPath, services: ServicesDep, owner: Own
     page = await services.saver.aget_transcript(thread_id, before=before, limit=query.limit)
     if page is None or (owner and stored_owner(page.metadata) != owner):
         raise NotFound(NO_SUCH_THREAD)
-    shown = [m for entry in page.entries if (m := _shown(entry)) is not None]
+    # Only the current branch: after an edit, what was left behind is not shown.
+    entries = on_current_branch(page.entries, await _current_ids(services, thread_id),
+                                services.settings.CONTEXT_WINDOW_MESSAGES)
+    shown = [m for entry in entries if (m := _shown(entry)) is not None]
     if not shown and before is None:
         raise NotFound(NO_SUCH_THREAD)
     return History(thread_id=thread_id, messages=shown,
