@@ -10,9 +10,10 @@ WORKDIR /app
 
 # The code stays root-owned so the service user cannot rewrite it; it writes only
 # beat's schedule file and the metrics of every process (a volume starts as this
-# directory, so with its owner).
-RUN groupadd --system app \
-    && useradd --system --gid app --create-home --home-dir /home/app app \
+# directory, so with its owner). Its ids are fixed, 999 as Debian's first
+# system ids gave it, so that Kubernetes' runAsUser (deploy/k8s) names it.
+RUN groupadd --system --gid 999 app \
+    && useradd --system --uid 999 --gid app --create-home --home-dir /home/app app \
     && install -d -o app -g app /var/lib/celery-beat /var/lib/chat-metrics
 
 # Requirements first: code edits then reuse the cached dependency layer.

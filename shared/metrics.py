@@ -8,9 +8,15 @@ The directory must be shared by the gateway and the workers: one host, or a
 volume mounted into every container. Without the variable each process
 counts only for itself, and /metrics shows the gateway's own counts.
 
-Only counters and histograms are kept here: they add up across processes,
-and a process that is gone still counts for what it did. What is a level
-rather than a count (the queue's depth) is read from Redis at scrape time.
+Counters and histograms add up across processes, and a process that is
+gone still counts for what it did. The one gauge, turns running, counts
+live processes only ("livesum"). What is a level of the whole system
+rather than of a process (the queue's depth) is read from Redis at scrape
+time.
+
+On Kubernetes no disk is shared between pods: each worker process serves
+its own metrics (WORKER_METRICS_PORT, worker/metrics_server.py) and the
+gateway's /metrics its own, and Prometheus adds the pods up.
 """
 
 from __future__ import annotations
@@ -18,15 +24,20 @@ from __future__ import annotations
 import os
 import socket
 
-from prometheus_client import Counter, Histogram, values
+from prometheus_client import Counter, Gauge, Histogram, values
 
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
+
+def process_id() -> str:
+    """This process's name among the files of the directory. prometheus_client
+    names them by pid; containers sharing the directory each number their
+    processes from 1, so the host name joins in."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
 if os.environ.get(MULTIPROC_DIR_ENV):
-    # A file per process, named by its pid by default. Containers sharing the
-    # directory each number their processes from 1, so the host name joins in.
-    values.ValueClass = values.MultiProcessValue(
-        lambda: f"{socket.gethostname()}-{os.getpid()}")  # type: ignore[no-untyped-call]
+    values.ValueClass = values.MultiProcessValue(process_id)  # type: ignore[no-untyped-call]
 
 # Turns last from a fraction of a second (echo) to minutes (long replies, retries).
 _TURN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160)
@@ -48,6 +59,10 @@ QUEUE_WAIT = Histogram("chat_queue_wait_seconds",
 FIRST_TOKEN = Histogram("chat_first_token_seconds",
                         "Time from a turn's start to the first token of its reply.",
                         buckets=_TURN_BUCKETS)
+
+TURNS_RUNNING = Gauge("chat_turns_running",
+                      "Turn tasks a worker process is running now (its turns in flight).",
+                      multiprocess_mode="livesum")
 
 LLM_CALLS = Counter("chat_llm_calls", "Calls started to the LLM.")
 LLM_TOKENS = Counter("chat_llm_tokens", "Reply tokens streamed from the LLM "

@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     TURN_MAX_RETRIES: int = Field(5, ge=0, le=20)
     TURN_TIME_LIMIT: Positive = 150
     WORKER_CONCURRENCY: Positive = 100
+    # Each worker process serves its own /metrics on this port (unset: none),
+    # so Prometheus scrapes every pod; see worker/metrics_server.py.
+    WORKER_METRICS_PORT: int | None = Field(None, ge=1, le=65535)
+    # The file a worker touches at each of Celery's heartbeats, for a liveness
+    # probe that costs no broadcast (unset: none); see worker/heartbeat.py.
+    WORKER_HEARTBEAT_FILE: str | None = None
     # A dead worker's thread is taken over after its lease runs out and the
     # next recovery sweep (run by beat) sees it; see worker/threadqueue.py.
     THREAD_LEASE_SECONDS: int = Field(15, ge=3, le=300)

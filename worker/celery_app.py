@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from celery.signals import worker_init, worker_ready, worker_shutdown
+from celery.signals import heartbeat_sent, worker_init, worker_ready, worker_shutdown
 
 from shared.graphs import load_registry
 from shared.logging import configure_logging
 from shared.queue import make_celery
 from shared.settings import get_settings
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from worker.heartbeat import Heartbeat
 
 settings = get_settings()
 configure_logging(settings)
@@ -26,14 +33,43 @@ def _open_runtime(**_: Any) -> None:
     # loop thread would not survive prefork's fork.
     from worker.runtime import get_runtime
 
-    get_runtime()
+    runtime = get_runtime()
+    if settings.WORKER_HEARTBEAT_FILE:
+        from worker.heartbeat import Heartbeat
+
+        _heartbeat.append(Heartbeat(Path(settings.WORKER_HEARTBEAT_FILE), runtime.call_soon))
+    if settings.WORKER_METRICS_PORT is not None:
+        from worker import metrics_server
+
+        try:
+            _metrics.append(metrics_server.serve(settings.WORKER_METRICS_PORT))
+        except metrics_server.PortTaken as exc:
+            # Celery logs and swallows a receiver's Exception; a worker that
+            # Prometheus cannot see would be missed by the autoscaler.
+            print(exc, file=sys.stderr)
+            raise SystemExit(2) from None
+
+
+_heartbeat: list[Heartbeat] = []
+_metrics: list[WSGIServer] = []
+
+
+@heartbeat_sent.connect
+def _beat(**_: Any) -> None:
+    # Connected at import: Celery's Heart checks for receivers once, when it starts.
+    for heartbeat in _heartbeat:
+        heartbeat.beat()
 
 
 @worker_shutdown.connect
 def _close_runtime(**_: Any) -> None:
+    from worker import metrics_server
     from worker.runtime import close_runtime
 
     close_runtime()
+    for server in _metrics:
+        metrics_server.stop(server)
+    metrics_server.process_ended()
 
 
 _recovery: list[Any] = []

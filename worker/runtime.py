@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -92,6 +92,10 @@ class Runtime:
             # its `finally` blocks (lease release, stream close) still run.
             future.cancel()
             raise
+
+    def call_soon(self, callback: Callable[[], object]) -> None:
+        """Runs `callback` on the loop's thread soon, and returns at once."""
+        self._loop.call_soon_threadsafe(callback)
 
     def close(self) -> None:
         global _runtime

@@ -9,6 +9,7 @@ from celery import Task
 from redis.exceptions import RedisError
 
 from shared.ids import is_valid_id
+from shared.metrics import TURNS_RUNNING
 from shared.queue import CLEANUP_TASK, TURN_TASK
 from worker.celery_app import app, settings
 from worker.cleanup import PASS_TIME_LIMIT, cleanup_idle_threads
@@ -30,8 +31,9 @@ def run_turn_task(self: Task[Any, Any], job_id: str) -> None:
         return
     runtime = get_runtime()
     try:
-        step = runtime.run(drain_next(runtime.resources, job_id, self.request.id or ""),
-                           timeout=TASK_TIME_LIMIT)
+        with TURNS_RUNNING.track_inprogress():
+            step = runtime.run(drain_next(runtime.resources, job_id, self.request.id or ""),
+                               timeout=TASK_TIME_LIMIT)
     except RedisError:
         # Redis is down, so nothing could be recorded: run again later. If even
         # the retry can't be sent, the job still waits in its thread's inbox,
