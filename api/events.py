@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import cast
 
@@ -83,9 +84,12 @@ class Subscription:
 class EventHub:
     """Subscriptions to job event streams, served by one reader task."""
 
-    def __init__(self, redis: Redis, capacity: int) -> None:
+    def __init__(self, redis: Redis, capacity: int, per_client: int | None = None) -> None:
         self.redis = redis
         self.capacity = capacity
+        # One client's share: no key (or address) can hold every place.
+        self.per_client = per_client or capacity
+        self._by_client: Counter[str] = Counter()
         # By stream key: who waits on it, and where the next read starts (its
         # least advanced subscriber's position; the others skip what they have).
         self._subs: dict[str, set[Subscription]] = {}
@@ -100,10 +104,15 @@ class EventHub:
         self._task: asyncio.Task[None] | None = None
         self.healthy = True
 
-    def admit(self) -> None:
-        """Raises Unavailable (503) when the gateway holds as many clients as it may."""
+    def admit(self, client: str) -> None:
+        """Raises Unavailable (503) when the gateway holds as many waits and
+        streams as it may, or `client` as many as one client may."""
         if self._count >= self.capacity:
             raise Unavailable("too many clients waiting on this gateway; retry later",
+                              headers={"Retry-After": str(BUSY_RETRY_AFTER)})
+        if self._by_client[client] >= self.per_client:
+            raise Unavailable("you hold as many waits and streams as one client may on this "
+                              "gateway; close one, or retry later",
                               headers={"Retry-After": str(BUSY_RETRY_AFTER)})
 
     def start(self) -> None:
@@ -118,12 +127,15 @@ class EventHub:
             await self.redis.delete(self._wake_key)
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, job_id: str, after: str = "0-0") -> AsyncIterator[Subscription]:
+    async def subscribe(self, job_id: str, client: str,
+                        after: str = "0-0") -> AsyncIterator[Subscription]:
+        """The job's events, for a wait or a stream counted as `client`'s."""
         key = events_key(job_id)
         sub = Subscription(job_id, after)
         self._subs.setdefault(key, set()).add(sub)
         self._cursors[key] = _earlier(self._cursors.get(key, after), after)
         self._count += 1
+        self._by_client[client] += 1
         self._joined.set()
         if self._blocked and self._waking is None:
             self._waking = asyncio.create_task(self._wake())
@@ -131,6 +143,9 @@ class EventHub:
             yield sub
         finally:
             self._count -= 1
+            self._by_client[client] -= 1
+            if not self._by_client[client]:
+                del self._by_client[client]
             subs = self._subs[key]
             subs.discard(sub)
             if not subs:

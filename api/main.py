@@ -45,7 +45,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.CLIENT_RATE_LIMIT:
             client_limit = ClientRateLimit(redis, settings.CLIENT_RATE_LIMIT,
                                            settings.CLIENT_RATE_WINDOW_SECONDS)
-        hub = EventHub(redis, settings.GATEWAY_MAX_WAITERS)
+        hub = EventHub(redis, settings.GATEWAY_MAX_WAITERS,
+                       settings.GATEWAY_MAX_WAITERS_PER_CLIENT)
         hub.start()
         stack.push_async_callback(hub.aclose)
         app.state.services = Services(

@@ -82,7 +82,7 @@ async def job_event_log(hub: EventHub, jobs: JobStore, job: Job,
                         after: str) -> AsyncIterator[Event | None]:
     """The job's events after `after`, up to and including its terminal one;
     None after each idle wait, so a caller can keep its connection alive."""
-    async with hub.subscribe(job.job_id, after) as sub:
+    async with hub.subscribe(job.job_id, job.client, after) as sub:
         while True:
             event = await sub.next(MAX_BLOCK_MS / 1000)
             if event is None:

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     # reading a stream; past it new ones get 503 with Retry-After, before
     # anything is queued.
     GATEWAY_MAX_WAITERS: Positive = 5000
+    # Of those, what one client (API key, or address without auth) may hold,
+    # so no one key's streams turn every other key away.
+    GATEWAY_MAX_WAITERS_PER_CLIENT: Positive = 1000
     # Unfinished jobs one client (API key, or address without auth) may have,
     # and one thread's inbox may hold; past them: 429, nothing queued.
     MAX_QUEUED_PER_CLIENT: Positive = 200

@@ -75,7 +75,7 @@ class JoinStreamQuery(BaseModel):
 async def _start(services: Services, records: ThreadRecords, owner: str, client: str,
                  body: RunCreate, thread_id: str | None, waiting: bool) -> Job:
     if waiting:
-        services.hub.admit()  # refused before anything is queued
+        services.hub.admit(client)  # refused before anything is queued
     return await run_jobs.start(services, records, owner, client, body, thread_id)
 
 
@@ -174,7 +174,7 @@ async def cancel_run(thread_id: IdPath, run_id: IdPath, services: ServicesDep,
     """Cancel the run: a pending one never starts, a running one stops; nothing is stored."""
     job = await run_jobs.find(services, thread_id, run_id, owner)
     if query.wait:
-        services.hub.admit()
+        services.hub.admit(job.client)
     # The worker claims a job before it stores its turn: a cancel after that
     # is too late, and says so.
     if await services.jobs.ask_cancel(run_id) != "cancelling":
@@ -205,7 +205,7 @@ async def join_run(thread_id: IdPath, run_id: IdPath, services: ServicesDep,
                    owner: OwnerDep) -> Any:
     """Wait for the run to end and answer with the thread's state."""
     job = await run_jobs.find(services, thread_id, run_id, owner)
-    services.hub.admit()
+    services.hub.admit(job.client)
     return _waited(services, job)
 
 
@@ -217,6 +217,6 @@ async def join_run_stream(thread_id: IdPath, run_id: IdPath, services: ServicesD
     """Stream the run from its start, or from just after Last-Event-ID."""
     after = parse_last_event_id("" if last_event_id == FROM_THE_START else last_event_id)
     job = await run_jobs.find(services, thread_id, run_id, owner)
-    services.hub.admit()
+    services.hub.admit(job.client)
     modes: list[str] = [m for m in query.stream_mode if m] or run_jobs.spec_of(job).stream_mode
     return run_stream(services, job, modes, after)

@@ -94,7 +94,7 @@ async def post_chat(
     jobs = services.jobs
     if query.wait or query.stream:
         # Refused before anything is queued, so a retry cannot make a second turn.
-        services.hub.admit()
+        services.hub.admit(client)
     # Before the Idempotency-Key is claimed: a refused post must leave no trace.
     if body.thread_id is not None and owner and not await services.owners.claim(
             body.thread_id, owner):
@@ -142,17 +142,17 @@ async def _respond(services: ServicesDep, job: Job, query: ChatQuery) -> Any:
         return stream_response(services.hub, services.jobs, job)
     if query.wait:
         limit = services.settings.CHAT_WAIT_TIMEOUT if query.timeout is None else query.timeout
-        event = await _wait(services, job.job_id, limit)
+        event = await _wait(services, job, limit)
         if event is not None:
             return await finished(services, job, event)
         job = await services.jobs.get(job.job_id) or job
     return accepted(job)
 
 
-async def _wait(services: ServicesDep, job_id: str, seconds: float) -> Event | None:
+async def _wait(services: ServicesDep, job: Job, seconds: float) -> Event | None:
     """The job's terminal event, or None after `seconds` or while Redis is down."""
     deadline = time.monotonic() + seconds
-    async with services.hub.subscribe(job_id) as sub:
+    async with services.hub.subscribe(job.job_id, job.client) as sub:
         while (left := deadline - time.monotonic()) > 0:
             event = await sub.next(min(left, 1.0))
             if event is not None and event.terminal:

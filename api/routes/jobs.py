@@ -65,7 +65,7 @@ async def job_events(job_id: JobIdPath, services: ServicesDep, owner: OwnerDep,
     """Stream a job's events: tokens, resets, and its outcome."""
     after = parse_last_event_id(last_event_id)
     job = await _job(services, job_id, owner)
-    services.hub.admit()
+    services.hub.admit(job.client)
     return stream_response(services.hub, services.jobs, job, after)
 
 

@@ -89,12 +89,16 @@ def test_rejected_llm_call_fails_the_job_and_stores_nothing(stack: Stack) -> Non
 
     assert reply.status_code == 502, reply.text
     body = reply.json()
-    # A fixed text: the provider's own message ("... rejected by the fake ...") stays in the log.
+    # A fixed text. The provider's own message ("... rejected by the fake ...")
+    # can quote the prompt: it reaches no one, the log neither (unless
+    # LOG_MESSAGE_BODIES), which names the fixed text.
     assert body["detail"] == "the LLM provider refused the request"
     job = stack.client.get(f"/chat/jobs/{body['job_id']}").json()
     assert job["status"] == "failed"
     assert job["error"] == "the LLM provider refused the request"
-    assert any("rejected by the fake" in w.log() for w in stack.workers)
+    logs = "".join(w.log() for w in stack.workers)
+    assert "rejected by the fake" not in logs
+    assert "turn_rejected" in logs and "the LLM provider refused the request" in logs
     history = stack.client.get(f"/chat/history/{thread}").json()
     assert [m["content"] for m in history["messages"]] == ["kept", "echo: kept"]
     # The thread still works after a failed turn.

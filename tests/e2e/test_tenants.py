@@ -7,6 +7,7 @@ restores), with two API keys and a metrics token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -27,13 +28,14 @@ KEY_A, KEY_B = "tenant-key-a-0123456789", "tenant-key-b-0123456789"
 A = {"Authorization": f"Bearer {KEY_A}"}
 B = {"Authorization": f"Bearer {KEY_B}"}
 METRICS_TOKEN = "metrics-token-for-the-scraper"
+STREAMS_PER_KEY = 3
 
 
 @pytest.fixture(scope="module")
 def tenants(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with stack_of_its_own(s3_endpoint, tmp_path_factory.mktemp("tenants"), workers=1,
-                          LLM_PROVIDER="echo", API_KEYS=f"{KEY_A},{KEY_B}",
-                          METRICS_TOKEN=METRICS_TOKEN) as stack:
+                          API_KEYS=f"{KEY_A},{KEY_B}", METRICS_TOKEN=METRICS_TOKEN,
+                          GATEWAY_MAX_WAITERS_PER_CLIENT=str(STREAMS_PER_KEY)) as stack:
         yield stack
 
 
@@ -194,3 +196,35 @@ def test_a_delete_ends_a_job_whose_commit_failed_so_nothing_comes_back(
     assert "to be deleted" not in job.text
     for key in (job_key(answered["job_id"]), events_key(answered["job_id"]), job_key(job_id)):
         assert 0 < store.ttl(key) <= 60, key
+
+
+def test_one_key_s_streams_leave_room_for_another_key_s(tenants: Stack) -> None:
+    client = tenants.client
+    tenants.control(hold=True)  # the LLM answers nothing: the jobs stay unfinished
+    try:
+        theirs = client.post("/chat", params={"wait": "false"}, json={"message": "a"},
+                             headers=A).json()["job_id"]
+        mine = client.post("/chat", params={"wait": "false"}, json={"message": "b"},
+                           headers=B).json()["job_id"]
+        with contextlib.ExitStack() as held:
+            for _ in range(STREAMS_PER_KEY):
+                stream = held.enter_context(
+                    client.stream("GET", f"/chat/jobs/{theirs}/events", headers=A))
+                assert stream.status_code == 200
+            # Each stream counts once its reader has subscribed: wait for that.
+            deadline = time.monotonic() + 10
+            while True:
+                with client.stream("GET", f"/chat/jobs/{theirs}/events", headers=A) as refused:
+                    if refused.status_code == 503:
+                        refused.read()
+                        break
+                assert time.monotonic() < deadline, "a fourth stream of key A was let in"
+            assert "one client may" in refused.json()["detail"]
+            assert refused.headers["Retry-After"]
+            with client.stream("GET", f"/chat/jobs/{mine}/events", headers=B) as other:
+                assert other.status_code == 200
+            waited = client.post("/chat", params={"timeout": 0.1}, json={"message": "c"},
+                                 headers=B)
+            assert waited.status_code == 202, waited.text
+    finally:
+        tenants.control(hold=False)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from api.errors import Unavailable
 from api.events import EventHub
 from shared.keys import events_key
 
@@ -26,10 +27,10 @@ async def test_a_subscriber_joining_during_a_read_from_earlier_misses_nothing(
     await hub.redis.delete(key)
     ids = [await hub.redis.xadd(key, {"type": "token", "data": f'{{"n": {n}}}'})
            for n in range(3)]
-    async with hub.subscribe(job_id, after=ids[1]) as late:
+    async with hub.subscribe(job_id, "client", after=ids[1]) as late:
         read = asyncio.create_task(hub._read_once())
         await asyncio.sleep(0)  # the read is on its way, from ids[1]
-        async with hub.subscribe(job_id, after="0-0") as early:
+        async with hub.subscribe(job_id, "client", after="0-0") as early:
             await read
             await hub._read_once()
 
@@ -39,3 +40,19 @@ async def test_a_subscriber_joining_during_a_read_from_earlier_misses_nothing(
             assert last is not None and last.id == ids[2]
             assert await late.next(0.05) is None  # nothing twice
     await hub.redis.delete(key)
+
+
+async def test_one_client_holds_its_share_of_the_places_and_no_more(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    hub = EventHub(redis, capacity=3, per_client=2)
+    try:
+        async with hub.subscribe("j1", "a"), hub.subscribe("j2", "a"):
+            with pytest.raises(Unavailable, match="one client may"):
+                hub.admit("a")
+            hub.admit("b")
+            async with hub.subscribe("j3", "b"):
+                with pytest.raises(Unavailable, match="too many clients"):
+                    hub.admit("c")
+        hub.admit("a")  # its places are free again
+    finally:
+        await redis.aclose()
