@@ -1,15 +1,16 @@
 """agent-chat-ui (langchain-ai/agent-chat-ui), installed, built and served for
 tests/e2e/test_agent_chat_ui.py.
 
-Its source comes from the local git mirror of the repository at the pinned
-commit (or a checkout named by `AGENT_CHAT_UI_SOURCE`); nothing of it is
-copied into ours. It is installed with the pnpm its package.json pins,
-against its own lockfile, and built with `next build` once, into a cache
-outside the checkout (`~/.cache/s3-chat-backend/agent-chat-ui-<commit>`), so
-later runs reuse both. npm's `create-agent-chat-app` 0.1.6 is no stand-in:
-its `templates/nextjs` is an early-2025 snapshot (langgraph-sdk 0.0.x, no
-`/api` proxy route, no lockfile), so a pass against it would say nothing
-about this commit.
+Its source at the pinned commit comes from a checkout named by
+`AGENT_CHAT_UI_SOURCE`, or the local git mirror of the repository, or else
+GitHub's tarball of that commit; nothing of it is copied into ours. It is
+installed with the pnpm its package.json pins, against its own lockfile,
+and built with `next build` once, into a cache outside the checkout
+(`~/.cache/s3-chat-backend/agent-chat-ui-<commit>`), so later runs reuse
+both. npm's `create-agent-chat-app` 0.1.6 is no stand-in: its
+`templates/nextjs` is an early-2025 snapshot (langgraph-sdk 0.0.x, no `/api`
+proxy route, no lockfile), so a pass against it would say nothing about
+this commit.
 
 The build is made for no API address: the tests give it in the page's
 `apiUrl` query parameter, which the UI reads before its `NEXT_PUBLIC_API_URL`
@@ -31,10 +32,13 @@ from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
 
+import httpx
+
 from tests import servers
 
 COMMIT = "fdc87e65307581b02898d33c62b3f285e56bd85b"
 MIRROR = Path("/work/.mirror/langchain-ai+agent-chat-ui/repo")
+TARBALL = f"https://codeload.github.com/langchain-ai/agent-chat-ui/tar.gz/{COMMIT}"
 PNPM = "pnpm@10.5.1"  # the packageManager its package.json names
 ASSISTANT_ID = "chat"
 # Inlined into the client bundle by `next build`: a change means a new build.
@@ -103,18 +107,30 @@ def _extract_source(folder: Path) -> None:
         shutil.copytree(given, folder, ignore=shutil.ignore_patterns(".git", "node_modules",
                                                                      ".next"))
         return
-    if not MIRROR.is_dir():
-        raise Unavailable(f"agent-chat-ui's source is not here: no git mirror at {MIRROR} "
-                          "and AGENT_CHAT_UI_SOURCE unset (a checkout of "
-                          f"langchain-ai/agent-chat-ui at {COMMIT[:7]})")
-    archive = subprocess.run(["git", f"--git-dir={MIRROR}", "archive", COMMIT],
-                             capture_output=True, timeout=120)
-    if archive.returncode != 0:
-        raise Unavailable(f"the mirror at {MIRROR} has no commit {COMMIT[:7]}: "
-                          f"{archive.stderr.decode()[-300:]}")
+    if MIRROR.is_dir():
+        archive = subprocess.run(["git", f"--git-dir={MIRROR}", "archive", COMMIT],
+                                 capture_output=True, timeout=120)
+        if archive.returncode != 0:
+            raise RuntimeError(f"the mirror at {MIRROR} has no commit {COMMIT[:7]}: "
+                               f"{archive.stderr.decode()[-300:]}")
+        folder.mkdir(parents=True)
+        with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
+            tar.extractall(folder, filter="data")
+        return
+    try:
+        reply = httpx.get(TARBALL, follow_redirects=True, timeout=60)
+        reply.raise_for_status()
+    except httpx.HTTPError as error:
+        raise Unavailable(f"agent-chat-ui's source is not here: no git mirror at {MIRROR}, "
+                          f"AGENT_CHAT_UI_SOURCE unset, and {TARBALL} out of reach "
+                          f"({error})") from error
     folder.mkdir(parents=True)
-    with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
-        tar.extractall(folder, filter="data")
+    with tarfile.open(fileobj=BytesIO(reply.content), mode="r:gz") as tar:
+        # GitHub puts everything under one top folder, named after the commit.
+        for member in tar.getmembers():
+            member.name = member.name.partition("/")[2]
+        tar.extractall(folder, members=[m for m in tar.getmembers() if m.name],
+                       filter="data")
 
 
 def _install(folder: Path) -> None:

@@ -114,14 +114,29 @@ def clean_run(ui: Ui) -> Iterator[None]:
     assert failed == []
 
 
+# The UI tells of a failed run or an unreachable server in a toast (sonner),
+# without a console error; each toast is reported as it appears, whatever
+# page the tab is on by then.
+REPORT_TOASTS = """
+new MutationObserver(() => {
+  for (const toast of document.querySelectorAll("[data-sonner-toast]:not([data-seen])")) {
+    toast.dataset.seen = "1";
+    window.reportToast(toast.innerText);
+  }
+}).observe(document, {childList: true, subtree: true});
+"""
+
+
 @pytest.fixture
 def page(browser: Browser, ui: Ui) -> Iterator[Page]:
     """A new tab (wide enough for the history sidebar), failing the test on any
-    console error or uncaught exception in it."""
+    console error, uncaught exception or toast in it."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     context.set_default_timeout(TIMEOUT_MS)
-    tab = context.new_page()
     errors: list[str] = []
+    context.expose_function("reportToast", lambda text: errors.append(f"toast: {text}"))
+    context.add_init_script(REPORT_TOASTS)
+    tab = context.new_page()
     tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     tab.on("pageerror", lambda e: errors.append(str(e)))
     with clean_run(ui):
@@ -160,15 +175,15 @@ def words(count: int) -> str:
 def test_a_conversation_its_history_an_edit_and_a_regenerate(page: Page, ui: Ui) -> None:
     # Both set-ups list the threads of one stack: each names its own.
     first, edited = f"hello from {ui.name}", f"edited from {ui.name}"
-    ui.stack.control(reply_tokens=30, token_delay=0.05)
+    ui.stack.control(reply_tokens=60, token_delay=0.05)
     page.goto(ui.page_url())
 
     send(page, first)
 
     # Tokens are on screen while the rest is still coming.
     expect(replies(page).last).to_contain_text("w2")
-    assert "w29" not in replies(page).last.inner_text()
-    expect(replies(page).last).to_contain_text(words(30))
+    assert "w59" not in replies(page).last.inner_text()
+    expect(replies(page).last).to_contain_text(words(60))
     idle(page)
 
     ui.stack.control(reply_tokens=None, token_delay=0)
