@@ -102,7 +102,6 @@ def clean_run(ui: Ui) -> Iterator[None]:
     """Fails the test if the gateway answered any request made meanwhile with a
     4xx or 5xx."""
     start = len(ui.stack.gateway.log())
-    ui.stack.groq_client.post("/_control/reset").raise_for_status()
     yield
     failed = []
     for line in ui.stack.gateway.log()[start:].splitlines():
@@ -130,7 +129,9 @@ new MutationObserver(() => {
 @pytest.fixture
 def page(browser: Browser, ui: Ui) -> Iterator[Page]:
     """A new tab (wide enough for the history sidebar), failing the test on any
-    console error, uncaught exception or toast in it."""
+    console error, uncaught exception or toast in it. The Groq-like server
+    starts each test with its defaults (echo, no delay)."""
+    ui.stack.groq_client.post("/_control/reset").raise_for_status()
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     context.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
