@@ -14,7 +14,6 @@ its CORS setting and so that every request in its gateway's log is the UI's.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlparse
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from tests import servers
 from tests.e2e import agent_chat_ui
@@ -31,7 +30,6 @@ from tests.stack import Stack, launch
 # A cold cache installs and builds the UI inside the first test's set-up.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TIMEOUT_MS = 30_000
 expect.set_options(timeout=TIMEOUT_MS)
 
@@ -85,16 +83,6 @@ def ui(request: pytest.FixtureRequest, ui_stack: Stack, ui_ports: dict[str, int]
         yield Ui(request.param, url, api_url, ui_stack)
     finally:
         server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("chromium is not installed (scripts/test.sh installs it)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield browser
-        browser.close()
 
 
 @contextmanager
@@ -194,6 +182,10 @@ def test_a_conversation_its_history_an_edit_and_a_regenerate(page: Page, ui: Ui)
     idle(page)
     made = thread_id(page)
 
+    # A reload shows the thread in the page's address, from the server.
+    page.reload()
+    expect(human(page)).to_have_text([first, "and again"])
+    expect(replies(page).last).to_contain_text("echo: and again")
     # A new page, without the thread in its address: the sidebar lists it.
     page.goto(ui.page_url(chatHistoryOpen="true"))
     page.get_by_role("button", name=first, exact=True).click()
