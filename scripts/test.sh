@@ -18,10 +18,12 @@ if ! command -v chromium >/dev/null 2>&1; then
     || echo "chromium not installable; the browser tests will skip"
 fi
 if ! command -v npm >/dev/null 2>&1; then
-  # The LangGraph JS SDK's test (tests/e2e/test_js_sdk.py) runs under Node.
+  # The LangGraph JS SDK's test (tests/e2e/test_js_sdk.py) runs under Node, and
+  # agent-chat-ui's (tests/e2e/test_agent_chat_ui.py) is installed with the pnpm
+  # its package.json pins, through npx, and served by `next start`.
   echo "installing nodejs and npm (Debian packages)..."
   { $sudo_cmd apt-get update -qq \
     && DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq nodejs npm; } >/dev/null 2>&1 \
-    || echo "nodejs/npm not installable; the JS SDK test will skip"
+    || echo "nodejs/npm not installable; the JS SDK and agent-chat-ui tests will skip"
 fi
 exec .venv/bin/python -m pytest "$@"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from tests import servers
 from tests.helpers import API_KEYS
@@ -54,3 +56,19 @@ def keyed_llm(keyed: Stack) -> Iterator[None]:
     """The keyed stack's Groq-like server with its faults and records cleared."""
     keyed.groq_client.post("/_control/reset").raise_for_status()
     yield
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's headless chromium, driven by Playwright (its own browser
+    download is not used); one per module, so none outlives the tests that
+    use it."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium is not installed (scripts/test.sh installs it)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield browser
+        browser.close()

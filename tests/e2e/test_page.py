@@ -7,15 +7,13 @@ sessionStorage (the key, the running job) starts empty.
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, Route, expect
 
 from tests.helpers import API_KEYS, bearer
 from tests.servers import ROOT
@@ -24,21 +22,10 @@ from tests.stack import Stack
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("keyed_llm")]
 
 KEY = bearer("page")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOT = ROOT / "docs" / "chat-page.png"
 # How long any wait on the page may take: room for a machine busy with other work.
 TIMEOUT_MS = 20_000
 expect.set_options(timeout=TIMEOUT_MS)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("chromium is not installed (scripts/test.sh installs it)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield browser
-        browser.close()
 
 
 @contextmanager
