@@ -7,16 +7,17 @@ id); a graph id is taken wherever an assistant id is.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Path, Query
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter, create_model
 
 from api.agent.schemas import Assistant, AssistantSearch, GraphSchema
 from api.deps import OwnerDep, ServicesDep, limit_client
-from api.errors import NotFound
+from api.errors import Invalid, NotFound
 from api.openapi_responses import errors
 from shared.graphs import Graph, GraphEntry, GraphRegistry
 
@@ -32,10 +33,17 @@ AssistantIdPath = Annotated[str, Path(max_length=128,
 def find_graph(registry: GraphRegistry, assistant_id: str) -> GraphEntry:
     """The graph of `assistant_id` (an assistant's id or a graph id); 404 otherwise."""
     entry = registry.find(assistant_id)
-    if entry is None:
-        known = ", ".join(sorted(registry.entries))
-        raise NotFound(f"no such assistant or graph: {assistant_id!r} (graphs: {known})")
-    return entry
+    if entry is not None:
+        return entry
+    known = ", ".join(sorted(registry.entries))
+    # As the LangGraph Server tells them apart: an id that cannot be an
+    # assistant's (not a UUID) is a bad request, a well-formed one not found.
+    try:
+        uuid.UUID(assistant_id)
+    except ValueError:
+        raise Invalid(f"assistant_id {assistant_id!r}: neither an assistant's id (a UUID) "
+                      f"nor a graph id (graphs: {known})") from None
+    raise NotFound(f"no such assistant: {assistant_id!r} (graphs: {known})")
 
 
 def assistant_of(entry: GraphEntry) -> Assistant:
@@ -51,12 +59,19 @@ def _drawn(entry: GraphEntry) -> Graph:
 
 
 def _state_schema(graph: Any) -> dict[str, Any]:
-    builder = getattr(graph, "builder", None)
-    state_type = getattr(builder, "state_schema", None)
-    if state_type is not None:
-        schema: dict[str, Any] = TypeAdapter(state_type).json_schema()
-        return schema
-    return cast(dict[str, Any], graph.get_output_jsonschema())
+    # As the LangGraph Server describes a state: one field per channel a
+    # client sees (its update type, or any when pydantic cannot describe it),
+    # in a model named after the graph.
+    fields: dict[str, Any] = {}
+    for name in graph.stream_channels_list:
+        update_type = graph.channels[name].UpdateType
+        try:
+            TypeAdapter(update_type).json_schema()
+            fields[name] = (update_type, None)
+        except Exception:
+            fields[name] = (Any, None)
+    model = cast(type[BaseModel], create_model(graph.get_name("State"), **fields))
+    return model.model_json_schema()
 
 
 def _schema(make: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -327,7 +328,11 @@ async def test_the_chat_assistant(client: LangGraphClient) -> None:
     assert "messages" in schemas["input_schema"]["properties"]
     assert "language" in schemas["context_schema"]["properties"]
     assert await client.assistants.search(graph_id="other") == []
+    # As langgraph dev tells them apart: no such assistant (a UUID) 404, an id
+    # that is neither an assistant's nor a graph's 422.
     with pytest.raises(NotFoundError):
+        await client.assistants.get(str(uuid.uuid4()))
+    with pytest.raises(UnprocessableEntityError):
         await client.assistants.get("other")
 
 
@@ -339,8 +344,10 @@ async def test_what_is_not_supported_is_refused_by_name(client: LangGraphClient)
             await client.runs.create(thread_id, GRAPH, input=said("hi"),
                                      **unsupported)  # type: ignore[arg-type]
         assert next(iter(unsupported)) in refused.value.response.text
-    with pytest.raises(NotFoundError):
+    with pytest.raises(UnprocessableEntityError):
         await client.runs.create(thread_id, "another-graph", input=said("hi"))
+    with pytest.raises(NotFoundError):
+        await client.runs.create(thread_id, str(uuid.uuid4()), input=said("hi"))
     with pytest.raises(NotFoundError):
         await client.runs.create("no-such-thread", GRAPH, input=said("hi"))
     made = await client.runs.wait("made-on-demand-" + thread_id, GRAPH, input=said("hi"),

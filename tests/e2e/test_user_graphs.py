@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -236,9 +237,15 @@ async def test_bad_runs_are_refused_naming_what_is_wrong(client: LangGraphClient
         await client.runs.wait(thread_id, "counter", input={"count": "many"})
     assert refused.value.response.status_code == 422
     assert refused.value.response.json()["detail"].startswith("input.count:")
+    # As langgraph dev answers: not an assistant id nor a graph id 422, an
+    # assistant id (a UUID) of no assistant 404.
     with pytest.raises(httpx.HTTPStatusError) as refused:
         await client.runs.create(thread_id, "nope", input={})
-    assert refused.value.response.status_code == 404 and "nope" in refused.value.response.text
+    assert refused.value.response.status_code == 422 and "nope" in refused.value.response.text
+    unknown = str(uuid.uuid4())
+    with pytest.raises(httpx.HTTPStatusError) as refused:
+        await client.runs.create(thread_id, unknown, input={})
+    assert refused.value.response.status_code == 404 and unknown in refused.value.response.text
     other = await new_thread(client)
     await client.runs.wait(other, "counter", input={})
     foreign = (await client.threads.get_state(other))["checkpoint"]["checkpoint_id"]
