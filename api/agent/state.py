@@ -85,11 +85,10 @@ def _shown_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (metadata or {}).items() if k != OWNER_FIELD}
 
 
-def empty_state(thread_id: str) -> ThreadState:
-    return ThreadState(values={}, next=[], tasks=[], metadata={}, created_at=None,
-                       checkpoint=CheckpointRef(thread_id=thread_id, checkpoint_ns="",
-                                                checkpoint_id=None),
-                       parent_checkpoint=None, interrupts=[])
+def empty_state() -> ThreadState:
+    """The state of a thread no run has touched: no checkpoint, no metadata."""
+    return ThreadState(values={}, next=[], tasks=[], metadata=None, created_at=None,
+                       checkpoint=None, parent_checkpoint=None, interrupts=[])
 
 
 def _interrupts(found: Any) -> list[dict[str, Any]]:
@@ -116,7 +115,7 @@ def from_snapshot(shot: StateSnapshot) -> ThreadState:
 def from_saved(thread_id: str, saved: CheckpointTuple | None) -> ThreadState:
     """The stored values only, for a thread whose graph is not declared."""
     if saved is None:
-        return empty_state(thread_id)
+        return empty_state()
     checkpoint = ref_of(saved.config)
     assert checkpoint is not None
     return ThreadState(
