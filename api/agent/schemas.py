@@ -196,6 +196,8 @@ class RunCreate(Strict):
 
 
 class Run(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
     run_id: str
     thread_id: str
     assistant_id: str
@@ -203,6 +205,9 @@ class Run(BaseModel):
     updated_at: datetime
     status: RunStatus
     metadata: Metadata
+    # "kwargs" in JSON: a field of that name would shadow the model's own
+    # __init__(**kwargs) for type checkers.
+    arguments: dict[str, Any] = Field(alias="kwargs")
     multitask_strategy: MultitaskStrategy
 
 

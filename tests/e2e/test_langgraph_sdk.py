@@ -154,7 +154,9 @@ async def test_a_background_run_is_joined(client: LangGraphClient) -> None:
     assert run["status"] in ("pending", "running")
     assert contents(values) == ["later", "echo: later"]
     done = await client.runs.get(thread["thread_id"], run["run_id"])
-    assert (done["status"], done["metadata"]) == ("success", {"from": "test"})
+    assert done["status"] == "success"
+    assert done["metadata"] == {"from": "test", "graph_id": GRAPH,
+                                "assistant_id": assistant_id_of(GRAPH)}
     listed = await client.runs.list(thread["thread_id"])
     assert [r["run_id"] for r in listed] == [run["run_id"]]
 
