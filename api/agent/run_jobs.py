@@ -159,11 +159,7 @@ async def outcome(services: Services, job: Job) -> dict[str, Any]:
     state values, or the run's error."""
     if job.status == JobStatus.FAILED:
         return {"__error__": {"error": "RunError", "message": job.error or "failed"}}
-    shot = await state.thread_state(
-        services, job.thread_id, await state.latest(services.saver, job.thread_id))
-    if shot.interrupts:
-        return {**shot.values, "__interrupt__": shot.interrupts}
-    return shot.values
+    return await state.final_values(services, job.thread_id)
 
 
 async def forget_thread(services: Services, records: ThreadRecords, thread_id: str,

@@ -92,8 +92,11 @@ def empty_state() -> ThreadState:
 
 
 def _interrupts(found: Any) -> list[dict[str, Any]]:
-    """Interrupts as a thread's state shows them: their id and value."""
-    return [{"id": i.id, "value": wire.jsonable(i.value)} for i in found]
+    """Interrupts as a thread's state shows them: their id and value, and the
+    schema of the answer when the graph gave one."""
+    return [{"id": i.id, "value": wire.jsonable(i.value),
+             **({"response_schema": i.response_schema} if i.response_schema is not None
+                else {})} for i in found]
 
 
 def from_snapshot(shot: StateSnapshot) -> ThreadState:
@@ -132,6 +135,21 @@ async def thread_state(services: Services, thread_id: str,
         return from_saved(thread_id, saved)
     shot = await graph.aget_state(saved.config)
     return from_snapshot(shot)
+
+
+async def final_values(services: Services, thread_id: str) -> dict[str, Any]:
+    """The thread's state values once a run has ended, as a waited run shows
+    them: with the interrupts it stopped at under `__interrupt__`, as the
+    `values` stream shows them."""
+    saved = await latest(services.saver, thread_id)
+    graph = graph_of(services, saved)
+    if graph is None or saved is None:
+        return from_saved(thread_id, saved).values
+    shot = await graph.aget_state(saved.config)
+    values = from_snapshot(shot).values
+    if shot.interrupts:
+        return {**values, "__interrupt__": wire.jsonable(list(shot.interrupts))}
+    return values
 
 
 async def history(services: Services, thread_id: str, saved: CheckpointTuple | None,
