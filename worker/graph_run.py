@@ -75,12 +75,26 @@ async def stored_already(res: Resources, job: Job) -> RunOutcome | None:
 
 
 def _ref(config: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not config:
+    """A checkpoint as a `debug` event names it (None if the config names none)."""
+    configurable = (config or {}).get("configurable") or {}
+    if not configurable.get("thread_id") or not configurable.get("checkpoint_id"):
         return None
-    configurable = config.get("configurable", {})
-    return {"checkpoint_id": configurable.get("checkpoint_id"),
-            "thread_id": configurable.get("thread_id"),
-            "checkpoint_ns": configurable.get("checkpoint_ns", "")}
+    ref = {"checkpoint_id": configurable["checkpoint_id"],
+           "thread_id": configurable["thread_id"]}
+    if "checkpoint_ns" in configurable:
+        ref["checkpoint_ns"] = configurable["checkpoint_ns"] or ""
+    if "checkpoint_map" in configurable:
+        ref["checkpoint_map"] = configurable["checkpoint_map"]
+    return ref
+
+
+def _task(task: Any) -> Any:
+    # A subgraph's task names its checkpoint; its config says no more than that.
+    configurable = ((task.get("state") or {}).get("configurable")
+                    if isinstance(task, dict) and isinstance(task.get("state"), dict) else None)
+    if not configurable:
+        return task
+    return {**{k: v for k, v in task.items() if k != "state"}, "checkpoint": configurable}
 
 
 def _without_owner(checkpoint: dict[str, Any]) -> dict[str, Any]:
@@ -92,15 +106,16 @@ def _without_owner(checkpoint: dict[str, Any]) -> dict[str, Any]:
 
 def for_client(mode: str, data: Any) -> Any:
     """A stream part as the client sees it: a checkpoint without the owner
-    stored with it, and a `debug` checkpoint with the checkpoint and its
-    parent named, as the LangGraph Server names them."""
+    stored with it, and a `debug` checkpoint with the checkpoint, its parent
+    and its subgraph tasks' checkpoints named, as the LangGraph Server names them."""
     if mode == "checkpoints" and isinstance(data, dict):
         return _without_owner(data)
     if mode != "debug" or not isinstance(data, dict) or data.get("type") != "checkpoint":
         return data
     payload = _without_owner(data.get("payload") or {})
     return {**data, "payload": {**payload, "checkpoint": _ref(payload.get("config")),
-                                "parent_checkpoint": _ref(payload.get("parent_config"))}}
+                                "parent_checkpoint": _ref(payload.get("parent_config")),
+                                "tasks": [_task(t) for t in payload.get("tasks", [])]}}
 
 
 def stamped(graph_input: Any, accepted_at: float) -> Any:
