@@ -181,7 +181,7 @@ async def test_cancel_a_running_run_closes_the_llm_call(client: LangGraphClient,
     assert call["disconnected_at"] - cancelled_at < 1.0
     state = await client.threads.get_state(thread["thread_id"])
     assert contents(state["values"]) == ["keep", "echo: keep"]
-    with pytest.raises(ConflictError):
+    with pytest.raises(NotFoundError):  # nothing left to cancel, as langgraph dev says
         await client.runs.cancel(thread["thread_id"], run["run_id"])
 
 
