@@ -38,11 +38,13 @@ from tests.sse import parse_lines
 API_VERSION = "0.16.7"
 PINS = ["langgraph-cli[inmem]==0.4.40", f"langgraph-api=={API_VERSION}", "langgraph==1.2.24",
         "langgraph-checkpoint==4.3.2", "langchain-core==1.8.3"]
-# Keeps `langgraph dev` from calling home: no LangSmith tracing, no analytics,
-# no Studio browser tab.
+# Keeps `langgraph dev` from calling out: no LangSmith tracing (nor a key to
+# trace with), no CLI analytics, no PyPI version check at start, no
+# OpenTelemetry export (it turns that on when an OTLP endpoint is set).
 OFFLINE_ENV = {"LANGSMITH_TRACING": "false", "LANGCHAIN_TRACING_V2": "false",
-               "LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGSMITH_API_KEY": "",
-               "LANGCHAIN_API_KEY": "", "LANGGRAPH_NO_VERSION_CHECK": "1"}
+               "LANGSMITH_API_KEY": "", "LANGCHAIN_API_KEY": "",
+               "LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGGRAPH_NO_VERSION_CHECK": "1",
+               "OTEL_ENABLED": "false"}
 
 
 class Unavailable(Exception):
