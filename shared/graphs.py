@@ -40,6 +40,8 @@ from langgraph.pregel import Pregel
 BUILTIN_GRAPHS = {"chat": "graphs.chat:graph"}
 # What a graph's module may define to say which content blocks its model takes.
 CONTENT_BLOCK_TYPES = "content_block_types"
+# The name LangGraph gives a compiled graph that was not named.
+_DEFAULT_NAME = "LangGraph"
 # The namespace the LangGraph Server derives default assistants' ids in, so a
 # client that kept an assistant id from `langgraph dev` finds the same one here.
 _ASSISTANT_NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
@@ -108,10 +110,16 @@ class GraphEntry:
 
 def _with_saver(target: Any, checkpointer: BaseCheckpointSaver[Any] | None,
                 entry: GraphEntry) -> Graph:
+    # A graph left with LangGraph's default name takes its graph id, as the
+    # LangGraph Server names it: the root run, its events and its schemas'
+    # titles ("counter_state") say which graph they are.
     if isinstance(target, StateGraph):
-        return target.compile(checkpointer=checkpointer)
+        return target.compile(checkpointer=checkpointer, name=entry.graph_id)
     if isinstance(target, Pregel):
-        return target.copy({"checkpointer": checkpointer})
+        update: dict[str, Any] = {"checkpointer": checkpointer}
+        if target.name == _DEFAULT_NAME:
+            update["name"] = entry.graph_id
+        return target.copy(update)
     raise GraphLoadError(f"graph {entry.graph_id!r} ({entry.spec}): is a "
                          f"{type(target).__name__}, not a StateGraph, a compiled graph, "
                          "or a function of a RunnableConfig returning one")

@@ -19,6 +19,9 @@ from shared.graphs import assistant_id_of
 # The stream modes a run may ask for, as the LangGraph Server names them.
 STREAM_MODES = ("values", "updates", "messages", "messages-tuple", "custom", "events",
                 "debug", "tasks", "checkpoints")
+# The checkpoint metadata key naming the run that stored it: a run that finds
+# its own id there after a crash was stored already.
+RUN_ID_FIELD = "run_id"
 # The event a worker writes for a message chunk, whichever of the two message
 # modes asked for it (the gateway shapes "messages" from it).
 MESSAGE_EVENT = "messages"
@@ -50,6 +53,8 @@ class RunSpec:
     # Consecutive chunks of a message may go out as one (a /chat stream joins
     # them anyway); the LangGraph Server API shows each chunk as it came.
     join_chunks: bool = False
+    # A stateless run whose thread goes once its outcome has been shown.
+    temporary: bool = False
 
     def to_json(self) -> str:
         """The run as JSON, without the fields left at their defaults (it is
@@ -62,6 +67,34 @@ class RunSpec:
     @classmethod
     def from_json(cls, raw: str) -> RunSpec:
         return cls(**json.loads(raw))
+
+    def langgraph_config(self, run_id: str, thread_id: str) -> dict[str, Any]:
+        """The LangGraph config the run's graph gets: the thread (and
+        checkpoint), the run's own configurable, and the metadata every
+        checkpoint it stores records."""
+        # The ids the LangGraph Server gives a run's graph in its configurable
+        # (graphs written for it read them there).
+        configurable = {**self.config.get("configurable", {}), "thread_id": thread_id,
+                        "run_id": run_id, "graph_id": self.graph_id,
+                        "assistant_id": self.assistant_id}
+        if self.checkpoint_id:
+            configurable["checkpoint_id"] = self.checkpoint_id
+        # LangGraph copies config["metadata"] into every checkpoint it saves
+        # (and into what it streams: the owner is added by the checkpointer
+        # instead). Kept short: every retained checkpoint of the thread stores
+        # it, and the head holding them is read and written whole by every run.
+        config: dict[str, Any] = {"configurable": configurable,
+                                  "metadata": self.run_metadata(run_id)}
+        for name in ("tags", "recursion_limit"):
+            if self.config.get(name) is not None:
+                config[name] = self.config[name]
+        return config
+
+    def run_metadata(self, run_id: str) -> dict[str, Any]:
+        """The run's metadata as its checkpoints record it: the caller's, and
+        the ids the LangGraph Server adds."""
+        return {**self.metadata, "graph_id": self.graph_id, "assistant_id": self.assistant_id,
+                RUN_ID_FIELD: run_id}
 
     def worker_modes(self) -> list[str]:
         """The modes the worker streams the graph in: the run's own (both

@@ -56,13 +56,14 @@ class Server:
     log_path: Path
     env: Mapping[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    cwd: Path = ROOT
 
     def start(self, timeout: float = 30.0) -> Server:
         # The child keeps its own copy of the descriptor; ours can close at once.
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 list(self.argv),
-                cwd=ROOT,
+                cwd=self.cwd,
                 env={**os.environ, **self.env},
                 stdout=log,
                 stderr=subprocess.STDOUT,

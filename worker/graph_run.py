@@ -28,16 +28,13 @@ from shared import metrics
 from shared.conversation import CREATED_AT
 from shared.graphs import Graph
 from shared.jobs import Job
-from shared.runs import MESSAGE_EVENT, RunSpec
+from shared.runs import MESSAGE_EVENT, RUN_ID_FIELD, RunSpec
 from shared.threads import OWNER_FIELD
 from worker.errors import RejectedError
 from worker.ratelimit import LlmGate
 from worker.runtime import Resources
 from worker.streaming import EventBatcher, event_type
 
-# The checkpoint metadata key naming the run that stored it: a run that finds
-# its own id there after a crash was stored already.
-RUN_ID_FIELD = "run_id"
 INTERRUPT = "__interrupt__"
 
 
@@ -59,24 +56,10 @@ class UnknownGraph(RejectedError):
 
 
 def run_config(job: Job, spec: RunSpec) -> dict[str, Any]:
-    """The LangGraph config of the run: the thread (and checkpoint), the run's
-    own configurable, and the metadata every checkpoint it stores records."""
-    configurable = {**spec.config.get("configurable", {}), "thread_id": job.thread_id}
-    if spec.checkpoint_id:
-        configurable["checkpoint_id"] = spec.checkpoint_id
-    # LangGraph copies config["metadata"] into every checkpoint it saves (and
-    # into what it streams: the owner is added by the checkpointer instead).
-    # Kept short: every retained checkpoint of the thread stores it, and the
-    # head holding them is read and written whole by every run.
-    metadata = {**spec.metadata, "graph_id": spec.graph_id,
-                "assistant_id": spec.assistant_id, RUN_ID_FIELD: job.job_id}
-    # The root run is named after the graph, as the LangGraph Server names it.
-    config: dict[str, Any] = {"configurable": configurable, "metadata": metadata,
-                              "run_id": uuid.UUID(hex=job.job_id), "run_name": spec.graph_id}
-    for name in ("tags", "recursion_limit"):
-        if spec.config.get(name) is not None:
-            config[name] = spec.config[name]
-    return config
+    """The LangGraph config of the run (`RunSpec.langgraph_config`), with the
+    run id LangChain's callbacks and events name the root run by."""
+    return {**spec.langgraph_config(job.job_id, job.thread_id),
+            "run_id": uuid.UUID(hex=job.job_id)}
 
 
 async def stored_already(res: Resources, job: Job) -> RunOutcome | None:
@@ -92,12 +75,26 @@ async def stored_already(res: Resources, job: Job) -> RunOutcome | None:
 
 
 def _ref(config: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not config:
+    """A checkpoint as a `debug` event names it (None if the config names none)."""
+    configurable = (config or {}).get("configurable") or {}
+    if not configurable.get("thread_id") or not configurable.get("checkpoint_id"):
         return None
-    configurable = config.get("configurable", {})
-    return {"checkpoint_id": configurable.get("checkpoint_id"),
-            "thread_id": configurable.get("thread_id"),
-            "checkpoint_ns": configurable.get("checkpoint_ns", "")}
+    ref = {"checkpoint_id": configurable["checkpoint_id"],
+           "thread_id": configurable["thread_id"]}
+    if "checkpoint_ns" in configurable:
+        ref["checkpoint_ns"] = configurable["checkpoint_ns"] or ""
+    if "checkpoint_map" in configurable:
+        ref["checkpoint_map"] = configurable["checkpoint_map"]
+    return ref
+
+
+def _task(task: Any) -> Any:
+    # A subgraph's task names its checkpoint; its config says no more than that.
+    configurable = ((task.get("state") or {}).get("configurable")
+                    if isinstance(task, dict) and isinstance(task.get("state"), dict) else None)
+    if not configurable:
+        return task
+    return {**{k: v for k, v in task.items() if k != "state"}, "checkpoint": configurable}
 
 
 def _without_owner(checkpoint: dict[str, Any]) -> dict[str, Any]:
@@ -109,15 +106,16 @@ def _without_owner(checkpoint: dict[str, Any]) -> dict[str, Any]:
 
 def for_client(mode: str, data: Any) -> Any:
     """A stream part as the client sees it: a checkpoint without the owner
-    stored with it, and a `debug` checkpoint with the checkpoint and its
-    parent named, as the LangGraph Server names them."""
+    stored with it, and a `debug` checkpoint with the checkpoint, its parent
+    and its subgraph tasks' checkpoints named, as the LangGraph Server names them."""
     if mode == "checkpoints" and isinstance(data, dict):
         return _without_owner(data)
     if mode != "debug" or not isinstance(data, dict) or data.get("type") != "checkpoint":
         return data
     payload = _without_owner(data.get("payload") or {})
     return {**data, "payload": {**payload, "checkpoint": _ref(payload.get("config")),
-                                "parent_checkpoint": _ref(payload.get("parent_config"))}}
+                                "parent_checkpoint": _ref(payload.get("parent_config")),
+                                "tasks": [_task(t) for t in payload.get("tasks", [])]}}
 
 
 def stamped(graph_input: Any, accepted_at: float) -> Any:

@@ -34,7 +34,7 @@ from api.agent.schemas import (
     metadata_fits,
 )
 from api.deps import OwnerDep, Services, ServicesDep, limit_client
-from api.errors import Conflict, Forbidden, NotFound, TooLarge
+from api.errors import Conflict, Forbidden, Invalid, NotFound, TooLarge
 from api.openapi_responses import errors
 from shared.graphs import GraphEntry, GraphRegistry
 
@@ -84,11 +84,18 @@ def _is_uuid(text: str) -> bool:
 async def resolve(services: Services, owner: str,
                   assistant_id: str) -> tuple[Assistant, GraphEntry]:
     """The assistant named (a default one by its id or its graph's, or one
-    `owner` made) and its graph; 404 otherwise."""
+    `owner` made) and its graph; 422 for what cannot be an assistant's id,
+    404 for one that is no assistant of `owner`'s."""
     entry = services.graphs.find(assistant_id)
     if entry is not None:
         return default_assistant(entry), entry
-    made = await _records(services).get(owner, assistant_id) if _is_uuid(assistant_id) else None
+    if not _is_uuid(assistant_id):
+        # As the LangGraph Server tells them apart: an id that cannot be an
+        # assistant's is a bad request, a well-formed one not found.
+        known = ", ".join(sorted(services.graphs.entries))
+        raise Invalid(f"assistant_id {assistant_id!r}: neither an assistant's id (a UUID) "
+                      f"nor a graph id (graphs: {known})")
+    made = await _records(services).get(owner, assistant_id)
     if made is None:
         raise _unknown(services.graphs, assistant_id)
     return made, find_graph(services.graphs, made.graph_id)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter, create_model
 
 from api.agent.assistants import AssistantIdPath, resolve
 from api.agent.schemas import GraphSchema
@@ -24,12 +24,19 @@ def _drawn(entry: GraphEntry) -> Graph:
 
 
 def _state_schema(graph: Any) -> dict[str, Any]:
-    builder = getattr(graph, "builder", None)
-    state_type = getattr(builder, "state_schema", None)
-    if state_type is not None:
-        schema: dict[str, Any] = TypeAdapter(state_type).json_schema()
-        return schema
-    return cast(dict[str, Any], graph.get_output_jsonschema())
+    # As the LangGraph Server describes a state: one field per channel a
+    # client sees (its update type, or any when pydantic cannot describe it),
+    # in a model named after the graph.
+    fields: dict[str, Any] = {}
+    for name in graph.stream_channels_list:
+        update_type = graph.channels[name].UpdateType
+        try:
+            TypeAdapter(update_type).json_schema()
+            fields[name] = (update_type, None)
+        except Exception:
+            fields[name] = (Any, None)
+    model = cast(type[BaseModel], create_model(graph.get_name("State"), **fields))
+    return model.model_json_schema()
 
 
 def _schema(make: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:

@@ -49,10 +49,22 @@ def run_view(job: Job) -> Run:
     status = _STATUS[job.status]
     if job.status == JobStatus.FAILED and job.http_status == 504:
         status = "timeout"
+    # The run's own arguments, named as the LangGraph Server names them.
+    arguments = {"input": spec.input, "command": spec.command,
+              "config": spec.langgraph_config(job.job_id, job.thread_id),
+              "context": spec.context or {}, "stream_mode": spec.stream_mode,
+              "interrupt_before": spec.interrupt_before,
+              "interrupt_after": spec.interrupt_after, "webhook": None, "feedback_keys": None,
+              "temporary": spec.temporary, "subgraphs": spec.stream_subgraphs,
+              # Every run's events are kept: any stream of it can be resumed.
+              "resumable": True, "checkpoint_during": spec.durability != "exit",
+              "durability": spec.durability}
     return Run(run_id=job.job_id, thread_id=job.thread_id, assistant_id=spec.assistant_id,
                created_at=_time(job.created_at),
                updated_at=_time(job.finished_at or job.started_at or job.created_at),
-               status=status, metadata=spec.metadata,
+               status=status, metadata={**spec.metadata, "graph_id": spec.graph_id,
+                                        "assistant_id": spec.assistant_id},
+               arguments=arguments,
                multitask_strategy=cast(MultitaskStrategy, spec.multitask_strategy))
 
 
@@ -78,6 +90,7 @@ async def start(services: Services, records: ThreadRecords, owner: str, client: 
         raise BadRequest("give either input or command, not both")
     graph_input = check_input(entry, body.input)
     checkpoint_id = body.start_checkpoint()
+    temporary = thread_id is None and body.on_completion != "keep"
     if thread_id is None:
         thread_id = new_id()
         if checkpoint_id is not None:
@@ -105,7 +118,7 @@ async def start(services: Services, records: ThreadRecords, owner: str, client: 
         multitask_strategy=body.multitask_strategy,
         # Every step's checkpoint, as the LangGraph Server keeps them (a client
         # edits or regenerates from them); held and written in one PUT anyway.
-        durability=body.durability or "async")
+        durability=body.durability or "async", temporary=temporary)
     job = Job(job_id=new_id(), thread_id=thread_id, title=first_text(graph_input),
               owner=owner, client=client, run=spec.to_json())
     # "reject": a thread holding any unfinished job refuses, in the same atomic
@@ -144,11 +157,7 @@ async def outcome(services: Services, job: Job) -> dict[str, Any]:
     state values, or the run's error."""
     if job.status == JobStatus.FAILED:
         return {"__error__": {"error": "RunError", "message": job.error or "failed"}}
-    shot = await state.thread_state(
-        services, job.thread_id, await state.latest(services.saver, job.thread_id))
-    if shot.interrupts:
-        return {**shot.values, "__interrupt__": shot.interrupts}
-    return shot.values
+    return await state.final_values(services, job.thread_id)
 
 
 async def waited(services: Services, job: Job,

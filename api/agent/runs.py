@@ -15,9 +15,9 @@ from api.agent.records import RecordsDep, ThreadRecords
 from api.agent.schemas import Run, RunCreate, RunStatus, StreamModeName
 from api.agent.streams import run_path, run_stream
 from api.deps import ClientDep, OwnerDep, Services, ServicesDep, limit_client
-from api.errors import Conflict
+from api.errors import Conflict, NotFound
 from api.openapi_responses import Responses, errors
-from api.sse import LAST_EVENT_ID_SCHEMA, job_event_log, parse_last_event_id
+from api.sse import LAST_EVENT_ID_SCHEMA, parse_last_event_id
 from shared.ids import ID_PATTERN, MAX_ID_LENGTH
 from shared.jobs import Job
 
@@ -79,7 +79,8 @@ async def _start(services: Services, records: ThreadRecords, owner: str, client:
     return await run_jobs.start(services, records, owner, client, body, thread_id)
 
 
-def _waited(services: Services, job: Job, records: ThreadRecords | None = None) -> Any:
+def _waited(services: Services, job: Job,
+            records: ThreadRecords | None = None) -> StreamingResponse:
     then = None
     if records is not None:  # a stateless run that deletes its thread
         async def then() -> None:
@@ -167,22 +168,22 @@ async def get_run(thread_id: IdPath, run_id: IdPath, services: ServicesDep,
 
 
 @router.post("/threads/{thread_id}/runs/{run_id}/cancel", status_code=202,
-             response_class=Response, responses={**errors(404, 409),
+             response_class=Response, responses={**errors(404), **_OUTCOME,
                                                  202: {"description": "Cancelling."}})
 async def cancel_run(thread_id: IdPath, run_id: IdPath, services: ServicesDep,
                      owner: OwnerDep, query: Annotated[CancelQuery, Query()]) -> Response:
-    """Cancel the run: a pending one never starts, a running one stops; nothing is stored."""
+    """Cancel the run: a pending one never starts, a running one stops; nothing is
+    stored. With `wait`, answer as a join does once it has ended."""
     job = await run_jobs.find(services, thread_id, run_id, owner)
     if query.wait:
         services.hub.admit(job.client)
     # The worker claims a job before it stores its turn: a cancel after that
-    # is too late, and says so.
+    # is too late. The LangGraph Server answers 404 then: no run to cancel.
     if await services.jobs.ask_cancel(run_id) != "cancelling":
-        raise Conflict("the run has already ended, or is storing its reply")
+        raise NotFound("no run to cancel: it has ended, or is storing its result")
     await services.jobs.cancel(job, only_if_queued=True)
     if query.wait:
-        async for _ in job_event_log(services.hub, services.jobs, job, "0-0"):
-            pass  # until its terminal event
+        return _waited(services, job)
     return Response(status_code=202)
 
 

@@ -266,6 +266,8 @@ class RunCreate(Strict):
 
 
 class Run(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
     run_id: str
     thread_id: str
     assistant_id: str
@@ -273,6 +275,9 @@ class Run(BaseModel):
     updated_at: datetime
     status: RunStatus
     metadata: Metadata
+    # "kwargs" in JSON: a field of that name would shadow the model's own
+    # __init__(**kwargs) for type checkers.
+    arguments: dict[str, Any] = Field(alias="kwargs")
     multitask_strategy: MultitaskStrategy
 
 
@@ -285,10 +290,13 @@ class Thread(BaseModel):
     state_updated_at: datetime | None = None
     metadata: Metadata
     status: ThreadStatus
-    values: dict[str, Any] | None
-    interrupts: dict[str, list[Any]]
     config: dict[str, Any] = Field(default_factory=dict)
+    values: dict[str, Any] | None
+    # A thread no run has touched has no state, hence neither of these (as
+    # the LangGraph Server shows it): they are left unset then, and the
+    # routes answer a thread without its unset fields.
     error: Any = None
+    interrupts: dict[str, list[Any]] | None = None
 
 
 class ThreadCreate(Strict):
@@ -333,8 +341,9 @@ class ThreadState(BaseModel):
     values: dict[str, Any]
     next: list[str]
     tasks: list[dict[str, Any]]
-    checkpoint: CheckpointRef
-    metadata: Metadata
+    # None for a thread with no checkpoint yet.
+    checkpoint: CheckpointRef | None
+    metadata: Metadata | None
     created_at: str | None
     parent_checkpoint: CheckpointRef | None
     interrupts: list[Any]
@@ -344,7 +353,7 @@ class ThreadState(BaseModel):
     @model_validator(mode="after")
     def _ids(self) -> ThreadState:
         # The ids again at the top, as the LangGraph Server shows them too.
-        self.checkpoint_id = self.checkpoint.checkpoint_id
+        self.checkpoint_id = self.checkpoint.checkpoint_id if self.checkpoint else None
         self.parent_checkpoint_id = (self.parent_checkpoint.checkpoint_id
                                      if self.parent_checkpoint else None)
         return self
@@ -376,6 +385,9 @@ class StateUpdate(Strict):
 
 class StateUpdated(BaseModel):
     checkpoint: CheckpointRef
+    # The same checkpoint again, as the config a client passes on, and its id.
+    configurable: CheckpointRef
+    checkpoint_id: str | None
 
 
 class CheckpointAt(Strict):

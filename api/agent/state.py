@@ -85,16 +85,18 @@ def _shown_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (metadata or {}).items() if k != OWNER_FIELD}
 
 
-def empty_state(thread_id: str) -> ThreadState:
-    return ThreadState(values={}, next=[], tasks=[], metadata={}, created_at=None,
-                       checkpoint=CheckpointRef(thread_id=thread_id, checkpoint_ns="",
-                                                checkpoint_id=None),
-                       parent_checkpoint=None, interrupts=[])
+def empty_state() -> ThreadState:
+    """The state of a thread no run has touched: no checkpoint, no metadata."""
+    return ThreadState(values={}, next=[], tasks=[], metadata=None, created_at=None,
+                       checkpoint=None, parent_checkpoint=None, interrupts=[])
 
 
 def _interrupts(found: Any) -> list[dict[str, Any]]:
-    """Interrupts as a thread's state shows them: their id and value."""
-    return [{"id": i.id, "value": wire.jsonable(i.value)} for i in found]
+    """Interrupts as a thread's state shows them: their id and value, and the
+    schema of the answer when the graph gave one."""
+    return [{"id": i.id, "value": wire.jsonable(i.value),
+             **({"response_schema": i.response_schema} if i.response_schema is not None
+                else {})} for i in found]
 
 
 def from_snapshot(shot: StateSnapshot) -> ThreadState:
@@ -116,7 +118,7 @@ def from_snapshot(shot: StateSnapshot) -> ThreadState:
 def from_saved(thread_id: str, saved: CheckpointTuple | None) -> ThreadState:
     """The stored values only, for a thread whose graph is not declared."""
     if saved is None:
-        return empty_state(thread_id)
+        return empty_state()
     checkpoint = ref_of(saved.config)
     assert checkpoint is not None
     return ThreadState(
@@ -133,6 +135,21 @@ async def thread_state(services: Services, thread_id: str,
         return from_saved(thread_id, saved)
     shot = await graph.aget_state(saved.config)
     return from_snapshot(shot)
+
+
+async def final_values(services: Services, thread_id: str) -> dict[str, Any]:
+    """The thread's state values once a run has ended, as a waited run shows
+    them: with the interrupts it stopped at under `__interrupt__`, as the
+    `values` stream shows them."""
+    saved = await latest(services.saver, thread_id)
+    graph = graph_of(services, saved)
+    if graph is None or saved is None:
+        return from_saved(thread_id, saved).values
+    shot = await graph.aget_state(saved.config)
+    values = from_snapshot(shot).values
+    if shot.interrupts:
+        return {**values, "__interrupt__": wire.jsonable(list(shot.interrupts))}
+    return values
 
 
 async def history(services: Services, thread_id: str, saved: CheckpointTuple | None,

@@ -78,7 +78,8 @@ class _Shaper:
         self.job = job
         self.modes = set(modes)
         self.tuples = "messages-tuple" in self.modes
-        self.legacy = _Messages() if "messages" in self.modes else None
+        # Asked for both, the LangGraph Server streams the tuples only.
+        self.legacy = _Messages() if "messages" in self.modes and not self.tuples else None
 
     def parts(self, event: Event) -> list[tuple[str, str]]:
         """(name, data as JSON text); what the worker wrote goes out as it is."""

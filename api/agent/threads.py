@@ -32,7 +32,7 @@ from api.agent.schemas import (
     ThreadStatus,
 )
 from api.deps import OwnerDep, Services, ServicesDep, limit_client
-from api.errors import Conflict, Invalid, NotFound
+from api.errors import BadRequest, Conflict, NotFound
 from api.openapi_responses import errors
 from shared.ids import ID_PATTERN, MAX_ID_LENGTH, new_id
 from shared.keys import inbox_key
@@ -43,6 +43,9 @@ router = APIRouter(tags=["threads"], dependencies=[Depends(limit_client)])
 IdPath = Annotated[str, Path(pattern=ID_PATTERN, max_length=MAX_ID_LENGTH)]
 NO_SUCH_THREAD = run_jobs.NO_SUCH_THREAD
 NO_SUCH_CHECKPOINT = run_jobs.NO_SUCH_CHECKPOINT
+# A thread is answered without the fields left unset: a thread with no state
+# has no error nor interrupts (Thread).
+_SHOWN: dict[str, Any] = {"response_model_exclude_unset": True}
 
 
 def _time(stamp: float) -> datetime:
@@ -61,10 +64,16 @@ async def _view(services: Services, thread_id: str, record: ThreadRecord | None,
     current = await state.thread_state(services, thread_id, saved)
     interrupts = state.interrupts_of(current)
     status: ThreadStatus = "busy" if busy else "interrupted" if interrupts else "idle"
+    if saved is None:  # no run yet: no state, nor a config it ran with
+        return Thread(thread_id=thread_id, created_at=created, updated_at=updated,
+                      state_updated_at=created, metadata=metadata, status=status, config={},
+                      values=None)
+    # The LangGraph Server shows the config its runs gave the thread; none
+    # is kept here beyond the run's own record, so its configurable is empty.
     return Thread(thread_id=thread_id, created_at=created, updated_at=updated,
-                  state_updated_at=state.saved_at(saved) if saved is not None else created,
-                  metadata=metadata, status=status,
-                  values=current.values if saved is not None else None, interrupts=interrupts)
+                  state_updated_at=state.saved_at(saved), metadata=metadata, status=status,
+                  config={"configurable": {}}, values=current.values, error=None,
+                  interrupts=interrupts)
 
 
 async def _find(services: Services, records: ThreadRecords, thread_id: str,
@@ -83,7 +92,7 @@ async def _find(services: Services, records: ThreadRecords, thread_id: str,
     return record, saved
 
 
-@router.post("/threads", response_model=Thread, responses=errors(400, 409))
+@router.post("/threads", response_model=Thread, responses=errors(400, 409), **_SHOWN)
 async def create_thread(body: ThreadCreate, services: ServicesDep, records: RecordsDep,
                         owner: OwnerDep) -> Thread:
     """Make a thread (with the given id, or a new one)."""
@@ -104,7 +113,8 @@ async def create_thread(body: ThreadCreate, services: ServicesDep, records: Reco
     return await _view(services, thread_id, record, saved)
 
 
-@router.post("/threads/search", response_model=list[Thread], responses=errors(400))
+@router.post("/threads/search", response_model=list[Thread], responses=errors(400),
+             **_SHOWN)
 async def search_threads(body: ThreadSearch, services: ServicesDep, records: RecordsDep,
                          owner: OwnerDep) -> list[Thread]:
     """The caller's threads that match, most recently updated first (by default)."""
@@ -120,7 +130,7 @@ async def search_threads(body: ThreadSearch, services: ServicesDep, records: Rec
     return [await _view(services, r.thread_id, r, s) for r, s in zip(found, saved, strict=True)]
 
 
-@router.get("/threads/{thread_id}", response_model=Thread, responses=errors(404))
+@router.get("/threads/{thread_id}", response_model=Thread, responses=errors(404), **_SHOWN)
 async def get_thread(thread_id: IdPath, services: ServicesDep, records: RecordsDep,
                      owner: OwnerDep) -> Thread:
     """The thread, with its current state values."""
@@ -128,7 +138,8 @@ async def get_thread(thread_id: IdPath, services: ServicesDep, records: RecordsD
     return await _view(services, thread_id, record, saved)
 
 
-@router.patch("/threads/{thread_id}", response_model=Thread, responses=errors(400, 404))
+@router.patch("/threads/{thread_id}", response_model=Thread, responses=errors(400, 404),
+              **_SHOWN)
 async def update_thread(thread_id: IdPath, body: ThreadPatch, services: ServicesDep,
                         records: RecordsDep, owner: OwnerDep) -> Thread:
     """Merge metadata into the thread's."""
@@ -201,8 +212,7 @@ async def update_state(thread_id: IdPath, body: StateUpdate, services: ServicesD
     config: dict[str, Any] = {
         "configurable": {"thread_id": thread_id, "checkpoint_ns": ""},
         # Stored with the checkpoint, as a run's are: the owner above all.
-        "metadata": {OWNER_FIELD: owner, "graph_id": entry.graph_id,
-                     "assistant_id": entry.assistant_id}}
+        "metadata": {OWNER_FIELD: owner, "graph_id": entry.graph_id}}
     if checkpoint_id is not None:
         config["configurable"]["checkpoint_id"] = checkpoint_id
     graph = entry.compiled(services.saver, cast(RunnableConfig, config))
@@ -210,10 +220,10 @@ async def update_state(thread_id: IdPath, body: StateUpdate, services: ServicesD
         written = await graph.aupdate_state(cast(RunnableConfig, config), body.values,
                                             as_node=body.as_node)
     except (InvalidUpdateError, ValueError) as exc:
-        raise Invalid(f"as_node/values: {exc}") from None
+        raise BadRequest(f"as_node/values: {exc}") from None
     ref = state.ref_of(written)
     assert ref is not None
-    return StateUpdated(checkpoint=ref)
+    return StateUpdated(checkpoint=ref, configurable=ref, checkpoint_id=ref.checkpoint_id)
 
 
 @router.post("/threads/{thread_id}/history", response_model=list[ThreadState],
@@ -228,7 +238,8 @@ async def get_history(thread_id: IdPath, body: HistoryQuery, services: ServicesD
                                                  body.limit)]
 
 
-@router.post("/threads/{thread_id}/copy", response_model=Thread, responses=errors(404))
+@router.post("/threads/{thread_id}/copy", response_model=Thread, responses=errors(404),
+             **_SHOWN)
 async def copy_thread(thread_id: IdPath, services: ServicesDep, records: RecordsDep,
                       owner: OwnerDep) -> Thread:
     """Copy the thread, its state and metadata, to a new thread."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -153,7 +154,9 @@ async def test_a_background_run_is_joined(client: LangGraphClient) -> None:
     assert run["status"] in ("pending", "running")
     assert contents(values) == ["later", "echo: later"]
     done = await client.runs.get(thread["thread_id"], run["run_id"])
-    assert (done["status"], done["metadata"]) == ("success", {"from": "test"})
+    assert done["status"] == "success"
+    assert done["metadata"] == {"from": "test", "graph_id": GRAPH,
+                                "assistant_id": assistant_id_of(GRAPH)}
     listed = await client.runs.list(thread["thread_id"])
     assert [r["run_id"] for r in listed] == [run["run_id"]]
 
@@ -178,7 +181,7 @@ async def test_cancel_a_running_run_closes_the_llm_call(client: LangGraphClient,
     assert call["disconnected_at"] - cancelled_at < 1.0
     state = await client.threads.get_state(thread["thread_id"])
     assert contents(state["values"]) == ["keep", "echo: keep"]
-    with pytest.raises(ConflictError):
+    with pytest.raises(NotFoundError):  # nothing left to cancel, as langgraph dev says
         await client.runs.cancel(thread["thread_id"], run["run_id"])
 
 
@@ -336,7 +339,11 @@ async def test_the_chat_assistant(client: LangGraphClient) -> None:
     assert "language" in schemas["context_schema"]["properties"]
     with pytest.raises(NotFoundError):  # as the LangGraph Server answers it
         await client.assistants.search(graph_id="other")
+    # As langgraph dev tells them apart: no such assistant (a UUID) 404, an id
+    # that is neither an assistant's nor a graph's 422.
     with pytest.raises(NotFoundError):
+        await client.assistants.get(str(uuid.uuid4()))
+    with pytest.raises(UnprocessableEntityError):
         await client.assistants.get("other")
 
 
@@ -355,8 +362,10 @@ async def test_what_is_not_supported_is_refused_by_name(client: LangGraphClient)
     with pytest.raises(UnprocessableEntityError) as refused:
         await client.runs.create(thread_id, GRAPH, input=picture)
     assert "input.messages.0.content.1: a 'image_url' block" in refused.value.response.text
-    with pytest.raises(NotFoundError):
+    with pytest.raises(UnprocessableEntityError):
         await client.runs.create(thread_id, "another-graph", input=said("hi"))
+    with pytest.raises(NotFoundError):
+        await client.runs.create(thread_id, str(uuid.uuid4()), input=said("hi"))
     with pytest.raises(NotFoundError):
         await client.runs.create("no-such-thread", GRAPH, input=said("hi"))
     made = await client.runs.wait("made-on-demand-" + thread_id, GRAPH, input=said("hi"),

@@ -6,7 +6,8 @@ directory outside the repository and declared there in a langgraph.json.
 - `approve`: stops at an interrupt() until a run resumes it;
 - `boom`: raises, with a message that must not reach the client;
 - `made_per_run`: `counter`, made by a function of the run's config;
-- `nested`: `counter` as the one node of an outer graph (a subgraph).
+- `nested`: `counter` as the one node of an outer graph (a subgraph);
+- `talker`: a chat model that streams a fixed reply token by token (offline).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import operator
 from pathlib import Path
 from typing import Annotated, Any
 
+from langchain_core.language_models import FakeListChatModel
 from langchain_core.messages import AIMessage, AnyMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
@@ -56,6 +58,14 @@ def explode(state: State) -> dict[str, Any]:
     raise ValueError("a secret the client must not see")
 
 
+# Streams its reply a character at a time, as a real chat model streams tokens.
+model = FakeListChatModel(responses=["hi there"])
+
+
+async def talk(state: State) -> dict[str, Any]:
+    return {"messages": [await model.ainvoke(state.get("messages", []))]}
+
+
 def one_node(name: str, action: Any) -> StateGraph[Any, Any, Any, Any]:
     builder = StateGraph(State)
     builder.add_node(name, action)
@@ -74,3 +84,4 @@ def made_per_run(config: RunnableConfig) -> StateGraph[Any, Any, Any, Any]:
 
 
 nested = one_node("inner", one_node("step", step).compile())
+talker = one_node("talk", talk)
