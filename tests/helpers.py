@@ -5,6 +5,7 @@ here is a fake: every client and saver talks to a real server."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -136,6 +137,17 @@ async def crowd(base_url: str, count: int, release: Callable[[], None],
         answered = await asyncio.gather(*waits)
         return Crowd(job_ids, ready, [a[0] for a in answered], [a[1] for a in answered],
                      waited_until, await asyncio.gather(*streams))
+
+
+USER_GRAPHS = Path(__file__).parent / "data" / "user_graphs"
+
+
+def user_project(folder: Path) -> Path:
+    """`folder`, holding a copy of the test user's graphs and their
+    langgraph.json, as a project of their own outside this repository."""
+    for name in ("agent.py", "langgraph.json"):
+        shutil.copy(USER_GRAPHS / name, folder / name)
+    return folder
 
 
 @contextmanager

@@ -13,7 +13,6 @@ module skips, saying why, only when that install fails (PyPI out of reach).
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,12 +21,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import stack_of_its_own
+from tests.helpers import stack_of_its_own, user_project
 from tests.reference import Pair, Unavailable, reference_venv, start_reference
 
 pytestmark = [pytest.mark.e2e]
 
-USER_GRAPHS = Path(__file__).parent.parent / "data" / "user_graphs"
 GRAPHS = ["counter", "talker", "nested", "approve"]
 MODES = ["values", "updates", "messages", "messages-tuple", "custom", "events", "debug",
          "tasks", "checkpoints"]
@@ -88,10 +86,7 @@ ALLOWED = {
 
 @pytest.fixture(scope="module")
 def graphs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("their-project")
-    for name in ("agent.py", "langgraph.json"):
-        shutil.copy(USER_GRAPHS / name, folder / name)
-    return folder
+    return user_project(tmp_path_factory.mktemp("their-project"))
 
 
 @pytest.fixture(scope="module")

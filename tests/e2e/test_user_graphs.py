@@ -9,7 +9,6 @@ LANGGRAPH_CONFIG.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 import sys
 import time
@@ -22,20 +21,16 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
-from tests.helpers import stack_of_its_own
+from tests.helpers import stack_of_its_own, user_project
 from tests.stack import Stack
 
 pytestmark = [pytest.mark.e2e]
 
-USER_GRAPHS = Path(__file__).parent.parent / "data" / "user_graphs"
 
 
 @pytest.fixture(scope="module")
 def graphs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("their-project")
-    for name in ("agent.py", "langgraph.json"):
-        shutil.copy(USER_GRAPHS / name, folder / name)
-    return folder
+    return user_project(tmp_path_factory.mktemp("their-project"))
 
 
 @pytest.fixture(scope="module")
