@@ -34,8 +34,11 @@ from shared.keys import (
 
 T = TypeVar("T")
 META_PREFIX = "m:"
-# Entries of an index read per round while a filtered search fills its page.
+# Entries of an index read per round while a filtered search fills its page,
+# and at most per search: a filter that matches little ends with a short page
+# rather than loading a whole index.
 SCAN_BATCH = 200
+SCAN_MAX = 5000
 
 # Creates, updates or touches a thread's record, its place in its owner's
 # index and in cleanup's activity index: KEYS record, owner's index, activity;
@@ -104,10 +107,11 @@ async def scan_index(redis: Redis, key: str, newest_first: bool, offset: int, li
                      keep: Callable[[T], bool]) -> list[T]:
     """The page `offset`..`offset + limit` of the index's members that load
     (None for a member whose record has expired, which is then dropped from
-    the index) and that `keep` keeps, in the index's order."""
+    the index) and that `keep` keeps, in the index's order, among the first
+    SCAN_MAX members."""
     kept: list[T] = []
     start = 0
-    while len(kept) < offset + limit:
+    while len(kept) < offset + limit and start < SCAN_MAX:
         members = cast(list[str], await redis.zrange(key, start, start + SCAN_BATCH - 1,
                                                      desc=newest_first))
         if not members:

@@ -52,8 +52,10 @@ class StatelessBackgroundRun(RunCreate):
 class RunsQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    limit: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0, le=10_000)
+    # A page costs a read per run before it: bounded, so no listing loads a
+    # thread's every run into the gateway.
+    limit: int = Field(10, ge=1, le=100)
+    offset: int = Field(0, ge=0, le=1000)
     status: RunStatus | None = None
 
 

@@ -228,3 +228,15 @@ def test_one_key_s_streams_leave_room_for_another_key_s(tenants: Stack) -> None:
             assert waited.status_code == 202, waited.text
     finally:
         tenants.control(hold=False)
+
+
+def test_a_runs_listing_reads_a_bounded_page(tenants: Stack) -> None:
+    thread_id = chat(tenants, A, "one run")["thread_id"]
+    client = tenants.client
+    for params in ({"offset": 1001}, {"limit": 101}):
+        refused = client.get(f"/threads/{thread_id}/runs", params=params, headers=A)
+        assert refused.status_code == 422, (params, refused.text)
+        assert next(iter(params)) in refused.json()["detail"]
+    listed = client.get(f"/threads/{thread_id}/runs", params={"offset": 1000, "limit": 100},
+                        headers=A)
+    assert listed.status_code == 200 and listed.json() == []
