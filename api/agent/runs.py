@@ -35,7 +35,14 @@ _RUN_STREAM: Responses = {200: {
     "description": "The run's events (Server-Sent Events): `metadata` first, then those of "
                    "its stream modes (`messages` for messages-tuple), `error` if it failed; "
                    "the stream ends with the run. Resume with Last-Event-ID.",
-    "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
+    # `itemSchema` (OpenAPI 3.2) describes each event; its data is JSON.
+    "content": {"text/event-stream": {"itemSchema": {
+        "type": "object", "required": ["event", "data"], "properties": {
+            "event": {"type": "string", "description": "`metadata`, a stream mode (with "
+                                                       "`|namespace` for a subgraph's), "
+                                                       "`error`."},
+            "data": {"type": "string", "contentMediaType": "application/json"},
+            "id": {"type": "string", "pattern": r"^\d+-\d+$"}}}}}}}
 _OUTCOME: Responses = {200: {
     "description": "Once the run has ended: the thread's state values, or `__error__` "
                    "(`error`, `message`) if it failed. Blank lines keep the connection "

@@ -14,7 +14,6 @@ checks that each running gateway serves the same one.
 
 from __future__ import annotations
 
-import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -83,22 +82,6 @@ def keyed_stack(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory,
     yield from _stack(s3_endpoint, tmp_path_factory, API_KEYS=KEY)
 
 
-def unknown_to_this_python(body: object) -> bool:
-    """A language with code points this Python's Unicode tables have not assigned,
-    at any depth of the body (a run has it in its config or its context).
-
-    Schemathesis knows a newer Unicode: a letter new to it is unassigned here,
-    so the gateway refuses it by the tables it has; that is no schema error.
-    """
-    if isinstance(body, list):
-        return any(unknown_to_this_python(item) for item in body)
-    if not isinstance(body, dict):
-        return False
-    language = body.get("language")
-    return (isinstance(language, str) and any(unicodedata.category(c) == "Cn" for c in language)
-            ) or any(unknown_to_this_python(value) for value in body.values())
-
-
 # Headers that frame the HTTP message itself: a generated value (an empty
 # Content-Length) makes a malformed request, which uvicorn refuses with a
 # plain-text 400 before the app sees it. That is the transport, not the schema.
@@ -124,7 +107,6 @@ def graph_input(case: Any) -> bool:
 
 
 def call(mode: str, case: Any, stack: Stack, headers: dict[str, str]) -> None:
-    assume(not unknown_to_this_python(case.body))
     assume(not breaks_http_framing(case.headers))
     examples[mode][case.operation.label] += 1
     excluded = [positive_data_acceptance] if graph_input(case) else []
