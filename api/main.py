@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", page.PageFiles(directory=page.STATIC_DIR), name="static")
     if not settings.api_keys:
         docs.declare_no_auth(app)
+    docs.name_assistant_ids(app, list(app.state.graphs.entries))
     return app
 
 

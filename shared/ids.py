@@ -30,3 +30,18 @@ def digest_id(value: str, key: bytes | None = None) -> str:
     if key is None:
         return hashlib.sha256(value.encode()).hexdigest()[:32]
     return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+# A UUID as an assistant's id is written: dashed, or its 32 hex digits.
+UUID_PATTERN = (r"[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?"
+                r"[0-9A-Fa-f]{12}")
+_UUID = re.compile(UUID_PATTERN)
+
+
+def is_uuid(value: str) -> bool:
+    return _UUID.fullmatch(value) is not None
+
+
+def assistant_id_pattern(graph_ids: list[str]) -> str:
+    """What names an assistant: a UUID, or one of `graph_ids`."""
+    return "^(" + "|".join([UUID_PATTERN, *(re.escape(g) for g in sorted(graph_ids))]) + ")$"

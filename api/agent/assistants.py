@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from uuid import UUID, uuid4
+from uuid import uuid4
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 
 from api import conversations
 from api.agent.assistant_records import AssistantRecords, Taken
@@ -37,6 +37,7 @@ from api.deps import OwnerDep, Services, ServicesDep, limit_client
 from api.errors import Conflict, Forbidden, Invalid, NotFound, TooLarge
 from api.openapi_responses import errors
 from shared.graphs import GraphEntry, GraphRegistry
+from shared.ids import is_uuid
 
 router = APIRouter(tags=["assistants"], dependencies=[Depends(limit_client)])
 
@@ -73,14 +74,6 @@ def _records(services: Services) -> AssistantRecords:
     return AssistantRecords(services.redis)
 
 
-def _is_uuid(text: str) -> bool:
-    try:
-        UUID(text)
-    except ValueError:
-        return False
-    return True
-
-
 async def resolve(services: Services, owner: str,
                   assistant_id: str) -> tuple[Assistant, GraphEntry]:
     """The assistant named (a default one by its id or its graph's, or one
@@ -89,7 +82,7 @@ async def resolve(services: Services, owner: str,
     entry = services.graphs.find(assistant_id)
     if entry is not None:
         return default_assistant(entry), entry
-    if not _is_uuid(assistant_id):
+    if not is_uuid(assistant_id):
         # As the LangGraph Server tells them apart: an id that cannot be an
         # assistant's is a bad request, a well-formed one not found.
         known = ", ".join(sorted(services.graphs.entries))
@@ -154,7 +147,7 @@ async def _visible(services: Services, owner: str, query: AssistantFilter) -> li
     return [a for a in everyone if _matches(a, query)]
 
 
-@router.post("/assistants", response_model=Assistant, responses=errors(404, 409))
+@router.post("/assistants", response_model=Assistant, responses=errors(400, 404, 409))
 async def create_assistant(body: AssistantCreate, services: ServicesDep,
                            owner: OwnerDep) -> Assistant:
     """Makes an assistant of a graph, with its config, context and metadata.
@@ -175,7 +168,8 @@ async def create_assistant(body: AssistantCreate, services: ServicesDep,
         raise Conflict(f"assistant {assistant_id} already exists") from None
 
 
-@router.post("/assistants/search", response_model=list[Assistant], responses=errors(404))
+@router.post("/assistants/search", response_model=list[Assistant],
+             responses=errors(400, 404))
 async def search_assistants(body: AssistantSearch, services: ServicesDep,
                             owner: OwnerDep) -> list[Assistant]:
     """The assistants that match: each graph's default one and the key's own,
@@ -187,11 +181,22 @@ async def search_assistants(body: AssistantSearch, services: ServicesDep,
     return found[body.offset:body.offset + body.limit]
 
 
-@router.post("/assistants/count", response_model=int, responses=errors(404))
+@router.post("/assistants/count", response_model=int, responses=errors(400, 404))
 async def count_assistants(body: AssistantFilter, services: ServicesDep,
                            owner: OwnerDep) -> int:
     """How many assistants match."""
     return len(await _visible(services, owner, body))
+
+
+@router.api_route("/assistants/search", methods=["GET", "PATCH", "DELETE"],
+                  include_in_schema=False)
+@router.api_route("/assistants/count", methods=["GET", "PATCH", "DELETE"],
+                  include_in_schema=False)
+async def not_an_assistant() -> None:
+    """405: /assistants/search and /assistants/count are themselves, not an
+    assistant named "search" (the routes of /assistants/{assistant_id} would
+    take them so)."""
+    raise HTTPException(status_code=405)
 
 
 @router.get("/assistants/{assistant_id}", response_model=Assistant, responses=errors(404))
@@ -202,7 +207,7 @@ async def get_assistant(assistant_id: AssistantIdPath, services: ServicesDep,
 
 
 @router.patch("/assistants/{assistant_id}", response_model=Assistant,
-              responses=errors(403, 404))
+              responses=errors(400, 403, 404))
 async def patch_assistant(assistant_id: AssistantIdPath, body: AssistantPatch,
                           services: ServicesDep, owner: OwnerDep) -> Assistant:
     """Makes a new version of the assistant, from the current one with what
@@ -251,7 +256,7 @@ async def delete_assistant(assistant_id: AssistantIdPath, services: ServicesDep,
 
 
 @router.post("/assistants/{assistant_id}/versions", response_model=list[AssistantVersion],
-             responses=errors(404))
+             responses=errors(400, 404))
 async def list_versions(assistant_id: AssistantIdPath, body: AssistantVersionsQuery,
                         services: ServicesDep, owner: OwnerDep) -> list[AssistantVersion]:
     """The assistant's versions, newest first (a default assistant has one)."""
@@ -266,7 +271,7 @@ async def list_versions(assistant_id: AssistantIdPath, body: AssistantVersionsQu
 
 
 @router.post("/assistants/{assistant_id}/latest", response_model=Assistant,
-             responses=errors(403, 404))
+             responses=errors(400, 403, 404))
 async def set_latest_version(assistant_id: AssistantIdPath, body: AssistantLatest,
                              services: ServicesDep, owner: OwnerDep) -> Assistant:
     """Makes an earlier (or later) version the current one."""

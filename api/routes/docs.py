@@ -13,6 +13,7 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from api.deps import limit_client
+from shared.ids import assistant_id_pattern
 
 SCHEMA_URL = "/openapi.json"
 
@@ -51,6 +52,30 @@ def declare_no_auth(app: FastAPI) -> None:
             for operation in operations.values():
                 operation.pop("security", None)
                 operation.get("responses", {}).pop("401", None)
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def name_assistant_ids(app: FastAPI, graph_ids: list[str]) -> None:
+    """Gives every `assistant_id` the app takes (a path's, a run's) the pattern
+    the gateway checks: an assistant's id (a UUID) or a declared graph's id.
+    The graphs are known only once langgraph.json is read, so the schema
+    learns them here; what else is sent is a 422, as the schema then says."""
+    generate = app.openapi
+    pattern = assistant_id_pattern(graph_ids)
+
+    def openapi() -> dict[str, Any]:
+        spec = generate()
+        for operations in spec["paths"].values():
+            for operation in operations.values():
+                for parameter in operation.get("parameters", []):
+                    if parameter["name"] == "assistant_id":
+                        parameter["schema"]["pattern"] = pattern
+        for model in spec.get("components", {}).get("schemas", {}).values():
+            field = model.get("properties", {}).get("assistant_id")
+            if field is not None and field.get("type") == "string":
+                field["pattern"] = pattern
         return spec
 
     app.openapi = openapi  # type: ignore[method-assign]
