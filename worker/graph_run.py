@@ -174,7 +174,7 @@ async def run_graph(res: Resources, job: Job, spec: RunSpec) -> RunOutcome:
     if entry is None:
         raise UnknownGraph(spec.graph_id)
     config = run_config(job, spec)
-    config["callbacks"] = [LlmGate(res.limiter, prepaid=True)]
+    config["callbacks"] = [LlmGate(res.limiter, job.client, prepaid=True)]
     graph = entry.compiled(res.checkpointer, cast(RunnableConfig, config))
     graph_input = (Command(**spec.command) if spec.command
                    else stamped(spec.input, job.created_at))

@@ -2,7 +2,11 @@
 
 No window of RATE_LIMIT_PERIOD seconds holds more than RATE_LIMIT_CALLS starts,
 across all workers (shared/ratelimit.py). Celery's own `rate_limit` is a token
-bucket in each worker: three workers would run three times the limit.
+bucket in each worker: three workers would run three times the limit. The
+window is shared fairly between clients (API keys, or addresses): while
+another client's runs wait for it, one client gets an equal share at most,
+so a key with hundreds of turns queued cannot make every other key wait
+behind them.
 
 A provider 429 with Retry-After pauses every worker: the pause is a Redis key
 that expires when the provider said to come back.
@@ -18,10 +22,8 @@ from redis.asyncio import Redis
 
 from shared import metrics
 from shared.keys import LLM_LIMIT_PREFIX, LLM_PAUSE_KEY
-from shared.ratelimit import MovingWindow
+from shared.ratelimit import FairWindow
 from worker.errors import RateLimited
-
-_LIMIT_NAME = "llm-calls"
 
 # Keeps the later of two pauses: a short Retry-After must not cut a long one.
 _PAUSE = """
@@ -38,10 +40,10 @@ class LlmRateLimit:
 
     def __init__(self, redis: Redis, calls: int, period: int) -> None:
         self._redis = redis
-        self._window = MovingWindow(redis, LLM_LIMIT_PREFIX, calls, period)
+        self._window = FairWindow(redis, LLM_LIMIT_PREFIX, calls, period)
         self._pause = redis.register_script(_PAUSE)
 
-    async def count_turn(self) -> float:
+    async def count_turn(self, client: str) -> float:
         """Counts the run's first LLM call as the run begins: 0.0 if it may
         go on, else the seconds to wait (nothing counted).
 
@@ -52,17 +54,18 @@ class LlmRateLimit:
         more.
         """
         try:
-            await self.acquire()
+            await self.acquire(client)
         except RateLimited as limited:
             return limited.retry_after or 0.05
         return 0.0
 
-    async def acquire(self) -> None:
-        """Counts one call starting now, or raises RateLimited with the wait."""
+    async def acquire(self, client: str) -> None:
+        """Counts one call of `client`'s starting now, or raises RateLimited
+        with the wait."""
         paused = await self._paused_for()
         if paused > 0:
             raise RateLimited(paused)
-        wait = await self._window.hit(_LIMIT_NAME)
+        wait = await self._window.hit(client)
         if wait > 0:
             raise RateLimited(wait)
 
@@ -94,13 +97,14 @@ class LlmGate(AsyncCallbackHandler):
     ignore_retry = True
     ignore_custom_event = True
 
-    def __init__(self, limiter: LlmRateLimit, prepaid: bool) -> None:
+    def __init__(self, limiter: LlmRateLimit, client: str, prepaid: bool) -> None:
         self._limiter = limiter
+        self._client = client
         self._prepaid = prepaid
 
     async def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
         if self._prepaid:
             self._prepaid = False
         else:
-            await self._limiter.acquire()  # raises when the call may not start
+            await self._limiter.acquire(self._client)  # raises when the call may not start
         metrics.LLM_CALLS.inc()

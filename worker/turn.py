@@ -106,7 +106,7 @@ async def _release(lease: Lock) -> None:
 
 
 async def _run(res: Resources, job: Job, lease: Lock, task_id: str) -> NextStep:
-    wait = await res.limiter.count_turn()
+    wait = await res.limiter.count_turn(job.client)
     if wait > 0:
         log.info("turn_rate_limited", retry_in=round(wait, 3))
         metrics.LLM_LIMIT_WAIT.inc(min(wait, MAX_COUNTDOWN))
