@@ -29,6 +29,7 @@ from langgraph.checkpoint.base import (
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import _messages_delta_reducer, add_messages
 from langgraph.types import interrupt
+from redis.asyncio import Redis
 
 from api.chat_runs import chat_job
 from api.main import create_app
@@ -137,6 +138,18 @@ async def crowd(base_url: str, count: int, release: Callable[[], None],
         answered = await asyncio.gather(*waits)
         return Crowd(job_ids, ready, [a[0] for a in answered], [a[1] for a in answered],
                      waited_until, await asyncio.gather(*streams))
+
+
+@asynccontextmanager
+async def empty_database(redis_url: str, number: int) -> AsyncIterator[Redis]:
+    """Database `number` of the session's redis-server, emptied: a test's own,
+    so no stack's workers or other test sees what it writes."""
+    client = Redis.from_url(redis_url.removesuffix("/0") + f"/{number}", decode_responses=True)
+    await client.flushdb()
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 USER_GRAPHS = Path(__file__).parent / "data" / "user_graphs"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from redis.asyncio import Redis
 
 from api.agent.records import SCAN_BATCH, ThreadRecord, ThreadRecords
 from shared.jobs import Job
@@ -16,14 +15,13 @@ from shared.keys import (
     inbox_key,
     thread_runs_key,
 )
+from tests.helpers import empty_database
 
 
 @pytest.fixture
 async def records(redis_url: str) -> AsyncIterator[ThreadRecords]:
-    redis = Redis.from_url(redis_url.removesuffix("/0") + "/6", decode_responses=True)
-    await redis.flushdb()
-    yield ThreadRecords(redis)
-    await redis.aclose()
+    async with empty_database(redis_url, 6) as redis:
+        yield ThreadRecords(redis)
 
 
 async def test_create_once_update_only_what_exists_merge_metadata(

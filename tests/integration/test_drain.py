@@ -13,6 +13,7 @@ from shared.jobs import JobStore
 from shared.keys import thread_lock_key
 from shared.settings import Settings
 from tests import helpers
+from tests.helpers import empty_database
 from worker.runtime import Resources
 from worker.threadqueue import ThreadQueue
 from worker.turn import NextStep, drain_next
@@ -36,10 +37,8 @@ class ThreadQueueRacedFake(ThreadQueue):
 
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url.removesuffix("/0") + "/4", decode_responses=True)
-    await client.flushdb()
-    yield client
-    await client.aclose()
+    async with empty_database(redis_url, 4) as client:
+        yield client
 
 
 async def test_a_job_accepted_while_a_stale_nudge_holds_the_thread_is_handed_on(

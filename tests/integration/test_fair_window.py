@@ -10,16 +10,15 @@ import pytest
 from redis.asyncio import Redis
 
 from shared.ratelimit import FairWindow
+from tests.helpers import empty_database
 
 PERIOD = 1
 
 
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url.removesuffix("/0") + "/7", decode_responses=True)
-    await client.flushdb()
-    yield client
-    await client.aclose()
+    async with empty_database(redis_url, 7) as client:
+        yield client
 
 
 async def first_hit(window: FairWindow, client: str, within: float = 5.0) -> float:

@@ -5,22 +5,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
 
 from shared.jobs import Job, JobStore
 from shared.keys import PENDING_KEY, hold_key, inbox_key, job_key, thread_lock_key
 from shared.queue import QUEUE
 from tests import helpers
+from tests.helpers import empty_database
 from worker.threadqueue import ThreadQueue
 
 
 @pytest.fixture
 async def queue(redis_url: str) -> AsyncIterator[ThreadQueue]:
-    redis = Redis.from_url(redis_url.removesuffix("/0") + "/3", decode_responses=True)
-    await redis.flushdb()
-    yield ThreadQueue(redis, JobStore(redis, ttl=3600))
-    await redis.aclose()
+    async with empty_database(redis_url, 3) as redis:
+        yield ThreadQueue(redis, JobStore(redis, ttl=3600))
 
 
 async def accept(queue: ThreadQueue, thread: str, n: int = 1) -> list[Job]:

@@ -12,16 +12,14 @@ from shared.ids import new_id
 from shared.jobs import Job, JobStore
 from shared.keys import THREADS_INDEXED_KEY, owner_threads_key, thread_info_key
 from shared.threads import ThreadIndex
-from tests.helpers import a_job, accept
+from tests.helpers import a_job, accept, empty_database
 
 
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url.removesuffix("/0") + "/6", decode_responses=True)
-    await client.flushdb()
-    await client.set(THREADS_INDEXED_KEY, "1")
-    yield client
-    await client.aclose()
+    async with empty_database(redis_url, 6) as client:
+        await client.set(THREADS_INDEXED_KEY, "1")
+        yield client
 
 
 def owned(job: Job, owner: str) -> Job:
