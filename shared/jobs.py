@@ -52,6 +52,8 @@ TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.
 STREAM_MAXLEN = 20_000
 # How long a deleted conversation's ended jobs stay readable (see forget_words).
 FORGET_SECONDS = 60
+# How long a cancelled job is kept: it stored nothing (see JobStore.cancel).
+CANCELLED_TTL_SECONDS = 3600
 _QUEUED = (JobStatus.QUEUED.value,)
 _UNFINISHED = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
@@ -400,28 +402,34 @@ class JobStore:
                                error=detail, http_status=http_status)
 
     async def cancel(self, job: Job, only_if_queued: bool = False) -> bool:
-        """Ends the job cancelled; with `only_if_queued`, only if no worker has it."""
+        """Ends the job cancelled; with `only_if_queued`, only if no worker has it.
+
+        A cancelled job stored nothing: its record (the run, with its input
+        and metadata) is kept CANCELLED_TTL_SECONDS, not the job's full
+        retention, so queueing and cancelling at once fills no Redis.
+        """
         froms = _QUEUED if only_if_queued else _UNFINISHED
         return await self._end(job, JobStatus.CANCELLED, "cancelled", {"job_id": job.job_id},
-                               from_statuses=froms)
+                               from_statuses=froms, ttl=min(self.ttl, CANCELLED_TTL_SECONDS))
 
     async def _end(self, job: Job, status: JobStatus, event: str, body: dict[str, Any],
                    from_statuses: tuple[str, ...] = (), active: bool = False,
-                   **fields: str | int) -> bool:
+                   ttl: int | None = None, **fields: str | int) -> bool:
         """Records the outcome, appends the terminal event and takes the job out
         of its thread's inbox and its client's count, in one step.
 
         Only a job in one of `from_statuses` (default: any unfinished one) is
         changed; returns False otherwise: the first outcome stands. `active`
         marks the thread active (a stored turn) and counts its two messages
-        in the owner's list of conversations.
+        in the owner's list of conversations. `ttl`: how long the ended job
+        is kept (default: the store's).
         """
         from_statuses = from_statuses or _UNFINISHED
         pairs: list[str | int] = ["status", status]
         for name, value in fields.items():
             pairs += [name, value]
         ending = "," + ",".join(from_statuses) + ","
-        args = [self.ttl, event, json.dumps(body), STREAM_MAXLEN, ending,
+        args = [ttl or self.ttl, event, json.dumps(body), STREAM_MAXLEN, ending,
                 "1" if active else "0", title_of(job.title), job.owner, job.job_id,
                 job.thread_id, *pairs]
         keys = [job_key(job.job_id), events_key(job.job_id), inbox_key(job.thread_id),

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from shared.ids import new_id
-from shared.jobs import JobStatus, JobStore, Refused
+from shared.jobs import CANCELLED_TTL_SECONDS, JobStatus, JobStore, Refused
 from shared.keys import ACTIVITY_KEY, client_jobs_key, events_key, inbox_key, job_key
 from tests.helpers import a_job, accept
 
@@ -42,6 +42,9 @@ async def test_the_first_outcome_stands(jobs: JobStore) -> None:
     assert started is not None and started.status == JobStatus.CANCELLED
     events = await jobs.read_events(job.job_id)
     assert [e.type for e in events] == ["cancelled"]
+    # It stored nothing: its record (the run, its metadata) is kept an hour, not two days.
+    for key in (job_key(job.job_id), events_key(job.job_id)):
+        assert 0 < await jobs.redis.ttl(key) <= CANCELLED_TTL_SECONDS
 
 
 async def test_a_running_job_is_asked_to_stop_not_ended(jobs: JobStore) -> None:
