@@ -23,6 +23,8 @@ log = structlog.get_logger("api.queueing")
 _REFUSALS = {
     "thread": "too many messages queued on this thread; retry after the time in Retry-After",
     "client": "too many of your jobs are queued; retry after the time in Retry-After",
+    "threads": "you have as many conversations as one key may (MAX_THREADS_PER_CLIENT): "
+               "delete some, or wait for idle ones to expire",
 }
 
 
@@ -41,12 +43,14 @@ async def queue_job(services: Services, job: Job, max_in_thread: int,
         job = await services.jobs.create(job, max_in_thread,
                                          services.settings.MAX_QUEUED_PER_CLIENT,
                                          new_thread=new_thread,
-                                         nudge=turn_message(services.celery, job.job_id))
+                                         nudge=turn_message(services.celery, job.job_id),
+                                         max_threads=services.settings.MAX_THREADS_PER_CLIENT)
     except Refused as exc:
         if exc.what == "thread" and busy is not None:
             raise busy from None
-        raise TooManyRequests(_REFUSALS[exc.what],
-                              headers={"Retry-After": str(BUSY_RETRY_AFTER)}) from None
+        # A full inbox or client empties as jobs end; a key's threads do not.
+        retry = {} if exc.what == "threads" else {"Retry-After": str(BUSY_RETRY_AFTER)}
+        raise TooManyRequests(_REFUSALS[exc.what], headers=retry) from None
     except Exception:
         with contextlib.suppress(Exception):
             await services.jobs.delete(job)

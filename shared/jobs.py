@@ -111,15 +111,19 @@ if attempt > 1 then
 end
 return redis.call('HGETALL', KEYS[1])
 """
-# Accepts a job unless its thread's inbox or its client's jobs are full:
-# KEYS job, inbox, pending, activity, client's jobs, owner's threads, thread
-# info, the threads-indexed mark, the task queue; ARGV ttl, job id, thread
-# id, inbox limit, client limit, title, owner, "1" if the gateway made the
-# thread's id, the task message to push ("": none), then field/value pairs.
+# Accepts a job unless its thread's inbox or its client's jobs are full, or
+# it starts a thread its owner has no room for: KEYS job, inbox, pending,
+# activity, client's jobs, owner's threads, thread info, the threads-indexed
+# mark, the task queue; ARGV ttl, job id, thread id, inbox limit, client
+# limit, title, owner, "1" if the gateway made the thread's id, the task
+# message to push ("": none), the owner's thread limit ("0": none), then
+# field/value pairs.
 _CREATE = _NOW + """
 if redis.call('LLEN', KEYS[2]) >= tonumber(ARGV[4]) then return {'thread'} end
 if redis.call('SCARD', KEYS[5]) >= tonumber(ARGV[5]) then return {'client'} end
-redis.call('HSET', KEYS[1], 'created_at', now, unpack(ARGV, 10))
+if ARGV[10] ~= '0' and not redis.call('ZSCORE', KEYS[6], ARGV[3])
+    and redis.call('ZCARD', KEYS[6]) >= tonumber(ARGV[10]) then return {'threads'} end
+redis.call('HSET', KEYS[1], 'created_at', now, unpack(ARGV, 11))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[1])
@@ -177,7 +181,8 @@ return {n, tostring(since)}
 
 
 class Refused(Exception):
-    """The job was not queued: its thread's inbox or its client's jobs are full."""
+    """The job was not queued: its thread's inbox or its client's jobs are
+    full, or its owner has no room for another thread (`what` says which)."""
 
     def __init__(self, what: str) -> None:
         super().__init__(what)
@@ -268,12 +273,13 @@ class JobStore:
         self._failure = redis.register_script(_FAILURE)
 
     async def create(self, job: Job, max_in_thread: int, max_for_client: int,
-                     new_thread: bool = False, nudge: str = "") -> Job:
+                     new_thread: bool = False, nudge: str = "", max_threads: int = 0) -> Job:
         """Records an accepted job at the end of its thread's inbox.
 
         Raises Refused, recording nothing, when the thread's inbox already
         holds `max_in_thread` jobs or the client has `max_for_client`
-        unfinished ones. Also marks the thread active, so cleanup spares it,
+        unfinished ones, or the job starts a thread and its owner already has
+        `max_threads` (0: no limit). Also marks the thread active, so cleanup spares it,
         pending, so the recovery sweep finds it if its worker dies, and puts
         it first in its owner's list of conversations. The
         acceptance time is Redis's clock at the moment of the append, so
@@ -289,7 +295,8 @@ class JobStore:
                   for item in pair]
         reply = await self._create(keys=keys, args=[
             self.ttl, job.job_id, job.thread_id, max_in_thread, max_for_client,
-            title_of(job.title), job.owner, "1" if new_thread else "0", nudge, *fields])
+            title_of(job.title), job.owner, "1" if new_thread else "0", nudge,
+            max_threads if job.owner else 0, *fields])
         if reply[0] != "ok":
             raise Refused(reply[0])
         return dataclasses.replace(job, created_at=float(reply[1]))

@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     # and one thread's inbox may hold; past them: 429, nothing queued.
     MAX_QUEUED_PER_CLIENT: Positive = 200
     MAX_QUEUED_PER_THREAD: Positive = 50
+    # Conversations one API key may have (with auth on); past it a message
+    # that would start another is 429, nothing queued.
+    MAX_THREADS_PER_CLIENT: Positive = 10_000
 
     API_KEYS: str | None = None
     # The server's secret in the digest that names a key's owner (an HMAC):

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 
 from api.agent.schemas import METADATA_LIMITS, METADATA_MAX_BYTES, METADATA_MAX_KEYS
 from api.deps import ServicesDep
-from api.errors import TooLarge
+from api.errors import TooLarge, TooManyRequests
 from shared.jobs import Job
 from shared.keys import (
     ACTIVITY_KEY,
@@ -43,16 +43,21 @@ SCAN_MAX = 5000
 # Creates, updates or touches a thread's record, its place in its owner's
 # index and in cleanup's activity index: KEYS record, owner's index, activity;
 # ARGV owner, thread id, mode, the most metadata keys and bytes the record may
-# hold once merged ("0": no limit), then field/value pairs of metadata. Mode
-# "create" does nothing to an existing record, "update" nothing to a missing
-# one, "ensure" either. Returns 1 if it wrote, 0 if not, -1 if the metadata
-# would pass its limits (nothing written).
+# hold once merged ("0": no limit), the most threads the owner's index may
+# hold for a new one ("0": no limit), then field/value pairs of metadata.
+# Mode "create" does nothing to an existing record, "update" nothing to a
+# missing one, "ensure" either. Returns 1 if it wrote, 0 if not, -1 if the
+# metadata would pass its limits, -2 if the owner has no room for another
+# thread (nothing written).
 _UPSERT = """
 local t = redis.call('TIME')
 local now = t[1] .. '.' .. string.format('%06d', t[2])
 local exists = redis.call('EXISTS', KEYS[1]) == 1
 if (exists and ARGV[3] == 'create') or (not exists and ARGV[3] == 'update') then
   return 0
+end
+if not exists and ARGV[6] ~= '0' and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[6]) then
+  return -2
 end
 if ARGV[4] ~= '0' then
   local sizes = {}
@@ -62,7 +67,7 @@ if ARGV[4] ~= '0' then
       if string.sub(all[i], 1, 2) == 'm:' then sizes[all[i]] = #all[i] + #all[i + 1] end
     end
   end
-  for i = 6, #ARGV, 2 do sizes[ARGV[i]] = #ARGV[i] + #ARGV[i + 1] end
+  for i = 7, #ARGV, 2 do sizes[ARGV[i]] = #ARGV[i] + #ARGV[i + 1] end
   local count, bytes = 0, 0
   for _, size in pairs(sizes) do count = count + 1; bytes = bytes + size end
   if count > tonumber(ARGV[4]) or bytes > tonumber(ARGV[5]) then return -1 end
@@ -70,7 +75,7 @@ end
 if not exists then
   redis.call('HSET', KEYS[1], 'created_at', now, 'owner', ARGV[1])
 end
-if #ARGV > 5 then redis.call('HSET', KEYS[1], unpack(ARGV, 6)) end
+if #ARGV > 6 then redis.call('HSET', KEYS[1], unpack(ARGV, 7)) end
 redis.call('HSET', KEYS[1], 'updated_at', now)
 redis.call('ZADD', KEYS[2], now, ARGV[2])
 redis.call('ZADD', KEYS[3], 'GT', now, ARGV[2])
@@ -132,16 +137,22 @@ class ThreadRecords:
 
     async def write(self, thread_id: str, owner: str,
                     mode: Literal["create", "update", "ensure"],
-                    metadata: dict[str, Any] | None = None) -> bool:
+                    metadata: dict[str, Any] | None = None, max_threads: int = 0) -> bool:
         """Writes a client's change to the record as `mode` says (see _UPSERT);
         True if it wrote. Metadata is merged key by key, as the LangGraph
-        Server API does; TooLarge (413) if the merge would pass its limits."""
+        Server API does; TooLarge (413) if the merge would pass its limits,
+        TooManyRequests (429) if it makes a thread and `owner` (with auth on)
+        has `max_threads` already."""
         wrote = await self._upsert(
             keys=self._keys(thread_id, owner),
             args=[owner, thread_id, mode, METADATA_MAX_KEYS, METADATA_MAX_BYTES,
-                  *_pairs(metadata)])
+                  max_threads if owner else 0, *_pairs(metadata)])
         if wrote == -1:
             raise TooLarge(f"{METADATA_LIMITS}, merged with the thread's")
+        if wrote == -2:
+            raise TooManyRequests("you have as many threads as one key may "
+                                  "(MAX_THREADS_PER_CLIENT): delete some, or wait for idle "
+                                  "ones to expire")
         return cast(int, wrote) == 1
 
     @staticmethod
@@ -183,7 +194,7 @@ class ThreadRecords:
         async with self.redis.pipeline(transaction=False) as pipe:
             # The server's own keys: never over the client's limits.
             await self._upsert(keys=self._keys(job.thread_id, job.owner),
-                               args=[job.owner, job.thread_id, "ensure", 0, 0,
+                               args=[job.owner, job.thread_id, "ensure", 0, 0, 0,
                                      *_pairs(metadata)], client=pipe)
             pipe.zadd(key, {job.job_id: job.created_at})
             pipe.expire(key, ttl)

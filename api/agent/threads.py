@@ -107,7 +107,8 @@ async def create_thread(body: ThreadCreate, services: ServicesDep, records: Reco
     if (body.thread_id and not may_exist
             and await owners.load(services.saver, thread_id) is not None):
         raise taken
-    if not await records.write(thread_id, owner, "create", body.metadata) and not may_exist:
+    if not await records.write(thread_id, owner, "create", body.metadata,
+                               services.settings.MAX_THREADS_PER_CLIENT) and not may_exist:
         raise taken
     record, saved = await _find(services, records, thread_id, owner)
     return await _view(services, thread_id, record, saved)

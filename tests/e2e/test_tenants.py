@@ -29,13 +29,15 @@ A = {"Authorization": f"Bearer {KEY_A}"}
 B = {"Authorization": f"Bearer {KEY_B}"}
 METRICS_TOKEN = "metrics-token-for-the-scraper"
 STREAMS_PER_KEY = 3
+THREADS_PER_KEY = 40
 
 
 @pytest.fixture(scope="module")
 def tenants(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with stack_of_its_own(s3_endpoint, tmp_path_factory.mktemp("tenants"), workers=1,
                           API_KEYS=f"{KEY_A},{KEY_B}", METRICS_TOKEN=METRICS_TOKEN,
-                          GATEWAY_MAX_WAITERS_PER_CLIENT=str(STREAMS_PER_KEY)) as stack:
+                          GATEWAY_MAX_WAITERS_PER_CLIENT=str(STREAMS_PER_KEY),
+                          MAX_THREADS_PER_CLIENT=str(THREADS_PER_KEY)) as stack:
         yield stack
 
 
@@ -134,7 +136,7 @@ def test_metrics_take_their_own_token_and_no_tenant_key(tenants: Stack) -> None:
 def test_a_full_redis_is_503_and_nothing_is_half_written(tenants: Stack,
                                                          store: redis.Redis) -> None:
     thread_id = chat(tenants, A, "before")["thread_id"]
-    keys_before = store.dbsize()
+    keys_before = set(store.scan_iter())
     store.config_set("maxmemory-policy", "noeviction")
     # Below what it holds: Redis refuses every write until it is raised again.
     store.config_set("maxmemory", str(int(store.info("memory")["used_memory"]) // 2))
@@ -152,7 +154,7 @@ def test_a_full_redis_is_503_and_nothing_is_half_written(tenants: Stack,
             assert reply.status_code == 503, (reply.request.url, reply.text)
             assert "out of memory" in reply.json()["detail"]
             assert reply.headers["Retry-After"]
-        assert store.dbsize() == keys_before
+        assert set(store.scan_iter()) <= keys_before  # nothing written (some may expire)
     finally:
         store.config_set("maxmemory", "0")
     after = tenants.client.post("/chat", json={"message": "after", "thread_id": thread_id},
@@ -240,3 +242,36 @@ def test_a_runs_listing_reads_a_bounded_page(tenants: Stack) -> None:
     listed = client.get(f"/threads/{thread_id}/runs", params={"offset": 1000, "limit": 100},
                         headers=A)
     assert listed.status_code == 200 and listed.json() == []
+
+
+def test_a_key_s_threads_are_capped_and_its_old_ones_go_on(tenants: Stack) -> None:
+    client = tenants.client
+    first = client.post("/chat", params={"wait": "false"}, json={"message": "t"},
+                        headers=B).json()["thread_id"]
+    for _ in range(THREADS_PER_KEY):  # bounded: the cap is met within it
+        refused = client.post("/chat", params={"wait": "false"}, json={"message": "t"},
+                              headers=B)
+        if refused.status_code != 202:
+            break
+    listed = client.get("/chat/threads", params={"limit": 100}, headers=B).json()["threads"]
+    old = client.post("/chat", params={"wait": "false"},
+                      json={"message": "again", "thread_id": first}, headers=B)
+    theirs = client.post("/chat", params={"wait": "false"}, json={"message": "t"}, headers=A)
+
+    assert refused.status_code == 429, refused.text
+    assert "MAX_THREADS_PER_CLIENT" in refused.json()["detail"]
+    assert "Retry-After" not in refused.headers  # threads do not free up by waiting
+    assert len(listed) == THREADS_PER_KEY
+    assert old.status_code == 202 and theirs.status_code == 202
+
+
+def test_a_key_s_langgraph_threads_are_capped_too(tenants: Stack) -> None:
+    client = tenants.client
+    for _ in range(THREADS_PER_KEY + 1):  # bounded: the cap is met within it
+        made = client.post("/threads", json={}, headers=B)
+        if made.status_code != 200:
+            break
+
+    assert made.status_code == 429, made.text
+    assert "MAX_THREADS_PER_CLIENT" in made.json()["detail"]
+    assert client.post("/threads", json={}, headers=A).status_code == 200
