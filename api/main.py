@@ -22,6 +22,7 @@ from api.routes import chat, docs, health, jobs, metrics, page, threads
 from shared.graphs import load_registry
 from shared.jobs import JobStore
 from shared.logging import configure_logging
+from shared.metric_files import fold_if_shared
 from shared.queue import make_celery
 from shared.redis_client import make_redis
 from shared.settings import Settings, get_settings
@@ -33,6 +34,7 @@ log = structlog.get_logger("api.main")
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+    fold_if_shared()  # the metric files of this host's processes that ended before
     async with AsyncExitStack() as stack:
         # Clients connect lazily, so the gateway starts (and /healthz answers)
         # while Redis or S3 is still down; /readyz tells when they are up.

@@ -31,8 +31,10 @@ def _open_runtime(**_: Any) -> None:
     # Build the loop and its clients before the pool takes tasks, not during
     # the first one. The pool is Celery's threads pool (shared/queue.py): a
     # loop thread would not survive prefork's fork.
+    from shared.metric_files import fold_if_shared
     from worker.runtime import get_runtime
 
+    fold_if_shared()  # the files of this host's workers that ended before
     runtime = get_runtime()
     if settings.WORKER_HEARTBEAT_FILE:
         from worker.heartbeat import Heartbeat
