@@ -17,7 +17,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from api.agent.schemas import Assistant, AssistantVersion
+from api.agent.assistant_schemas import Assistant, AssistantVersion
 from shared.keys import assistant_key, owner_assistants_key
 
 OWNER = "owner"

@@ -19,9 +19,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 
 from api import conversations
 from api.agent.assistant_records import AssistantRecords, Taken
-from api.agent.records import RecordsDep
-from api.agent.schemas import (
-    METADATA_LIMITS,
+from api.agent.assistant_schemas import (
     Assistant,
     AssistantCreate,
     AssistantFilter,
@@ -31,8 +29,9 @@ from api.agent.schemas import (
     AssistantSettings,
     AssistantVersion,
     AssistantVersionsQuery,
-    metadata_fits,
 )
+from api.agent.records import RecordsDep
+from api.agent.schemas import METADATA_LIMITS, metadata_fits
 from api.deps import OwnerDep, Services, ServicesDep, limit_client
 from api.errors import Conflict, Forbidden, Invalid, NotFound, TooLarge
 from api.openapi_responses import errors

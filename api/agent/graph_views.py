@@ -9,8 +9,8 @@ from typing import Annotated, Any, cast
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, TypeAdapter, create_model
 
+from api.agent.assistant_schemas import GraphSchema
 from api.agent.assistants import AssistantIdPath, resolve
-from api.agent.schemas import GraphSchema
 from api.deps import OwnerDep, ServicesDep, limit_client
 from api.openapi_responses import errors
 from shared.graphs import Graph, GraphEntry
