@@ -14,7 +14,7 @@ from api.agent.records import ThreadRecords
 from api.deps import Services
 from api.errors import Unavailable
 from shared.keys import inbox_key, thread_lock_key
-from shared.queue import TURN_TASK
+from shared.queue import send_turn
 from shared.threads import stored_owner
 
 log = structlog.get_logger("api.conversations")
@@ -69,5 +69,5 @@ async def erase(services: Services, thread_id: str) -> None:
     # lease taken, so the thread is handed on here.
     head = await redis.lindex(inbox_key(thread_id), 0)
     if head is not None:
-        await run_in_threadpool(services.celery.send_task, TURN_TASK, args=[head])
+        await run_in_threadpool(send_turn, services.celery, str(head))
     log.info("thread_deleted")

@@ -146,9 +146,14 @@ def install_handlers(app: FastAPI) -> None:
             headers["Allow"] = _allowed_methods(request)
         return _json(exc.status_code, exc.detail, headers)
 
+    @app.exception_handler(OperationalError)
+    async def broker_down(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("dependency_down", dependency="broker", error=type(exc).__name__)
+        return _json(503, "the task queue (broker) is unavailable, try again later",
+                     {"Retry-After": "5"})
+
     @app.exception_handler(RedisConnectionError)
     @app.exception_handler(RedisTimeoutError)
-    @app.exception_handler(OperationalError)
     async def redis_down(_: Request, exc: Exception) -> JSONResponse:
         log.warning("dependency_down", dependency="redis", error=type(exc).__name__)
         return _json(503, "redis unavailable, try again later", {"Retry-After": "5"})

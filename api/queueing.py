@@ -9,13 +9,15 @@ from __future__ import annotations
 import contextlib
 
 import structlog
+from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
+from starlette.concurrency import run_in_threadpool
 
 from api.agent.records import ThreadRecords
 from api.deps import Services
-from api.errors import BUSY_RETRY_AFTER, ApiError, TooManyRequests
+from api.errors import BUSY_RETRY_AFTER, ApiError, TooManyRequests, Unavailable
 from shared.jobs import Job, Refused
-from shared.queue import turn_message
+from shared.queue import send_turn
 from shared.runs import RunSpec
 
 log = structlog.get_logger("api.queueing")
@@ -30,12 +32,14 @@ _REFUSALS = {
 
 async def queue_job(services: Services, job: Job, max_in_thread: int,
                     busy: ApiError | None = None, new_thread: bool = False) -> Job:
-    """Records the job at the end of its thread's inbox, with its task, in one step.
+    """Records the job at the end of its thread's inbox, then sends its task.
 
     Raises TooManyRequests (429) when the thread already holds
     `max_in_thread` jobs, or `busy` instead if given, or when the client is
     over its limit; nothing is queued then. On any other failure the job's
-    record is removed (best effort, as Redis may be what failed).
+    record is removed (best effort, as Redis may be what failed). A broker
+    that is down is 503 with the job taken back, unless a worker has it
+    already (the thread's previous turn passed it on).
     `new_thread`: the gateway made the thread's id just now (so the list of
     conversations knows it starts empty).
     """
@@ -43,7 +47,6 @@ async def queue_job(services: Services, job: Job, max_in_thread: int,
         job = await services.jobs.create(job, max_in_thread,
                                          services.settings.MAX_QUEUED_PER_CLIENT,
                                          new_thread=new_thread,
-                                         nudge=turn_message(services.celery, job.job_id),
                                          max_threads=services.settings.MAX_THREADS_PER_CLIENT)
     except Refused as exc:
         if exc.what == "thread" and busy is not None:
@@ -55,6 +58,15 @@ async def queue_job(services: Services, job: Job, max_in_thread: int,
         with contextlib.suppress(Exception):
             await services.jobs.delete(job)
         raise
+    # Recorded first, sent second: a gateway that dies in between leaves a
+    # job without a nudge, which the recovery sweep finds (worker/recovery.py).
+    try:
+        await run_in_threadpool(send_turn, services.celery, job.job_id)
+    except OperationalError as exc:
+        log.warning("dependency_down", dependency="broker", error=type(exc).__name__)
+        if await services.jobs.withdraw(job):
+            raise Unavailable("the task queue (broker) is unavailable: nothing was queued, "
+                              "try again later", headers={"Retry-After": "5"}) from None
     # The thread and its runs as the LangGraph Server API lists them, for a
     # POST /chat as for a run. The job is accepted already: a Redis that
     # fails now costs the listing, not the job.

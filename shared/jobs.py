@@ -35,7 +35,6 @@ from shared.keys import (
     owner_threads_key,
     thread_info_key,
 )
-from shared.queue import QUEUE
 from shared.runs import run_of_record
 from shared.threads import title_of
 
@@ -64,11 +63,22 @@ _NOW = """
 local t = redis.call('TIME')
 local now = t[1] .. '.' .. string.format('%06d', t[2])
 """
+# A new thread whose turns all ended without storing anything is no
+# conversation: it leaves its owner's list. Arguments: inbox, owner's
+# threads, thread info keys, thread id.
+_FORGET_IF_EMPTY = """
+local function forget_if_empty(inbox, owner_threads, info, thread_id)
+  if redis.call('HGET', info, 'messages') == '0' and redis.call('LLEN', inbox) == 0 then
+    redis.call('ZREM', owner_threads, thread_id)
+    redis.call('DEL', info)
+  end
+end
+"""
 # Ends a job: KEYS job, events, inbox, client's jobs, activity, owner's threads,
 # thread info; ARGV ttl, event type, event data, stream maxlen, ",statuses it
 # may end from,", "1" for a stored turn, the thread's title, its owner, the
 # job's id, its thread's id, then field/value pairs.
-_FINISH = _NOW + """
+_FINISH = _NOW + _FORGET_IF_EMPTY + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return -1 end
 if not string.find(ARGV[5], ',' .. status .. ',', 1, true) then return 0 end
@@ -87,11 +97,8 @@ if ARGV[6] == '1' then
   if redis.call('HINCRBY', KEYS[7], 'messages', 2) == 2 then
     redis.call('HSET', KEYS[7], 'title', ARGV[7])
   end
-elseif redis.call('HGET', KEYS[7], 'messages') == '0'
-    and redis.call('LLEN', KEYS[3]) == 0 then
-  -- A new thread whose turns all ended without storing anything: no conversation.
-  redis.call('ZREM', KEYS[6], thread_id)
-  redis.call('DEL', KEYS[7])
+else
+  forget_if_empty(KEYS[3], KEYS[6], KEYS[7], thread_id)
 end
 return 1
 """
@@ -114,16 +121,15 @@ return redis.call('HGETALL', KEYS[1])
 # Accepts a job unless its thread's inbox or its client's jobs are full, or
 # it starts a thread its owner has no room for: KEYS job, inbox, pending,
 # activity, client's jobs, owner's threads, thread info, the threads-indexed
-# mark, the task queue; ARGV ttl, job id, thread id, inbox limit, client
-# limit, title, owner, "1" if the gateway made the thread's id, the task
-# message to push ("": none), the owner's thread limit ("0": none), then
-# field/value pairs.
+# mark; ARGV ttl, job id, thread id, inbox limit, client limit, title, owner,
+# "1" if the gateway made the thread's id, the owner's thread limit ("0":
+# none), then field/value pairs.
 _CREATE = _NOW + """
 if redis.call('LLEN', KEYS[2]) >= tonumber(ARGV[4]) then return {'thread'} end
 if redis.call('SCARD', KEYS[5]) >= tonumber(ARGV[5]) then return {'client'} end
-if ARGV[10] ~= '0' and not redis.call('ZSCORE', KEYS[6], ARGV[3])
-    and redis.call('ZCARD', KEYS[6]) >= tonumber(ARGV[10]) then return {'threads'} end
-redis.call('HSET', KEYS[1], 'created_at', now, unpack(ARGV, 11))
+if ARGV[9] ~= '0' and not redis.call('ZSCORE', KEYS[6], ARGV[3])
+    and redis.call('ZCARD', KEYS[6]) >= tonumber(ARGV[9]) then return {'threads'} end
+redis.call('HSET', KEYS[1], 'created_at', now, unpack(ARGV, 10))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[1])
@@ -142,8 +148,18 @@ if redis.call('HSETNX', KEYS[7], 'owner', ARGV[7]) == 1 then
     redis.call('HSET', KEYS[7], 'partial', 1)
   end
 end
-if ARGV[9] ~= '' then redis.call('LPUSH', KEYS[9], ARGV[9]) end
 return {'ok', now}
+"""
+# Takes back a job no worker has started, as if never accepted: KEYS job,
+# events, inbox, client's jobs, owner's threads, thread info; ARGV job id,
+# thread id. 1 if it did.
+_WITHDRAW = _FORGET_IF_EMPTY + """
+if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('LREM', KEYS[3], 0, ARGV[1])
+redis.call('SREM', KEYS[4], ARGV[1])
+forget_if_empty(KEYS[3], KEYS[5], KEYS[6], ARGV[2])
+return 1
 """
 # Back to `queued` while a retry waits; a finished job is left as it is.
 _REQUEUE = """
@@ -268,12 +284,13 @@ class JobStore:
         self._start = redis.register_script(_START)
         self._requeue = redis.register_script(_REQUEUE)
         self._create = redis.register_script(_CREATE)
+        self._withdraw = redis.register_script(_WITHDRAW)
         self._commit = redis.register_script(_COMMIT)
         self._ask_cancel = redis.register_script(_ASK_CANCEL)
         self._failure = redis.register_script(_FAILURE)
 
     async def create(self, job: Job, max_in_thread: int, max_for_client: int,
-                     new_thread: bool = False, nudge: str = "", max_threads: int = 0) -> Job:
+                     new_thread: bool = False, max_threads: int = 0) -> Job:
         """Records an accepted job at the end of its thread's inbox.
 
         Raises Refused, recording nothing, when the thread's inbox already
@@ -285,17 +302,17 @@ class JobStore:
         acceptance time is Redis's clock at the moment of the append, so
         across any number of gateways the jobs of a thread are in
         `created_at` order. `new_thread`: the gateway made the thread's id,
-        so nothing of it can be stored yet. `nudge`: the job's task message
-        (shared.queue.turn_message), queued in the same step.
+        so nothing of it can be stored yet. The caller then sends the job's
+        nudge (shared.queue.send_turn).
         """
         keys = [job_key(job.job_id), inbox_key(job.thread_id), PENDING_KEY, ACTIVITY_KEY,
                 client_jobs_key(job.client), owner_threads_key(job.owner),
-                thread_info_key(job.thread_id), THREADS_INDEXED_KEY, QUEUE]
+                thread_info_key(job.thread_id), THREADS_INDEXED_KEY]
         fields = [item for pair in job.to_redis().items() if pair[0] != "created_at"
                   for item in pair]
         reply = await self._create(keys=keys, args=[
             self.ttl, job.job_id, job.thread_id, max_in_thread, max_for_client,
-            title_of(job.title), job.owner, "1" if new_thread else "0", nudge,
+            title_of(job.title), job.owner, "1" if new_thread else "0",
             max_threads if job.owner else 0, *fields])
         if reply[0] != "ok":
             raise Refused(reply[0])
@@ -308,6 +325,15 @@ class JobStore:
             pipe.lrem(inbox_key(job.thread_id), 0, job.job_id)
             pipe.srem(client_jobs_key(job.client), job.job_id)
             await pipe.execute()
+
+    async def withdraw(self, job: Job) -> bool:
+        """Takes back a job whose nudge could not be sent, as if it had never
+        been accepted: False if a worker has started it already (the thread's
+        previous turn passed it on), and then it stays accepted."""
+        keys = [job_key(job.job_id), events_key(job.job_id), inbox_key(job.thread_id),
+                client_jobs_key(job.client), owner_threads_key(job.owner),
+                thread_info_key(job.thread_id)]
+        return cast(int, await self._withdraw(keys=keys, args=[job.job_id, job.thread_id])) == 1
 
     async def forget_words(self, job_ids: list[str]) -> None:
         """For ended jobs of a deleted conversation: their reply and title go

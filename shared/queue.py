@@ -6,14 +6,10 @@ importing the worker code (no LangGraph, no LLM client in the gateway).
 
 from __future__ import annotations
 
-import base64
-import uuid
 from typing import Any
 
 from celery import Celery
 from kombu.entity import Queue
-from kombu.serialization import dumps
-from kombu.utils.json import dumps as json_dumps
 
 from shared.settings import Settings
 
@@ -33,22 +29,29 @@ def nudge_lost_after(settings: Settings) -> int:
     """Seconds after which a job still queued is nudged again, even behind a backlog.
 
     A task message is only a nudge: the job itself waits in its thread's
-    inbox. The transport does not keep messages a worker has taken (no ack
-    emulation: it would cost eight Redis commands a turn), so a worker that
-    dies loses the nudges it had reserved or was holding for a retry, and
-    the recovery sweep sends them again. Longer than a whole turn plus the
-    longest countdown, so a live worker's nudge is rarely doubled.
+    inbox. A nudge can be lost: the gateway may die between recording a job
+    and sending its task; and Redis as a broker does not keep messages a
+    worker has taken (no ack emulation: it would cost eight Redis commands a
+    turn), so a worker that dies loses the nudges it had reserved or was
+    holding for a retry. The recovery sweep sends them again. Longer than a
+    whole turn plus the longest countdown, so a live worker's nudge is
+    rarely doubled.
     """
     return settings.TURN_TIME_LIMIT + MAX_COUNTDOWN + 30
 
 
+def broker_url(settings: Settings) -> str:
+    return settings.CELERY_BROKER_URL or settings.REDIS_URL
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
+    url = broker_url(settings)
     return {
-        "broker_url": settings.REDIS_URL,
-        # The nudges a worker takes are not kept in Redis until acknowledged
+        "broker_url": url,
+        # On Redis, the nudges a worker takes are not kept until acknowledged
         # (see nudge_lost_after): the thread's inbox and the recovery sweep
-        # are what make a job survive its worker.
-        "broker_transport_options": {"ack_emulation": False},
+        # are what make a job survive its worker. RabbitMQ keeps them anyway.
+        "broker_transport_options": {"ack_emulation": False} if url.startswith("redis") else {},
         "broker_connection_retry_on_startup": True,
         "task_serializer": "json",
         "accept_content": ["json"],
@@ -61,7 +64,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        # The gateway must answer 503 quickly when Redis is down, not hang.
+        # The gateway must answer 503 quickly when the broker is down, not hang.
         "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0.1,
                                       "interval_step": 0.2, "interval_max": 0.5},
         "broker_connection_timeout": 2,
@@ -89,22 +92,27 @@ def make_celery(settings: Settings, name: str = "chat") -> Celery:
     return app
 
 
-def turn_message(app: Celery, job_id: str) -> str:
-    """The entry Celery's Redis transport would push on QUEUE for the turn
-    task of `job_id` (protocol 2, JSON), for the gateway to push itself in
-    the same script that accepts the job: the job and its nudge are queued
-    together or not at all, in one round trip, with no publisher thread.
+def send_turn(app: Celery, job_id: str) -> None:
+    """Sends the nudge that makes a worker run the next turn of `job_id`'s
+    thread. Blocking (kombu's client): call it from a thread, not a loop."""
+    app.send_task(TURN_TASK, args=[job_id])
 
-    Celery builds the task message; this does only what kombu's Redis
-    channel adds to it (base64 body, delivery tag and routing).
-    """
-    headers, properties, body, _ = app.amqp.as_task_v2(job_id, TURN_TASK, args=[job_id])
-    content_type, content_encoding, payload = dumps(body, serializer="json")
-    properties.update(
-        delivery_mode=2, priority=0, body_encoding="base64", delivery_tag=str(uuid.uuid4()),
-        delivery_info={"exchange": "", "routing_key": QUEUE})
-    message: str = json_dumps({"body": base64.b64encode(payload.encode()).decode(),
-                               "content-encoding": content_encoding,
-                               "content-type": content_type,
-                               "headers": headers, "properties": properties})
-    return message
+
+def queue_depths(app: Celery) -> dict[str, int]:
+    """Task messages waiting in each queue, as the broker counts them (what
+    no worker has taken yet). Blocking, like send_turn."""
+    depths = {}
+    # A connection of its own each time: a pooled one that the broker dropped
+    # would fail every later read. Callers read every few seconds at most.
+    with app.connection_for_read() as conn:
+        conn.ensure_connection(max_retries=1)
+        for name in (QUEUE, MAINTENANCE_QUEUE):
+            # A passive declare only reads the queue. One never declared yet
+            # (no worker has started) holds nothing; on RabbitMQ its error
+            # closes the channel, so each queue gets a channel of its own.
+            with conn.channel() as channel:
+                try:
+                    depths[name] = channel.queue_declare(name, passive=True).message_count
+                except conn.channel_errors:
+                    depths[name] = 0
+    return depths

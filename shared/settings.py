@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     RATE_LIMIT_PERIOD: Positive = 60
 
     REDIS_URL: str = Field("redis://localhost:6379/0", pattern=r"^rediss?://")
+    # Celery's broker: a Redis (by default the one of REDIS_URL) or RabbitMQ.
+    # Turns reach it only through Celery's own API (shared/queue.py).
+    CELERY_BROKER_URL: str | None = Field(None, pattern=r"^(rediss?|amqps?|pyamqp)://")
     # Connections per process (gateway, or worker child); see shared/redis_client.py.
     REDIS_MAX_CONNECTIONS: int = Field(50, ge=4, le=10_000)
     SESSION_TTL_SECONDS: Positive = 30 * DAY
@@ -85,7 +88,7 @@ class Settings(BaseSettings):
     # probe that costs no broadcast (unset: none); see worker/heartbeat.py.
     WORKER_HEARTBEAT_FILE: str | None = None
     # A dead worker's thread is taken over after its lease runs out and the
-    # next recovery sweep (run by beat) sees it; see worker/threadqueue.py.
+    # next recovery sweep (run by the workers) sees it; see worker/recovery.py.
     THREAD_LEASE_SECONDS: int = Field(15, ge=3, le=300)
     RECOVERY_INTERVAL_SECONDS: float = Field(5.0, gt=0, le=300)
     RECOVERY_STALL_SECONDS: float = Field(30.0, gt=0)

@@ -117,6 +117,63 @@ def redis_server(workdir: Path, port: int | None = None, persistent: bool = Fals
     return Server("redis", argv, port, workdir / f"redis-{port}.log")
 
 
+RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+
+
+class RabbitServer(Server):
+    """Debian's rabbitmq-server as a node of its own: its own name, ports, data
+    and epmd (Erlang's name server, which it starts and leaves running),
+    none of them the machine's own RabbitMQ's."""
+
+    def stop(self, timeout: float = 15.0) -> None:
+        super().stop(timeout)
+        self._stop_epmd()
+
+    def kill(self) -> None:
+        super().kill()
+        self._stop_epmd()
+
+    def _stop_epmd(self) -> None:
+        # It refuses while a node is registered: the node has just stopped,
+        # so its registration goes in a moment.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            done = subprocess.run(["epmd", "-kill"], env={**os.environ, **self.env},
+                                  capture_output=True, text=True, check=False)
+            if "not allowed" not in done.stdout + done.stderr:
+                return
+            time.sleep(0.1)
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+
+def rabbitmq_server(workdir: Path) -> RabbitServer:
+    """A RabbitMQ broker on a free loopback port (guest/guest allowed from
+    loopback), with no plugins; it starts in about five seconds."""
+    if not RABBITMQ_SERVER.exists():
+        raise RuntimeError("rabbitmq-server is not installed (apt-get install rabbitmq-server)")
+    port, dist_port, epmd_port = free_port(), free_port(), free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "enabled_plugins").write_text("[].\n")
+    (workdir / "rabbitmq.conf").write_text(f"listeners.tcp.default = 127.0.0.1:{port}\n")
+    env = {
+        "HOME": str(workdir),  # its Erlang cookie goes here
+        "RABBITMQ_NODENAME": f"test-{port}@localhost",
+        "RABBITMQ_NODE_PORT": str(port),
+        "RABBITMQ_DIST_PORT": str(dist_port),
+        "ERL_EPMD_PORT": str(epmd_port),
+        "RABBITMQ_MNESIA_BASE": str(workdir / "mnesia"),
+        "RABBITMQ_LOG_BASE": str(workdir / "log"),
+        "RABBITMQ_PLUGINS_EXPAND_DIR": str(workdir / "plugins"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(workdir / "enabled_plugins"),
+        "RABBITMQ_CONFIG_FILE": str(workdir / "rabbitmq"),
+    }
+    return RabbitServer("rabbitmq", [str(RABBITMQ_SERVER)], port,
+                        workdir / f"rabbitmq-{port}.log", env, cwd=workdir)
+
+
 def s3_server(workdir: Path, port: int | None = None, data: Path | None = None) -> Server:
     """moto's S3 over HTTP/1.1 with keep-alive (scripts/local_s3.py), kept in
     memory, or in the folder `data` as `make run` keeps it."""

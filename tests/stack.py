@@ -33,6 +33,10 @@ class Stack:
     # Its own Redis and S3 servers, when it started them (launch_all).
     redis: servers.Server | None = None
     s3: servers.Server | None = None
+    workers_started: int = 0
+    # launch_faulty's: the proxy in front of S3, and a second gateway's client.
+    s3_proxy: servers.TcpProxy | None = None
+    second: httpx.Client | None = None
 
     def llm_calls(self) -> list[dict[str, Any]]:
         calls: list[dict[str, Any]] = self.groq_client.get("/_calls").json()
@@ -77,8 +81,12 @@ class Stack:
         return {k: float(raw[k]) for k in ("created_at", "started_at", "finished_at")}
 
     def add_workers(self, count: int) -> list[servers.Server]:
-        more = start_workers(self.env, self.logdir, count, first=len(self.workers) + 1)
+        # Numbered after every worker ever started here, not the ones left: a
+        # replacement must not share a stopped worker's name and log file,
+        # which tests search for the job a worker ran.
+        more = start_workers(self.env, self.logdir, count, first=self.workers_started + 1)
         self.workers += more
+        self.workers_started += count
         return more
 
 
@@ -188,6 +196,37 @@ def launch_all(workdir: Path, workers: int = 2, **overrides: str) -> Iterator[St
                     workdir / "stack", workers, **overrides) as stack:
             stack.redis, stack.s3 = redis, s3
             yield stack
+    finally:
+        s3.stop()
+        redis.stop()
+
+
+@contextmanager
+def launch_faulty(workdir: Path, s3_endpoint: str, name: str = "faulty",
+                  **overrides: str) -> Iterator[Stack]:
+    """Three workers and two gateways on a persistent Redis of their own, with
+    S3 behind a proxy a test can cut (`stack.s3_proxy`), a short lease and a
+    sweep every second, for the tests of crashes and outages."""
+    redis = servers.redis_server(workdir / f"{name}-redis", persistent=True).start()
+    s3 = servers.TcpProxy(int(s3_endpoint.rsplit(":", 1)[1])).start()
+    try:
+        with launch(f"redis://127.0.0.1:{redis.port}/0", f"http://127.0.0.1:{s3.port}",
+                    workdir / name, workers=3, THREAD_LEASE_SECONDS="3",
+                    RECOVERY_INTERVAL_SECONDS="1", RECOVERY_STALL_SECONDS="3",
+                    TURN_MAX_RETRIES="5", **overrides) as stack:
+            port = servers.free_port()
+            second = servers.Server(
+                "gateway2", [sys.executable, "-m", "uvicorn", "api.main:app", "--host",
+                             "127.0.0.1", "--port", str(port), "--no-access-log"],
+                port, workdir / name / "gateway2.log", stack.env).start()
+            stack.extra += [second]
+            stack.redis = redis
+            stack.s3_proxy = s3
+            stack.second = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=90)
+            try:
+                yield stack
+            finally:
+                stack.second.close()
     finally:
         s3.stop()
         redis.stop()

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 
 import structlog
 from celery import Celery
 
 from shared.jobs import JobStore
 from shared.keys import RECOVERY_LOCK_KEY
-from shared.queue import TURN_TASK, nudge_lost_after
+from shared.queue import QUEUE, nudge_lost_after, queue_depths, send_turn
 from shared.redis_client import make_redis
 from shared.settings import Settings
 from worker.threadqueue import Sweep, ThreadQueue
@@ -33,15 +34,17 @@ log = structlog.get_logger("worker.recovery")
 CANCEL_GRACE = 2.0
 
 
-async def sweep_once(threads: ThreadQueue, settings: Settings) -> Sweep | None:
-    """The sweep's findings, or None if another worker swept this interval."""
+async def sweep_once(threads: ThreadQueue, settings: Settings,
+                     backlog: Callable[[], int]) -> Sweep | None:
+    """The sweep's findings, or None if another worker swept this interval.
+    `backlog` counts the turns' task messages no worker has taken yet."""
     interval_ms = int(settings.RECOVERY_INTERVAL_SECONDS * 1000)
     # Expires a little before the next tick, so some worker always takes it then.
     if not await threads.redis.set(RECOVERY_LOCK_KEY, "1", nx=True,
                                    px=max(1, interval_ms * 9 // 10)):
         return None
     return await threads.sweep(settings.RECOVERY_STALL_SECONDS, CANCEL_GRACE,
-                               nudge_lost_after(settings))
+                               nudge_lost_after(settings), backlog())
 
 
 class RecoveryTimer(threading.Thread):
@@ -64,7 +67,7 @@ class RecoveryTimer(threading.Thread):
             try:
                 while not self._stopped.wait(self.settings.RECOVERY_INTERVAL_SECONDS):
                     try:
-                        found = runner.run(sweep_once(threads, self.settings))
+                        found = runner.run(sweep_once(threads, self.settings, self._backlog))
                         if found is not None:
                             self._act(runner, jobs, found)
                     except Exception as exc:  # Redis down: the next tick tries again
@@ -72,10 +75,14 @@ class RecoveryTimer(threading.Thread):
             finally:
                 runner.run(redis.aclose())
 
+    def _backlog(self) -> int:
+        # Blocking (kombu), which is fine here: the sweep has a thread of its own.
+        return queue_depths(self.app)[QUEUE]
+
     def _act(self, runner: asyncio.Runner, jobs: JobStore, found: Sweep) -> None:
         for job_id in found.stalled:
             log.warning("thread_stalled", job_id=job_id)
-            self.app.send_task(TURN_TASK, args=[job_id])
+            send_turn(self.app, job_id)
         for job in found.unstoppable:
             log.warning("cancel_by_sweep", job_id=job.job_id)
             runner.run(jobs.cancel(job))

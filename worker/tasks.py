@@ -10,7 +10,7 @@ from redis.exceptions import RedisError
 
 from shared.ids import is_valid_id
 from shared.metrics import TURNS_RUNNING
-from shared.queue import CLEANUP_TASK, TURN_TASK
+from shared.queue import CLEANUP_TASK, TURN_TASK, send_turn
 from worker.celery_app import app, settings
 from worker.cleanup import PASS_TIME_LIMIT, cleanup_idle_threads
 from worker.runtime import get_runtime
@@ -43,7 +43,7 @@ def run_turn_task(self: Task[Any, Any], job_id: str) -> None:
     if step.retry_in is not None:
         raise self.retry(countdown=step.retry_in)
     if step.next_job is not None:
-        app.send_task(TURN_TASK, args=[step.next_job])
+        send_turn(app, step.next_job)
 
 
 @app.task(name=CLEANUP_TASK)
@@ -54,5 +54,5 @@ def cleanup_task() -> int:
     report = runtime.run(cleanup_idle_threads(res.settings, res.redis, res.saver),
                          timeout=PASS_TIME_LIMIT)
     for job_id in report.waiting_jobs:
-        app.send_task(TURN_TASK, args=[job_id])
+        send_turn(app, job_id)
     return report.deleted

@@ -23,7 +23,6 @@ from shared.keys import (
     missed_key,
     thread_lock_key,
 )
-from shared.queue import QUEUE
 
 # Takes the thread's lease: {1, the inbox's head or nothing}, or {0} when the
 # lease is held or the thread is on hold; then the nudge is turned away, and
@@ -132,12 +131,13 @@ class ThreadQueue:
         await self.redis.set(hold_key(thread_id), "1", px=max(1, int(seconds * 1000)))
 
     async def sweep(self, stall_seconds: float, cancel_grace: float,
-                    lost_after: float) -> Sweep:
+                    lost_after: float, backlog: int) -> Sweep:
         """Looks at the head job of every pending thread for what needs a push.
 
         Stalled: nobody runs the thread, nor will (no lease, no hold) while
         its head job is `running` (its worker died), or has been `queued` for
-        over `stall_seconds` while the broker's queue is empty, or for over
+        over `stall_seconds` while the broker's queue is empty (`backlog`, the
+        task messages no worker has taken), or for over
         `lost_after` in any case (its nudge was lost with its worker; behind
         a backlog, a queued job is normally just waiting its turn, and a
         nudge for each would double the backlog). Each is reported at most
@@ -148,7 +148,6 @@ class ThreadQueue:
         """
         found = Sweep()
         now = time.time()
-        backlog = await self.redis.llen(QUEUE)
         cursor = 0
         while True:
             # A batch of threads costs two round trips, not two per thread:

@@ -14,13 +14,13 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import ServicesDep, check_metrics_token
 from api.openapi_responses import errors
 from shared.metrics import MULTIPROC_DIR_ENV
-from shared.queue import MAINTENANCE_QUEUE, QUEUE
+from shared.queue import queue_depths
 
 router = APIRouter(tags=["operations"])
 
 
 class QueueDepth(Collector):
-    """Messages waiting in the Celery queues, as read from Redis for this scrape."""
+    """Messages waiting in the Celery queues, as the broker counts them for this scrape."""
 
     def __init__(self, depths: dict[str, int]) -> None:
         self.depths = depths
@@ -53,10 +53,5 @@ def render(depths: dict[str, int]) -> bytes:
 async def get_metrics(services: ServicesDep) -> Response:
     """Metrics of the gateway and all workers: with METRICS_TOKEN set, it is
     the bearer token needed (an API key is refused); else a key when auth is on."""
-    async with services.redis.pipeline(transaction=False) as pipe:
-        for queue in (QUEUE, MAINTENANCE_QUEUE):
-            pipe.llen(queue)
-        lengths = await pipe.execute()
-    depths = dict(zip((QUEUE, MAINTENANCE_QUEUE), lengths, strict=True))
-    body = await run_in_threadpool(render, depths)
+    body = await run_in_threadpool(lambda: render(queue_depths(services.celery)))
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -8,7 +8,6 @@ which records when each call arrived.
 from __future__ import annotations
 
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,9 +19,8 @@ import pytest
 import redis
 
 from shared.keys import LLM_LIMIT_PREFIX, LLM_PAUSE_KEY, job_key
-from tests import servers
 from tests.sse import SseEvent, read_events, reply_of
-from tests.stack import Stack, launch
+from tests.stack import Stack, launch, launch_faulty
 
 pytestmark = pytest.mark.e2e
 
@@ -124,31 +122,14 @@ def test_a_429_pauses_every_worker_for_its_retry_after(fresh_window: Stack) -> N
 
 @pytest.fixture(scope="module")
 def faulty(workdir: Path, s3_endpoint: str) -> Iterator[Stack]:
-    """A stack with its own persistent Redis, and S3 behind a proxy we can cut."""
-    redis = servers.redis_server(workdir / "faulty-redis", persistent=True).start()
-    s3 = servers.TcpProxy(int(s3_endpoint.rsplit(":", 1)[1])).start()
-    with launch(f"redis://127.0.0.1:{redis.port}/0", f"http://127.0.0.1:{s3.port}",
-                workdir / "faulty", workers=3, THREAD_LEASE_SECONDS="3",
-                RECOVERY_INTERVAL_SECONDS="1", RECOVERY_STALL_SECONDS="3",
-                TURN_MAX_RETRIES="5") as stack:
-        port = servers.free_port()
-        second = servers.Server(
-            "gateway2", [sys.executable, "-m", "uvicorn", "api.main:app", "--host",
-                         "127.0.0.1", "--port", str(port), "--no-access-log"],
-            port, workdir / "faulty" / "gateway2.log", stack.env).start()
-        stack.extra += [second]
-        stack.redis = redis
-        stack.s3_proxy = s3  # type: ignore[attr-defined]
-        stack.second = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=90)  # type: ignore[attr-defined]
+    with launch_faulty(workdir, s3_endpoint) as stack:
         yield stack
-        stack.second.close()  # type: ignore[attr-defined]
-    s3.stop()
-    redis.stop()
 
 
 def test_concurrent_messages_to_one_thread_apply_one_after_another(faulty: Stack) -> None:
     thread = f"busy{time.time_ns()}"
-    clients = [faulty.client, faulty.second]  # type: ignore[attr-defined]
+    assert faulty.second is not None
+    clients = [faulty.client, faulty.second]
 
     def send(n: int) -> httpx.Response:
         return clients[n % 2].post("/chat", json={"message": f"m{n}", "thread_id": thread})
@@ -171,7 +152,8 @@ def test_concurrent_messages_to_one_thread_apply_one_after_another(faulty: Stack
 
 def test_messages_sent_one_after_another_are_stored_in_that_order(faulty: Stack) -> None:
     thread = f"seq{time.time_ns()}"
-    clients = [faulty.client, faulty.second]  # type: ignore[attr-defined]
+    assert faulty.second is not None
+    clients = [faulty.client, faulty.second]
     job_ids = [post_many(clients[n % 2], [{"message": f"s{n}", "thread_id": thread}])[0]
                for n in range(12)]
 
@@ -258,7 +240,8 @@ def test_a_stream_shows_reset_then_the_whole_reply_after_a_sigkill(faulty: Stack
 
 def test_jobs_accepted_before_a_redis_restart_all_finish(faulty: Stack) -> None:
     faulty.control(delay=0.3)
-    redis: servers.Server = faulty.redis  # type: ignore[attr-defined]
+    redis = faulty.redis
+    assert redis is not None
     job_ids = post_many(faulty.client, [{"message": f"r{n}"} for n in range(12)])
 
     redis.kill()
@@ -275,7 +258,8 @@ def test_jobs_accepted_before_a_redis_restart_all_finish(faulty: Stack) -> None:
 
 
 def test_jobs_wait_out_an_s3_outage(faulty: Stack) -> None:
-    proxy: servers.TcpProxy = faulty.s3_proxy  # type: ignore[attr-defined]
+    proxy = faulty.s3_proxy
+    assert proxy is not None
     proxy.stop()
     try:
         job_ids = post_many(faulty.client, [{"message": f"o{n}"} for n in range(5)])
@@ -294,7 +278,8 @@ def test_jobs_wait_out_an_s3_outage(faulty: Stack) -> None:
 
 
 def test_a_job_that_waited_long_in_the_queue_still_waits_out_an_outage(faulty: Stack) -> None:
-    proxy: servers.TcpProxy = faulty.s3_proxy  # type: ignore[attr-defined]
+    proxy = faulty.s3_proxy
+    assert proxy is not None
     proxy.stop()
     try:
         (job_id,) = post_many(faulty.client, [{"message": "patient"}])

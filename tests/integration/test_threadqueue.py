@@ -9,7 +9,6 @@ from redis.asyncio.lock import Lock
 
 from shared.jobs import Job, JobStore
 from shared.keys import PENDING_KEY, hold_key, inbox_key, job_key, thread_lock_key
-from shared.queue import QUEUE
 from tests import helpers
 from tests.helpers import empty_database
 from worker.threadqueue import ThreadQueue
@@ -118,8 +117,8 @@ async def test_a_running_job_without_a_lease_is_stalled_once_a_minute(queue: Thr
     (job,) = await accept(queue, "t")
     await queue.jobs.start(job.job_id)
 
-    first = await queue.sweep(stall_seconds=60, cancel_grace=2, lost_after=600)
-    second = await queue.sweep(stall_seconds=60, cancel_grace=2, lost_after=600)
+    first = await queue.sweep(stall_seconds=60, cancel_grace=2, lost_after=600, backlog=0)
+    second = await queue.sweep(stall_seconds=60, cancel_grace=2, lost_after=600, backlog=0)
 
     assert first.stalled == [job.job_id]
     assert second.stalled == []
@@ -136,9 +135,10 @@ async def test_a_leased_or_held_thread_is_not_stalled(queue: ThreadQueue) -> Non
     assert await stalled(queue, 0, 600) == []
 
 
-
-async def stalled(queue: ThreadQueue, stall_seconds: float, lost_after: float) -> list[str]:
-    return (await queue.sweep(stall_seconds, cancel_grace=2, lost_after=lost_after)).stalled
+async def stalled(queue: ThreadQueue, stall_seconds: float, lost_after: float,
+                  backlog: int = 0) -> list[str]:
+    return (await queue.sweep(stall_seconds, cancel_grace=2, lost_after=lost_after,
+                              backlog=backlog)).stalled
 
 
 async def test_a_queued_job_is_stalled_only_after_the_stall_time(queue: ThreadQueue) -> None:
@@ -150,20 +150,17 @@ async def test_a_queued_job_is_stalled_only_after_the_stall_time(queue: ThreadQu
 
 async def test_a_queued_job_behind_a_backlog_is_not_stalled(queue: ThreadQueue) -> None:
     (job,) = await accept(queue, "t")
-    await queue.redis.rpush(QUEUE, "a task message ahead of it")
 
-    assert await stalled(queue, 0, 600) == []
-    await queue.redis.delete(QUEUE)
-    assert await stalled(queue, 0, 600) == [job.job_id]
+    assert await stalled(queue, 0, 600, backlog=1) == []
+    assert await stalled(queue, 0, 600, backlog=0) == [job.job_id]
 
 
 async def test_a_queued_job_waiting_too_long_is_nudged_even_behind_a_backlog(
         queue: ThreadQueue) -> None:
     (job,) = await accept(queue, "t")
-    await queue.redis.rpush(QUEUE, "a task message ahead of it")
 
-    assert await stalled(queue, 0, 60) == []
-    assert await stalled(queue, 0, 0) == [job.job_id]
+    assert await stalled(queue, 0, 60, backlog=1) == []
+    assert await stalled(queue, 0, 0, backlog=1) == [job.job_id]
 
 
 async def test_a_running_job_ignoring_its_cancel_is_unstoppable(queue: ThreadQueue) -> None:
@@ -172,9 +169,10 @@ async def test_a_running_job_ignoring_its_cancel_is_unstoppable(queue: ThreadQue
     await queue.redis.set(thread_lock_key("t"), "token", ex=10)
     await queue.redis.hset(job_key(job.job_id), "cancel_requested", "1.0")
 
-    found = await queue.sweep(stall_seconds=60, cancel_grace=2, lost_after=600)
+    found = await queue.sweep(stall_seconds=60, cancel_grace=2, lost_after=600, backlog=0)
 
     assert [j.job_id for j in found.unstoppable] == [job.job_id]
     assert found.unstoppable[0].task_id == "celery-task-1"
     await queue.jobs.ask_cancel(job.job_id)  # just now: still within the grace
-    assert (await queue.sweep(stall_seconds=60, cancel_grace=2, lost_after=600)).unstoppable == []
+    again = await queue.sweep(stall_seconds=60, cancel_grace=2, lost_after=600, backlog=0)
+    assert again.unstoppable == []

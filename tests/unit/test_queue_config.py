@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-import base64
-import json
-
 from shared.queue import (
     CLEANUP_TASK,
     MAINTENANCE_QUEUE,
@@ -10,7 +7,6 @@ from shared.queue import (
     TURN_TASK,
     make_celery,
     nudge_lost_after,
-    turn_message,
 )
 from shared.settings import Settings
 
@@ -39,17 +35,13 @@ def test_reliability_settings() -> None:
     assert nudge_lost_after(settings) > settings.TURN_TIME_LIMIT + 60
 
 
-def test_a_turn_message_is_what_a_worker_reads_as_the_turn_task() -> None:
-    app = make_celery(Settings(_env_file=None))  # type: ignore[call-arg]
+def test_the_broker_is_redis_url_unless_celery_broker_url_names_another() -> None:
+    on_redis = make_celery(Settings(_env_file=None, REDIS_URL="redis://state:6379/0"))  # type: ignore[call-arg]
+    on_rabbit = make_celery(Settings(  # type: ignore[call-arg]
+        _env_file=None, REDIS_URL="redis://state:6379/0",
+        CELERY_BROKER_URL="amqp://guest:guest@rabbit:5672//"))
 
-    raw = json.loads(turn_message(app, "job123"))
-    body = json.loads(base64.b64decode(raw["body"]))
-
-    assert raw["headers"]["task"] == TURN_TASK
-    assert raw["headers"]["id"] == "job123"
-    assert body[0] == ["job123"] and body[1] == {}
-    assert raw["content-type"] == "application/json"
-    assert raw["properties"]["delivery_info"]["routing_key"] == QUEUE
-    assert raw["properties"]["body_encoding"] == "base64"
-    assert raw["properties"]["delivery_tag"] != json.loads(
-        turn_message(app, "job123"))["properties"]["delivery_tag"]
+    assert on_redis.conf.broker_url == "redis://state:6379/0"
+    assert on_rabbit.conf.broker_url == "amqp://guest:guest@rabbit:5672//"
+    # Ack emulation is an option of kombu's Redis transport only.
+    assert on_rabbit.conf.broker_transport_options == {}
