@@ -65,7 +65,8 @@ def _the_turn(spans: list[Span], thread_id: str) -> dict[str, Span] | None:
 
 def test_a_turn_is_one_trace_from_the_request_to_the_llm_and_s3(
         traced: Stack, receiver: OtlpReceiver) -> None:
-    reply = traced.client.post("/chat", json={"message": "trace this turn"})
+    words = "trace this turn"
+    reply = traced.client.post("/chat", json={"message": words})
     assert reply.status_code == 200, reply.text
     thread_id = reply.json()["thread_id"]
 
@@ -89,6 +90,9 @@ def test_a_turn_is_one_trace_from_the_request_to_the_llm_and_s3(
     assert put.attributes["rpc.system"] == "aws-api"
     assert put.attributes["rpc.service"] == "S3"
     assert put.attributes["http.status_code"] == 200
+    # Users' words stay out of every span (the fake LLM's reply repeats them).
+    assert not [s for s in receiver.spans
+                if any(words in str(v) for v in s.attributes.values())]
     # The Celery task that carried the nudge is linked from the run.
     tasks = {s.span_id: s for s in receiver.spans
              if s.scope == "opentelemetry.instrumentation.celery"}
