@@ -28,6 +28,7 @@ from shared.redis_client import make_redis
 from shared.settings import Settings, get_settings
 from shared.storage import open_saver
 from shared.threads import ThreadIndex
+from shared.tracing import instrument_app, setup_tracing
 
 log = structlog.get_logger("api.main")
 
@@ -61,6 +62,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings)
+    setup_tracing("chat-gateway")
     if settings.api_keys and settings.OWNER_ID_SECRET is None:
         log.warning("owner_ids_unsalted", hint="set OWNER_ID_SECRET (README, Security)")
     app = FastAPI(
@@ -77,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.graphs = load_registry(settings.LANGGRAPH_CONFIG, settings.CHAT_GRAPH_ID)
     app.state.page_html = page.page_html(bool(settings.api_keys))
     install_handlers(app)
+    instrument_app(app)
     # The last added runs first: every request, even a refused one, has an id.
     app.add_middleware(JsonBodies)
     app.add_middleware(BodyLimit, limit=settings.MAX_BODY_BYTES)

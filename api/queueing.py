@@ -7,6 +7,7 @@ so both get the same limits and leave nothing behind when queueing fails.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import structlog
 from kombu.exceptions import OperationalError
@@ -19,6 +20,7 @@ from api.errors import BUSY_RETRY_AFTER, ApiError, TooManyRequests, Unavailable
 from shared.jobs import Job, Refused
 from shared.queue import send_turn
 from shared.runs import RunSpec
+from shared.tracing import current_context
 
 log = structlog.get_logger("api.queueing")
 
@@ -43,6 +45,8 @@ async def queue_job(services: Services, job: Job, max_in_thread: int,
     `new_thread`: the gateway made the thread's id just now (so the list of
     conversations knows it starts empty).
     """
+    if (context := current_context()) is not None:
+        job = dataclasses.replace(job, trace=context)
     try:
         job = await services.jobs.create(job, max_in_thread,
                                          services.settings.MAX_QUEUED_PER_CLIENT,

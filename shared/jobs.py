@@ -232,6 +232,9 @@ class Job:
     run: str = ""
     # The run ended at an interrupt(): the thread waits for a resume.
     interrupted: bool = False
+    # The trace context of the request that queued it (shared.tracing), which
+    # the worker's spans of the run join; None (not stored) with tracing off.
+    trace: str | None = None
 
     def to_redis(self) -> dict[str, str]:
         return {k: str(int(v)) if isinstance(v, bool) else str(v)
@@ -261,6 +264,7 @@ class Job:
             cancel_requested=number("cancel_requested"),
             run=run_of_record(raw),
             interrupted=raw.get("interrupted") == "1",
+            trace=raw.get("trace"),
         )
 
     @property

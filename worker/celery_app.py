@@ -6,12 +6,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from celery.signals import heartbeat_sent, worker_init, worker_ready, worker_shutdown
+from celery.signals import beat_init, heartbeat_sent, worker_init, worker_ready, worker_shutdown
 
 from shared.graphs import load_registry
 from shared.logging import configure_logging
 from shared.queue import make_celery
 from shared.settings import get_settings
+from shared.tracing import setup_tracing
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -35,6 +36,8 @@ def _open_runtime(**_: Any) -> None:
     from worker.runtime import get_runtime
 
     fold_if_shared()  # the files of this host's workers that ended before
+    # Before the runtime: its clients' first commands are traced too.
+    setup_tracing("chat-worker", chat_models=True)
     runtime = get_runtime()
     if settings.WORKER_HEARTBEAT_FILE:
         from worker.heartbeat import Heartbeat
@@ -53,6 +56,11 @@ def _open_runtime(**_: Any) -> None:
 
 
 _heartbeat: list[Heartbeat] = []
+
+
+@beat_init.connect
+def _trace_beat(**_: Any) -> None:
+    setup_tracing("chat-beat")
 _metrics: list[WSGIServer] = []
 
 

@@ -27,6 +27,7 @@ from shared.keys import thread_lock_key
 from shared.queue import MAX_COUNTDOWN
 from shared.runs import RunSpec
 from shared.threads import OWNER_FIELD
+from shared.tracing import run_span
 from worker.errors import RejectedError, TransientError, TurnError, classify
 from worker.graph_run import RunOutcome, run_graph, stored_already
 from worker.runtime import Resources
@@ -81,7 +82,8 @@ async def drain_next(res: Resources, job_id: str, task_id: str = "") -> NextStep
                    else await res.threads.head(thread_id))
         if job is not None:
             structlog.contextvars.bind_contextvars(job_id=job.job_id, thread_id=thread_id)
-            outcome = await _run(res, job, lease, task_id)
+            with run_span(job.trace, job.job_id, thread_id):
+                outcome = await _run(res, job, lease, task_id)
             if outcome.retry_in is not None:
                 await res.threads.hold(thread_id, outcome.retry_in)
                 return outcome
