@@ -24,7 +24,7 @@ from typing import cast
 import structlog
 from redis.asyncio import Redis
 
-from api.errors import BUSY_RETRY_AFTER, Unavailable
+from api.errors import BUSY_RETRY_AFTER, TooManyRequests, Unavailable
 from shared.job_events import Event, StreamReply, parse_events
 from shared.keys import events_key, gateway_wake_key
 from shared.redis_client import MAX_BLOCK_MS
@@ -106,13 +106,14 @@ class EventHub:
 
     def admit(self, client: str) -> None:
         """Raises Unavailable (503) when the gateway holds as many waits and
-        streams as it may, or `client` as many as one client may."""
+        streams as it may, or TooManyRequests (429) when `client` holds as
+        many as one key may: that is the client's doing, not the service's."""
         if self._count >= self.capacity:
             raise Unavailable("too many clients waiting on this gateway; retry later",
                               headers={"Retry-After": str(BUSY_RETRY_AFTER)})
         if self._by_client[client] >= self.per_client:
-            raise Unavailable("you hold as many waits and streams as one client may on this "
-                              "gateway; close one, or retry later",
+            raise TooManyRequests("you hold as many waits and streams as one key may on this "
+                                  "gateway (MAX_WAITS_PER_KEY); close one, or retry later",
                               headers={"Retry-After": str(BUSY_RETRY_AFTER)})
 
     def start(self) -> None:

@@ -49,7 +49,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             client_limit = ClientRateLimit(redis, settings.CLIENT_RATE_LIMIT,
                                            settings.CLIENT_RATE_WINDOW_SECONDS)
         hub = EventHub(redis, settings.GATEWAY_MAX_WAITERS,
-                       settings.GATEWAY_MAX_WAITERS_PER_CLIENT)
+                       settings.MAX_WAITS_PER_KEY)
         hub.start()
         stack.push_async_callback(hub.aclose)
         app.state.services = Services(

@@ -61,11 +61,13 @@ _ERRORS: Responses = {
     422: {"description": "Invalid parameters or body; `detail` says which."},
     429: {"description": "Over CLIENT_RATE_LIMIT requests in the window, or (POST /chat) "
                          "MAX_QUEUED_PER_CLIENT jobs of this client or MAX_QUEUED_PER_THREAD "
-                         "of this thread unfinished; nothing was queued.",
+                         "of this thread unfinished, or (a wait or a stream) MAX_WAITS_PER_KEY "
+                         "held by this key; nothing was queued.",
           "headers": {"Retry-After": RETRY_AFTER}},
     502: {"description": "The job failed (the LLM refused it, or retries ran out)."},
-    503: {"description": "Redis or S3 is down, or the gateway holds GATEWAY_MAX_WAITERS "
-                         "waiting clients; nothing was queued. Try again later.",
+    503: {"description": "Redis, S3 or the broker is down, or the gateway holds "
+                         "GATEWAY_MAX_WAITERS waiting clients; nothing was queued. "
+                         "Try again later.",
           "headers": {"Retry-After": RETRY_AFTER}},
     504: {"description": "The job failed: the LLM timed out on every attempt."},
 }

@@ -97,9 +97,9 @@ class Settings(BaseSettings):
     # reading a stream; past it new ones get 503 with Retry-After, before
     # anything is queued.
     GATEWAY_MAX_WAITERS: Positive = 5000
-    # Of those, what one client (API key, or address without auth) may hold,
-    # so no one key's streams turn every other key away.
-    GATEWAY_MAX_WAITERS_PER_CLIENT: Positive = 1000
+    # Of those, what one key (or address without auth) may hold, so no one
+    # key's streams turn every other key away; past it: 429 for that key.
+    MAX_WAITS_PER_KEY: Positive = 1000
     # Unfinished jobs one client (API key, or address without auth) may have,
     # and one thread's inbox may hold; past them: 429, nothing queued.
     MAX_QUEUED_PER_CLIENT: Positive = 200

@@ -111,7 +111,7 @@ def stack_env(redis_url: str, s3_endpoint: str, bucket: str, groq_port: int,
         "RATE_LIMIT_CALLS": "100000",
         # Every test client is one address: only the tests of the limits meet them.
         "MAX_QUEUED_PER_CLIENT": "100000",
-        "GATEWAY_MAX_WAITERS_PER_CLIENT": "100000",
+        "MAX_WAITS_PER_KEY": "100000",
         "WORKER_CONCURRENCY": "2",
         "LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
