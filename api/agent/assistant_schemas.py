@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.agent.schemas import (
     JsonInt,
@@ -59,6 +59,15 @@ class AssistantSearch(AssistantFilter):
 
 class AssistantSettings(Strict):
     """What an assistant sets for its graph's runs."""
+
+    # The schema says what the validator below checks: not both a non-empty
+    # config.configurable and a non-empty context.
+    model_config = ConfigDict(json_schema_extra={"not": {
+        "required": ["config", "context"],
+        "properties": {
+            "config": {"type": "object", "required": ["configurable"],
+                       "properties": {"configurable": {"type": "object", "minProperties": 1}}},
+            "context": {"type": "object", "minProperties": 1}}}})
 
     config: RunConfig | None = None
     context: dict[str, Any] | None = None

@@ -68,16 +68,14 @@ def run_view(job: Job) -> Run:
                multitask_strategy=cast(MultitaskStrategy, spec.multitask_strategy))
 
 
-async def _check_thread(services: Services, records: ThreadRecords, thread_id: str,
-                        owner: str, create: bool) -> None:
-    """404 unless the thread exists and is `owner`'s, or may be created."""
+async def check_thread(services: Services, records: ThreadRecords, thread_id: str,
+                       owner: str, create: bool = False) -> None:
+    """404 unless the thread exists and is `owner`'s, or (`create`) may be created."""
     record = await records.get(thread_id)
     if record is not None:
         if record.owner != owner:
             raise NotFound(NO_SUCH_THREAD)
     elif not create and not await conversations.exists_for(services, thread_id, owner):
-        raise NotFound(NO_SUCH_THREAD)
-    if owner and not await services.owners.claim(thread_id, owner):
         raise NotFound(NO_SUCH_THREAD)
 
 
@@ -98,8 +96,10 @@ async def start(services: Services, records: ThreadRecords, owner: str, client: 
         if owner:
             await services.owners.claim_new(thread_id, owner)
     else:
-        await _check_thread(services, records, thread_id, owner,
-                            create=body.if_not_exists == "create")
+        await check_thread(services, records, thread_id, owner,
+                           create=body.if_not_exists == "create")
+        if owner and not await services.owners.claim(thread_id, owner):
+            raise NotFound(NO_SUCH_THREAD)
         if checkpoint_id is not None and await state.latest(
                 services.saver, thread_id, checkpoint_id) is None:
             raise NotFound(NO_SUCH_CHECKPOINT)
@@ -138,9 +138,11 @@ async def find(services: Services, thread_id: str, run_id: str, owner: str) -> J
     return job
 
 
-async def list_runs(services: Services, thread_id: str, owner: str, offset: int, limit: int,
-                    status: RunStatus | None) -> list[Run]:
-    """The thread's runs, newest first."""
+async def list_runs(services: Services, records: ThreadRecords, thread_id: str, owner: str,
+                    offset: int, limit: int, status: RunStatus | None) -> list[Run]:
+    """The thread's runs, newest first; 404 for a thread that does not exist
+    (or was deleted, or is another key's), as the LangGraph Server answers."""
+    await check_thread(services, records, thread_id, owner)
     async def load(run_ids: list[str]) -> list[Job | None]:
         return list(await asyncio.gather(*(services.jobs.get(run_id) for run_id in run_ids)))
 

@@ -161,12 +161,12 @@ async def stream_stateless_run(body: RunCreate, services: ServicesDep, records: 
     return run_stream(services, job, body.modes(), then=then)
 
 
-@router.get("/threads/{thread_id}/runs", response_model=list[Run], responses=errors())
-async def list_runs(thread_id: IdPath, services: ServicesDep, owner: OwnerDep,
-                    query: Annotated[RunsQuery, Query()]) -> list[Run]:
+@router.get("/threads/{thread_id}/runs", response_model=list[Run], responses=errors(404))
+async def list_runs(thread_id: IdPath, services: ServicesDep, records: RecordsDep,
+                    owner: OwnerDep, query: Annotated[RunsQuery, Query()]) -> list[Run]:
     """The thread's runs made through this API, newest first."""
-    return await run_jobs.list_runs(services, thread_id, owner, query.offset, query.limit,
-                                    query.status)
+    return await run_jobs.list_runs(services, records, thread_id, owner, query.offset,
+                                    query.limit, query.status)
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}", response_model=Run, responses=errors(404))

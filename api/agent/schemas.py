@@ -119,6 +119,12 @@ NodeNames = Literal["*"] | list[str]
 class RunCreate(Strict):
     """A run of the assistant's graph on the thread (or on a new one, for a stateless run)."""
 
+    # The schema says what the gateway checks (400): `input` or `command`, not
+    # both (either may be null or left out).
+    model_config = ConfigDict(json_schema_extra={"not": {
+        "required": ["input", "command"],
+        "properties": {"input": {"type": "object"}, "command": {"type": "object"}}}})
+
     assistant_id: str = Field(description="A graph id, or an assistant's id.")
     input: dict[str, Any] | None = Field(
         None, description="The graph's input, checked against its input schema.")

@@ -319,6 +319,8 @@ async def test_threads_are_made_annotated_copied_and_deleted(client: LangGraphCl
     await client.threads.delete(thread_id)
     with pytest.raises(NotFoundError):
         await client.threads.get(thread_id)
+    with pytest.raises(NotFoundError):  # its runs went with it, as the LangGraph Server says
+        await client.runs.list(thread_id)
     with pytest.raises(httpx.HTTPStatusError) as gone:  # a wait's errors are httpx's own
         await client.runs.wait(thread_id, GRAPH, input=said("gone"))
     assert gone.value.response.status_code == 404
@@ -368,6 +370,8 @@ async def test_what_is_not_supported_is_refused_by_name(client: LangGraphClient)
         await client.runs.create(thread_id, str(uuid.uuid4()), input=said("hi"))
     with pytest.raises(NotFoundError):
         await client.runs.create("no-such-thread", GRAPH, input=said("hi"))
+    with pytest.raises(NotFoundError):
+        await client.runs.list("no-such-thread")
     made = await client.runs.wait("made-on-demand-" + thread_id, GRAPH, input=said("hi"),
                                   if_not_exists="create")
     assert contents(made) == ["hi", "echo: hi"]
@@ -406,7 +410,8 @@ async def test_thread_search_shows_each_key_only_its_own(secure: Stack) -> None:
             await b.runs.create(mine["thread_id"], GRAPH, input=said("intrude"))
         with pytest.raises(ConflictError):
             await b.threads.create(thread_id=mine["thread_id"])
-        assert await b.runs.list(mine["thread_id"]) == []
+        with pytest.raises(NotFoundError):
+            await b.runs.list(mine["thread_id"])
         with pytest.raises(httpx.HTTPStatusError) as refused:
             await nobody.threads.search()
         assert refused.value.response.status_code == 401
