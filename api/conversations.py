@@ -7,14 +7,12 @@ import contextlib
 import structlog
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockError
-from starlette.concurrency import run_in_threadpool
 
 from api import owners
 from api.agent.records import ThreadRecords
 from api.deps import Services
 from api.errors import Unavailable
 from shared.keys import inbox_key, thread_lock_key
-from shared.queue import send_turn
 from shared.threads import stored_owner
 
 log = structlog.get_logger("api.conversations")
@@ -69,5 +67,5 @@ async def erase(services: Services, thread_id: str) -> None:
     # lease taken, so the thread is handed on here.
     head = await redis.lindex(inbox_key(thread_id), 0)
     if head is not None:
-        await run_in_threadpool(send_turn, services.celery, str(head))
+        await services.publisher.send(str(head))
     log.info("thread_deleted")
