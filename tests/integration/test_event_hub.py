@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from api.errors import Unavailable
+from api.errors import TooManyRequests, Unavailable
 from api.events import EventHub
 from shared.keys import events_key
 
@@ -47,7 +47,7 @@ async def test_one_client_holds_its_share_of_the_places_and_no_more(redis_url: s
     hub = EventHub(redis, capacity=3, per_client=2)
     try:
         async with hub.subscribe("j1", "a"), hub.subscribe("j2", "a"):
-            with pytest.raises(Unavailable, match="one client may"):
+            with pytest.raises(TooManyRequests, match="one key may"):
                 hub.admit("a")
             hub.admit("b")
             async with hub.subscribe("j3", "b"):
