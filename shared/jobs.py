@@ -102,19 +102,19 @@ else
 end
 return 1
 """
-_START = """
+_START = _NOW + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return nil end
 if status == 'succeeded' or status == 'failed' or status == 'cancelled' then
   return redis.call('HGETALL', KEYS[1])
 end
-redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'task_id', ARGV[4])
+redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', now, 'task_id', ARGV[3])
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
 if attempt > 1 then
   -- What an earlier attempt streamed is void: readers start the reply over.
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'type', 'reset',
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'type', 'reset',
              'data', '{"attempt": ' .. attempt .. '}')
-  redis.call('EXPIRE', KEYS[2], ARGV[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[1])
 end
 return redis.call('HGETALL', KEYS[1])
 """
@@ -369,7 +369,7 @@ class JobStore:
         event: what its earlier attempt streamed is void.
         """
         keys = [job_key(job_id), events_key(job_id)]
-        flat = await self._start(keys=keys, args=[time.time(), self.ttl, STREAM_MAXLEN, task_id])
+        flat = await self._start(keys=keys, args=[self.ttl, STREAM_MAXLEN, task_id])
         if not flat:
             return None
         return Job.from_redis(dict(zip(flat[::2], flat[1::2], strict=True)))

@@ -49,6 +49,7 @@ from shared.keys import (
     thread_lock_key,
     thread_runs_key,
 )
+from shared.redis_client import redis_now
 from shared.settings import Settings
 from shared.threads import OWNER_FIELD, ThreadIndex, summarize
 
@@ -141,7 +142,8 @@ class Cleanup:
 
     async def delete_expired(self, lease: Lock | None = None) -> Counter[Outcome]:
         """Deletes every thread idle past the TTL; counts what became of each."""
-        cutoff = time.time() - self.settings.SESSION_TTL_SECONDS
+        # The index's scores are Redis's clock, and so must the cutoff be.
+        cutoff = await redis_now(self.redis) - self.settings.SESSION_TTL_SECONDS
         counts: Counter[Outcome] = Counter()
         staying = 0
         while True:

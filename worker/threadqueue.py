@@ -6,7 +6,6 @@ inbox together is one Lua script, so two workers never see it half-changed.
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import cast
@@ -23,6 +22,7 @@ from shared.keys import (
     missed_key,
     thread_lock_key,
 )
+from shared.redis_client import redis_now
 
 # Takes the thread's lease: {1, the inbox's head or nothing}, or {0} when the
 # lease is held or the thread is on hold; then the nudge is turned away, and
@@ -147,7 +147,7 @@ class ThreadQueue:
         seconds ago and which still runs: its worker did not stop it.
         """
         found = Sweep()
-        now = time.time()
+        now = await redis_now(self.redis)  # the clock of created_at and cancel_requested
         cursor = 0
         while True:
             # A batch of threads costs two round trips, not two per thread:
