@@ -13,9 +13,9 @@ from api import owners
 from api.agent.records import ThreadRecords
 from api.deps import Services
 from api.errors import Unavailable
-from shared.keys import inbox_key, thread_lock_key
+from shared.conversation import stored_owner
 from shared.queue import send_turn
-from shared.threads import stored_owner
+from shared.store.keys import inbox_key, thread_lock_key
 
 log = structlog.get_logger("api.conversations")
 
@@ -52,7 +52,7 @@ async def erase(services: Services, thread_id: str) -> None:
         doomed += await jobs.cancel_thread(thread_id)  # those accepted while we waited
         ran = await ThreadRecords(redis).run_ids(thread_id)
         await services.saver.adelete_thread(thread_id)
-        await services.threads.forget(thread_id)
+        await services.conversations.forget(thread_id)
         # A job whose commit had begun could not be cancelled (its write may
         # have landed). It is gone with the conversation now; left queued, its
         # retry would store the turn again and bring the conversation back.

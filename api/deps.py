@@ -19,9 +19,9 @@ from api.ratelimit import ClientRateLimit
 from shared.checkpoint import AsyncS3Saver
 from shared.graphs import GraphRegistry
 from shared.ids import digest_id
-from shared.jobs import JobStore
 from shared.settings import Settings
-from shared.threads import ThreadIndex
+from shared.store.conversations import Conversations
+from shared.store.jobs import JobStore
 
 
 @dataclass
@@ -36,7 +36,7 @@ class Services:
     owners: ThreadOwners
     client_limit: ClientRateLimit | None
     hub: EventHub
-    threads: ThreadIndex
+    conversations: Conversations
     graphs: GraphRegistry
 
 

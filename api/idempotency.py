@@ -8,7 +8,7 @@ from typing import cast
 from redis.asyncio import Redis
 
 from api.errors import Conflict
-from shared import keys
+from shared.store import keys
 
 TTL_SECONDS = 24 * 3600
 

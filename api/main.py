@@ -20,14 +20,14 @@ from api.owners import ThreadOwners
 from api.ratelimit import ClientRateLimit
 from api.routes import chat, docs, health, jobs, metrics, page, threads
 from shared.graphs import load_registry
-from shared.jobs import JobStore
 from shared.logging import configure_logging
 from shared.metric_files import fold_if_shared
 from shared.queue import make_celery
 from shared.redis_client import make_redis
 from shared.settings import Settings, get_settings
 from shared.storage import open_saver
-from shared.threads import ThreadIndex
+from shared.store.conversations import Conversations
+from shared.store.jobs import JobStore
 from shared.tracing import instrument_app, setup_tracing
 
 log = structlog.get_logger("api.main")
@@ -55,7 +55,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = Services(
             settings, redis, JobStore(redis, settings.JOB_TTL_SECONDS), saver, celery,
             ThreadOwners(redis, saver, settings.SESSION_TTL_SECONDS), client_limit, hub,
-            ThreadIndex(redis), app.state.graphs)
+            Conversations(redis), app.state.graphs)
         yield
 
 

@@ -22,8 +22,8 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from shared.checkpoint import AsyncS3Saver
-from shared.keys import owner_key
-from shared.threads import stored_owner
+from shared.conversation import stored_owner
+from shared.store.keys import owner_key
 
 
 async def load(saver: AsyncS3Saver, thread_id: str) -> Mapping[str, Any] | None:

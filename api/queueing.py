@@ -17,9 +17,9 @@ from starlette.concurrency import run_in_threadpool
 from api.agent.records import ThreadRecords
 from api.deps import Services
 from api.errors import BUSY_RETRY_AFTER, ApiError, TooManyRequests, Unavailable
-from shared.jobs import Job, Refused
 from shared.queue import send_turn
 from shared.runs import RunSpec
+from shared.store.jobs import Job, Refused
 from shared.tracing import current_context
 
 log = structlog.get_logger("api.queueing")

@@ -12,8 +12,8 @@ import math
 from redis.asyncio import Redis
 
 from api.errors import TooManyRequests
-from shared.keys import CLIENT_LIMIT_PREFIX
 from shared.ratelimit import MovingWindow
+from shared.store.keys import CLIENT_LIMIT_PREFIX
 
 
 class ClientRateLimit:

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import structlog
 from redis.asyncio import Redis
 
-from shared.jobs import JobStore
-from shared.keys import CANCELS_CHANNEL
+from shared.store.jobs import JobStore
+from shared.store.keys import CANCELS_CHANNEL
 
 log = structlog.get_logger("worker.cancels")
 

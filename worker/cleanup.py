@@ -35,8 +35,12 @@ from redis.exceptions import LockError
 
 from shared import metrics
 from shared.checkpoint import AsyncS3Saver, S3SaverError
+from shared.conversation import OWNER_FIELD, summarize
 from shared.ids import is_valid_id
-from shared.keys import (
+from shared.redis_client import redis_now
+from shared.settings import Settings
+from shared.store.conversations import Conversations
+from shared.store.keys import (
     ACTIVITY_KEY,
     CLEANUP_LOCK_KEY,
     RECONCILED_KEY,
@@ -49,9 +53,6 @@ from shared.keys import (
     thread_lock_key,
     thread_runs_key,
 )
-from shared.redis_client import redis_now
-from shared.settings import Settings
-from shared.threads import OWNER_FIELD, ThreadIndex, summarize
 
 log = structlog.get_logger("worker.cleanup")
 
@@ -121,7 +122,7 @@ class Cleanup:
         self.saver = saver
         self.waiting_jobs: list[str] = []
         self._forget = redis.register_script(_FORGET)
-        self.index = ThreadIndex(redis)
+        self.index = Conversations(redis)
 
     async def run(self) -> int:
         lease = Lock(self.redis, CLEANUP_LOCK_KEY, timeout=PASS_LEASE_SECONDS, blocking=False)

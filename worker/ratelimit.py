@@ -21,8 +21,8 @@ from langchain_core.callbacks import AsyncCallbackHandler
 from redis.asyncio import Redis
 
 from shared import metrics
-from shared.keys import LLM_LIMIT_PREFIX, LLM_PAUSE_KEY
 from shared.ratelimit import FairWindow
+from shared.store.keys import LLM_LIMIT_PREFIX, LLM_PAUSE_KEY
 from worker.errors import RateLimited
 
 # Keeps the later of two pauses: a short Retry-After must not cut a long one.

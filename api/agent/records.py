@@ -6,7 +6,7 @@ by last update for search. A run is a job (a POST /chat's too); the
 thread's runs are indexed by creation so they can be listed. The record
 lives as long as the conversation: writing it counts as activity, and it
 goes when the conversation is deleted (by a client, or by cleanup once idle
-SESSION_TTL_SECONDS: shared.threads.ThreadIndex.forget, worker.cleanup). The
+SESSION_TTL_SECONDS: shared.store.conversations.Conversations.forget, worker.cleanup). The
 run index expires with the jobs it points to.
 """
 
@@ -23,8 +23,8 @@ from redis.asyncio import Redis
 from api.agent.schemas import METADATA_LIMITS, METADATA_MAX_BYTES, METADATA_MAX_KEYS
 from api.deps import ServicesDep
 from api.errors import TooLarge, TooManyRequests
-from shared.jobs import Job
-from shared.keys import (
+from shared.store.jobs import Job
+from shared.store.keys import (
     ACTIVITY_KEY,
     agent_thread_key,
     agent_threads_key,

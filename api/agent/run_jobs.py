@@ -23,9 +23,9 @@ from api.errors import BadRequest, Conflict, NotFound
 from api.queueing import queue_job
 from api.sse import job_event_log
 from shared.ids import new_id
-from shared.jobs import Job, JobStatus
-from shared.keys import thread_runs_key
 from shared.runs import RunSpec
+from shared.store.jobs import Job, JobStatus
+from shared.store.keys import thread_runs_key
 
 NO_SUCH_THREAD = "no such thread"
 NO_SUCH_CHECKPOINT = "no such checkpoint in this thread"

@@ -34,9 +34,9 @@ from api.agent.schemas import (
 from api.deps import OwnerDep, Services, ServicesDep, limit_client
 from api.errors import BadRequest, Conflict, NotFound
 from api.openapi_responses import errors
+from shared.conversation import OWNER_FIELD, stored_owner
 from shared.ids import ID_PATTERN, MAX_ID_LENGTH, new_id
-from shared.keys import inbox_key
-from shared.threads import OWNER_FIELD, stored_owner
+from shared.store.keys import inbox_key
 
 router = APIRouter(tags=["threads"], dependencies=[Depends(limit_client)])
 

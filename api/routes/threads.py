@@ -12,9 +12,9 @@ from api.deps import OwnerDep, ServicesDep, limit_client
 from api.errors import ApiError
 from api.openapi_responses import errors
 from api.schemas import ThreadItem, ThreadList, ThreadsQuery
-from shared.keys import THREADS_INDEXED_KEY, THREADS_REBUILD_ASKED_KEY
 from shared.queue import CLEANUP_TASK
-from shared.threads import BadCursor
+from shared.store.conversations import BadCursor
+from shared.store.keys import THREADS_INDEXED_KEY, THREADS_REBUILD_ASKED_KEY
 
 router = APIRouter(tags=["chat"], dependencies=[Depends(limit_client)])
 log = structlog.get_logger("api.threads")
@@ -48,7 +48,7 @@ async def list_threads(services: ServicesDep, owner: OwnerDep,
     """Your conversations, newest activity first."""
     await ask_rebuild_if_lost(services)
     try:
-        found, next_before = await services.threads.page(owner, query.limit, query.before)
+        found, next_before = await services.conversations.page(owner, query.limit, query.before)
     except BadCursor:
         raise BadThreadCursor("before must be the next_before of an earlier page") from None
     return ThreadList(threads=[ThreadItem(thread_id=t.thread_id, title=t.title,

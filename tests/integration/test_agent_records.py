@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from api.agent.records import SCAN_BATCH, ThreadRecord, ThreadRecords
-from shared.jobs import Job
-from shared.keys import (
+from shared.store.jobs import Job
+from shared.store.keys import (
     ACTIVITY_KEY,
     agent_thread_key,
     agent_threads_key,

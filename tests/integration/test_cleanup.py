@@ -15,7 +15,8 @@ from redis.asyncio.lock import Lock
 
 from shared.checkpoint import AsyncS3Saver, S3Unavailable
 from shared.ids import new_id
-from shared.keys import (
+from shared.settings import Settings
+from shared.store.keys import (
     ACTIVITY_KEY,
     CLEANUP_LOCK_KEY,
     RECONCILED_KEY,
@@ -24,7 +25,6 @@ from shared.keys import (
     thread_info_key,
     thread_lock_key,
 )
-from shared.settings import Settings
 from worker import cleanup
 from worker.cleanup import Cleanup, Outcome, cleanup_idle_threads
 

@@ -11,8 +11,8 @@ import pytest
 
 from api.owners import ThreadOwners
 from shared.checkpoint import AsyncS3Saver
-from shared.keys import owner_key
 from shared.redis_client import make_redis
+from shared.store.keys import owner_key
 
 
 class StoredThreads:

@@ -1,6 +1,6 @@
 """The worker's side of a thread's inbox: who runs next, and handing over.
 
-See shared/keys.py for the keys. Every step that reads and changes the
+See keys.py beside it for the keys. Every step that reads and changes the
 inbox together is one Lua script, so two workers never see it half-changed.
 """
 
@@ -13,8 +13,9 @@ from typing import cast
 from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
 
-from shared.jobs import Job, JobStatus, JobStore
-from shared.keys import (
+from shared.redis_client import redis_now
+from shared.store.jobs import Job, JobStatus, JobStore
+from shared.store.keys import (
     PENDING_KEY,
     hold_key,
     inbox_key,
@@ -22,7 +23,6 @@ from shared.keys import (
     missed_key,
     thread_lock_key,
 )
-from shared.redis_client import redis_now
 
 # Takes the thread's lease: {1, the inbox's head or nothing}, or {0} when the
 # lease is held or the thread is on hold; then the nudge is turned away, and
@@ -72,7 +72,7 @@ class Sweep:
     unstoppable: list[Job] = field(default_factory=list)
 
 
-class ThreadQueue:
+class Inbox:
     def __init__(self, redis: Redis, jobs: JobStore) -> None:
         self.redis = redis
         self.jobs = jobs

@@ -2,13 +2,13 @@
 
 Per owner, a sorted set of thread ids by last activity (Redis's clock); per
 thread, a hash with its title (its first message, cut short), its message
-count and its owner. The job scripts in shared/jobs.py write both, in the
+count and its owner. The job scripts in shared/store/jobs.py write both, in the
 same step that accepts a job (the thread comes first, titled by the message
 if it is new) and that ends one (a stored turn adds its two messages; a new
 thread whose every turn failed or was cancelled leaves the list).
 
 Redis can lose them. A full scan of S3 (cleanup's reconcile, worker/cleanup.py)
-then summarises each stored thread from its transcript, and leaves
+then summarises each stored thread from its transcript (shared.conversation.summarize), and leaves
 THREADS_INDEXED_KEY behind; until that mark exists, a thread the lists do
 not know is marked `partial` (unless the gateway has just made its id), as
 its stored messages are not counted here, and the scan summarises it again.
@@ -17,17 +17,15 @@ its stored messages are not counted here, and the scan summarises it again.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import cast
 
 from redis.asyncio import Redis
 
-from shared.checkpoint import AsyncS3Saver
-from shared.conversation import role_of
+from shared.conversation import Summary
 from shared.ids import MAX_ID_LENGTH
-from shared.keys import (
+from shared.store.keys import (
     ACTIVITY_KEY,
     agent_thread_key,
     agent_threads_key,
@@ -36,8 +34,8 @@ from shared.keys import (
     thread_runs_key,
 )
 
-TITLE_CHARS = 80
-OWNER_FIELD = "owner"
+# The fields of a thread's info hash.
+OWNER, TITLE, MESSAGES, PARTIAL = "owner", "title", "messages", "partial"
 # A time as Redis prints a score (%.17g of a positive time: no exponent), and a thread id.
 CURSOR_PATTERN = rf"^([0-9]{{1,17}}(?:\.[0-9]{{1,17}})?):([A-Za-z0-9_-]{{1,{MAX_ID_LENGTH}}})$"
 CURSOR = re.compile(CURSOR_PATTERN.removeprefix("^").removesuffix("$"))
@@ -74,49 +72,13 @@ class BadCursor(ValueError):
 
 
 @dataclass(frozen=True)
-class ThreadSummary:
+class ListedConversation:
+    """A row of an owner's list of conversations."""
+
     thread_id: str
     title: str
     updated_at: datetime
     messages: int
-
-
-def title_of(message: str) -> str:
-    """The message on one line, cut to TITLE_CHARS characters."""
-    line = " ".join(message.split())
-    return line if len(line) <= TITLE_CHARS else line[:TITLE_CHARS - 1] + "…"
-
-
-def stored_owner(metadata: Mapping[str, Any]) -> str:
-    """The owner recorded in a checkpoint's metadata (the worker writes it); "" for none."""
-    owner = metadata.get(OWNER_FIELD, "")
-    return owner if isinstance(owner, str) else ""
-
-
-@dataclass(frozen=True)
-class Summary:
-    """What the list of conversations shows of a stored thread."""
-
-    owner: str
-    title: str
-    messages: int
-    written: float  # epoch seconds of its last stored message
-
-
-async def summarize(saver: AsyncS3Saver, thread_id: str) -> Summary | None:
-    """A stored thread's summary, from its transcript: the newest message and
-    the first (two reads at most, whatever its length); None if not stored."""
-    newest = await saver.aget_transcript(thread_id, limit=1)
-    if newest is None:
-        return None
-    first = newest if newest.start == 0 else await saver.aget_transcript(
-        thread_id, before=1, limit=1)
-    shown = [e.value for e in (first.entries if first else []) if role_of(e.value) is not None]
-    written = (datetime.fromisoformat(newest.entries[-1].ts).timestamp() if newest.entries
-               else datetime.now(UTC).timestamp())
-    return Summary(stored_owner(newest.metadata),
-                   title_of(str(shown[0].content)) if shown else "",
-                   newest.start + len(newest.entries), written)
 
 
 def cursor_of(score: str, thread_id: str) -> str:
@@ -132,7 +94,7 @@ def parse_cursor(cursor: str) -> tuple[str, str]:
     return repr(float(found[1])), found[2]
 
 
-class ThreadIndex:
+class Conversations:
     """Reads the lists, and writes what the job scripts do not: deletes and rebuilds."""
 
     def __init__(self, redis: Redis) -> None:
@@ -140,7 +102,7 @@ class ThreadIndex:
         self._page = redis.register_script(_PAGE)
 
     async def page(self, owner: str, limit: int,
-                   before: str | None = None) -> tuple[list[ThreadSummary], str | None]:
+                   before: str | None = None) -> tuple[list[ListedConversation], str | None]:
         """Up to `limit` of the owner's threads, newest activity first, older
         than the `before` cursor; and the cursor of the next page, if any."""
         score, after = parse_cursor(before) if before is not None else ("", "")
@@ -151,24 +113,24 @@ class ThreadIndex:
         found = found[:limit]
         async with self.redis.pipeline(transaction=False) as pipe:
             for thread_id, _ in found:
-                pipe.hmget(thread_info_key(thread_id), "title", "messages")
+                pipe.hmget(thread_info_key(thread_id), TITLE, MESSAGES)
             infos = await pipe.execute()
-        threads = [ThreadSummary(thread_id, title or "", datetime.fromtimestamp(float(at), UTC),
-                                 int(count or 0))
+        threads = [ListedConversation(thread_id, title or "",
+                                      datetime.fromtimestamp(float(at), UTC), int(count or 0))
                    for (thread_id, at), (title, count) in zip(found, infos, strict=True)]
         last = found[-1] if found else None
         return threads, cursor_of(last[1], last[0]) if more and last else None
 
     async def owner_of(self, thread_id: str) -> str:
-        owner = await self.redis.hget(thread_info_key(thread_id), OWNER_FIELD)
+        owner = await self.redis.hget(thread_info_key(thread_id), OWNER)
         return cast(str | None, owner) or ""
 
     async def forget(self, thread_id: str) -> None:
         """Takes a deleted thread out of its owner's lists and of cleanup's
         index, and deletes what Redis keeps of it beside its jobs."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hget(thread_info_key(thread_id), OWNER_FIELD)
-            pipe.hget(agent_thread_key(thread_id), OWNER_FIELD)
+            pipe.hget(thread_info_key(thread_id), OWNER)
+            pipe.hget(agent_thread_key(thread_id), OWNER)
             owner, agent_owner = await pipe.execute()
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zrem(owner_threads_key(owner or ""), thread_id)
@@ -182,7 +144,7 @@ class ThreadIndex:
         """Those of `thread_ids` the lists lack, or hold only in part."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for thread_id in thread_ids:
-                pipe.hmget(thread_info_key(thread_id), OWNER_FIELD, "partial")
+                pipe.hmget(thread_info_key(thread_id), OWNER, PARTIAL)
             infos = await pipe.execute()
         return [t for t, (owner, partial) in zip(thread_ids, infos, strict=True)
                 if owner is None or partial is not None]
@@ -191,9 +153,8 @@ class ThreadIndex:
         """Puts a stored thread in its owner's list, as its transcript says."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(thread_info_key(thread_id), mapping={
-                OWNER_FIELD: summary.owner, "title": summary.title,
-                "messages": summary.messages})
-            pipe.hdel(thread_info_key(thread_id), "partial")
+                OWNER: summary.owner, TITLE: summary.title, MESSAGES: summary.messages})
+            pipe.hdel(thread_info_key(thread_id), PARTIAL)
             # GT: a turn that finished meanwhile has the later time.
             pipe.zadd(owner_threads_key(summary.owner), {thread_id: summary.written}, gt=True)
             await pipe.execute()

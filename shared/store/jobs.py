@@ -22,8 +22,10 @@ from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
 
 from shared import metrics
+from shared.conversation import title_of
 from shared.job_events import Event, StreamReply, parse_events
-from shared.keys import (
+from shared.runs import run_of_record
+from shared.store.keys import (
     ACTIVITY_KEY,
     CANCELS_CHANNEL,
     PENDING_KEY,
@@ -35,8 +37,6 @@ from shared.keys import (
     owner_threads_key,
     thread_info_key,
 )
-from shared.runs import run_of_record
-from shared.threads import title_of
 
 
 class JobStatus(StrEnum):
