@@ -21,6 +21,7 @@ from shared.graphs import GraphRegistry
 from shared.ids import digest_id
 from shared.settings import Settings
 from shared.store.conversations import Conversations
+from shared.store.inbox import Inbox
 from shared.store.jobs import JobStore
 
 
@@ -38,6 +39,7 @@ class Services:
     hub: EventHub
     conversations: Conversations
     graphs: GraphRegistry
+    inbox: Inbox
 
 
 def get_services(request: Request) -> Services:

@@ -27,6 +27,7 @@ from shared.redis_client import make_redis
 from shared.settings import Settings, get_settings
 from shared.storage import open_saver
 from shared.store.conversations import Conversations
+from shared.store.inbox import Inbox
 from shared.store.jobs import JobStore
 from shared.tracing import instrument_app, setup_tracing
 
@@ -52,10 +53,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                        settings.MAX_WAITS_PER_KEY)
         hub.start()
         stack.push_async_callback(hub.aclose)
+        jobs = JobStore(redis, settings.JOB_TTL_SECONDS)
         app.state.services = Services(
-            settings, redis, JobStore(redis, settings.JOB_TTL_SECONDS), saver, celery,
+            settings, redis, jobs, saver, celery,
             ThreadOwners(redis, saver, settings.SESSION_TTL_SECONDS), client_limit, hub,
-            Conversations(redis), app.state.graphs)
+            Conversations(redis), app.state.graphs, Inbox(redis, jobs))
         yield
 
 

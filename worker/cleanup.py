@@ -40,6 +40,8 @@ from shared.ids import is_valid_id
 from shared.redis_client import redis_now
 from shared.settings import Settings
 from shared.store.conversations import Conversations
+from shared.store.inbox import Inbox
+from shared.store.jobs import JobStore
 from shared.store.keys import (
     ACTIVITY_KEY,
     CLEANUP_LOCK_KEY,
@@ -47,10 +49,8 @@ from shared.store.keys import (
     THREADS_INDEXED_KEY,
     agent_thread_key,
     agent_threads_key,
-    inbox_key,
     owner_threads_key,
     thread_info_key,
-    thread_lock_key,
     thread_runs_key,
 )
 
@@ -123,6 +123,7 @@ class Cleanup:
         self.waiting_jobs: list[str] = []
         self._forget = redis.register_script(_FORGET)
         self.index = Conversations(redis)
+        self.inbox = Inbox(redis, JobStore(redis, settings.JOB_TTL_SECONDS))
 
     async def run(self) -> int:
         lease = Lock(self.redis, CLEANUP_LOCK_KEY, timeout=PASS_LEASE_SECONDS, blocking=False)
@@ -163,8 +164,7 @@ class Cleanup:
             await self.redis.zrem(ACTIVITY_KEY, thread_id)
             log.warning("cleanup_dropped_bad_index_entry")
             return Outcome.DROPPED
-        lock = Lock(self.redis, thread_lock_key(thread_id), timeout=DELETE_LEASE_SECONDS,
-                    blocking=False)
+        lock = self.inbox.lease(thread_id, DELETE_LEASE_SECONDS)
         if not await lock.acquire():
             return Outcome.BUSY
         try:
@@ -174,8 +174,8 @@ class Cleanup:
             await self._hand_on(thread_id)
 
     async def _hand_on(self, thread_id: str) -> None:
-        head = await self.redis.lindex(inbox_key(thread_id), 0)
-        if isinstance(head, str) and is_valid_id(head):
+        head = await self.inbox.first(thread_id)
+        if head is not None and is_valid_id(head):
             self.waiting_jobs.append(head)
 
     async def _delete_locked(self, thread_id: str, cutoff: float) -> Outcome:

@@ -26,7 +26,6 @@ from shared.conversation import OWNER_FIELD
 from shared.queue import MAX_COUNTDOWN
 from shared.runs import RunSpec
 from shared.store.jobs import Job
-from shared.store.keys import thread_lock_key
 from shared.tracing import run_span
 from worker.errors import RejectedError, TransientError, TurnError, classify
 from worker.graph_run import RunOutcome, run_graph, stored_already
@@ -67,8 +66,7 @@ async def drain_next(res: Resources, job_id: str, task_id: str = "") -> NextStep
         log.warning("job_unknown", job_id=job_id)
         return DONE
     thread_id = nudged.thread_id
-    lease = Lock(res.redis, thread_lock_key(thread_id),
-                 timeout=res.settings.THREAD_LEASE_SECONDS, blocking=False)
+    lease = res.inbox.lease(thread_id, res.settings.THREAD_LEASE_SECONDS)
     taken, head_id = await res.inbox.take(thread_id, lease)
     if not taken:  # whoever holds it, or the held job's retry, passes it on
         return DONE

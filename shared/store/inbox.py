@@ -79,6 +79,24 @@ class Inbox:
         self._next = redis.register_script(_NEXT)
         self._take = redis.register_script(_TAKE)
 
+    def lease(self, thread_id: str, seconds: float, wait: float | None = None) -> Lock:
+        """The thread's lease (not yet acquired): whoever holds it runs or
+        deletes the thread. `wait`: how long acquire() blocks for it (None:
+        it does not block)."""
+        if wait is None:
+            return Lock(self.redis, thread_lock_key(thread_id), timeout=seconds,
+                        blocking=False)
+        return Lock(self.redis, thread_lock_key(thread_id), timeout=seconds,
+                    blocking_timeout=wait)
+
+    async def busy(self, thread_id: str) -> bool:
+        """Whether the thread has a turn queued or running."""
+        return bool(await self.redis.llen(inbox_key(thread_id)))
+
+    async def first(self, thread_id: str) -> str | None:
+        """The id at the head of the inbox, as it is (nothing dropped or changed)."""
+        return cast(str | None, await self.redis.lindex(inbox_key(thread_id), 0))
+
     async def next_id(self, thread_id: str) -> str | None:
         """The job at the head of the inbox (None, and no longer pending, if empty)."""
         return (await self._next_after(thread_id, ""))[1]
