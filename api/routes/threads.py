@@ -14,7 +14,6 @@ from api.openapi_responses import errors
 from api.schemas import ThreadItem, ThreadList, ThreadsQuery
 from shared.queue import CLEANUP_TASK
 from shared.store.conversations import BadCursor
-from shared.store.keys import THREADS_INDEXED_KEY, THREADS_REBUILD_ASKED_KEY
 
 router = APIRouter(tags=["chat"], dependencies=[Depends(limit_client)])
 log = structlog.get_logger("api.threads")
@@ -34,10 +33,9 @@ async def ask_rebuild_if_lost(services: ServicesDep) -> None:
     The rebuild is a cleanup pass (its reconcile step scans the bucket); a
     SET NX keeps a crowd of requests to one pass.
     """
-    redis = services.redis
-    if await redis.exists(THREADS_INDEXED_KEY):
+    if await services.conversations.complete():
         return
-    if await redis.set(THREADS_REBUILD_ASKED_KEY, "1", nx=True, ex=REBUILD_ASK_SECONDS):
+    if await services.conversations.ask_rebuild(REBUILD_ASK_SECONDS):
         log.warning("threads_index_missing_rebuild_asked")
         await run_in_threadpool(services.celery.send_task, CLEANUP_TASK)
 
