@@ -17,7 +17,8 @@ from api.events import EventHub
 from api.sse import KEEPALIVE_SECONDS, REBUILT, job_event_log
 from shared.job_events import Event
 from shared.runs import MESSAGE_EVENT, RunSpec, chat_run
-from shared.store.jobs import Job, JobStore
+from shared.store.job import Job
+from shared.store.jobs import JobStore
 
 DEFAULT_LANGUAGE = "English"
 

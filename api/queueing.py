@@ -19,7 +19,8 @@ from api.deps import Services
 from api.errors import BUSY_RETRY_AFTER, ApiError, TooManyRequests, Unavailable
 from shared.queue import send_turn
 from shared.runs import RunSpec
-from shared.store.jobs import Job, Refused
+from shared.store.job import Job
+from shared.store.jobs import Refused
 from shared.tracing import current_context
 
 log = structlog.get_logger("api.queueing")

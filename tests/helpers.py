@@ -36,7 +36,8 @@ from api.main import create_app
 from shared.checkpoint import AsyncS3Saver, RetryPolicy, S3Saver
 from shared.ids import new_id
 from shared.settings import Settings
-from shared.store.jobs import Job, JobStore
+from shared.store.job import Job
+from shared.store.jobs import JobStore
 from tests import servers
 from tests.sse import SseEvent, parse_lines
 from tests.stack import Stack, launch

@@ -28,7 +28,7 @@ from shared import metrics
 from shared.conversation import CREATED_AT, OWNER_FIELD
 from shared.graphs import Graph
 from shared.runs import MESSAGE_EVENT, RUN_ID_FIELD, RunSpec
-from shared.store.jobs import Job
+from shared.store.job import Job
 from worker.errors import RejectedError
 from worker.ratelimit import LlmGate
 from worker.runtime import Resources

@@ -25,7 +25,7 @@ from shared import metrics
 from shared.conversation import OWNER_FIELD
 from shared.queue import MAX_COUNTDOWN
 from shared.runs import RunSpec
-from shared.store.jobs import Job
+from shared.store.job import Job
 from shared.tracing import run_span
 from worker.errors import RejectedError, TransientError, TurnError, classify
 from worker.graph_run import RunOutcome, run_graph, stored_already

@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from api.agent.schemas import METADATA_LIMITS, METADATA_MAX_BYTES, METADATA_MAX_KEYS
 from api.deps import ServicesDep
 from api.errors import TooLarge, TooManyRequests
-from shared.store.jobs import Job
+from shared.store.job import Job
 from shared.store.keys import (
     ACTIVITY_KEY,
     agent_thread_key,

@@ -24,7 +24,7 @@ from api.queueing import queue_job
 from api.sse import job_event_log
 from shared.ids import new_id
 from shared.runs import RunSpec
-from shared.store.jobs import Job, JobStatus
+from shared.store.job import Job, JobStatus
 from shared.store.keys import thread_runs_key
 
 NO_SUCH_THREAD = "no such thread"

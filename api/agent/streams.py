@@ -22,7 +22,7 @@ from api.deps import Services
 from api.sse import KEEPALIVE_SECONDS, REBUILT, job_event_log
 from shared.job_events import Event
 from shared.runs import MESSAGE_EVENT
-from shared.store.jobs import Job
+from shared.store.job import Job
 
 
 def _json(data: Any) -> str:

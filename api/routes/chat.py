@@ -37,7 +37,7 @@ from shared.conversation import CREATED_AT, message_time, role_of, stored_owner
 from shared.ids import ID_PATTERN, MAX_ID_LENGTH, new_id
 from shared.job_events import Event
 from shared.storage import MESSAGES_CHANNEL
-from shared.store.jobs import Job
+from shared.store.job import Job
 
 router = APIRouter(tags=["chat"], dependencies=[Depends(limit_client)])
 log = structlog.get_logger("api.chat")

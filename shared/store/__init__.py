@@ -5,10 +5,14 @@ scripts; nothing outside this package builds those keys or runs commands on
 them. Every time stored here is Redis's clock (TIME), so gateways and
 workers agree on it whatever their own clocks say.
 
-- `jobs`: a job's record hash and its events stream (Job, JobStore), and
-  the accept/end scripts that also move the thread's inbox, the client's
-  unfinished jobs, the activity index and the owner's list in the same step.
+- `job`: a job's record (Job, JobStatus, the fields its scripts name).
+- `jobs`: the job records and their events streams (JobStore); its scripts
+  (`_job_scripts`) accept and end a job and, in the same step, move the
+  thread's inbox, the client's unfinished jobs, the activity index and the
+  owner's list of conversations.
 - `inbox`: a thread's inbox, its lease, hold and missed/kicked marks, and
   the pending set: who runs a thread's next turn (Inbox).
-- `conversations`: each owner's list of conversations (Conversations).
+- `conversations`: each owner's list of conversations, the activity index
+  cleanup reads, and the marks of a complete list (Conversations).
+- `keys`: every key's name; only this package builds keys.
 """

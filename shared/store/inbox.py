@@ -14,7 +14,8 @@ from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
 
 from shared.redis_client import redis_now
-from shared.store.jobs import Job, JobStatus, JobStore
+from shared.store.job import Job, JobStatus
+from shared.store.jobs import JobStore
 from shared.store.keys import (
     PENDING_KEY,
     hold_key,

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from api.agent.records import SCAN_BATCH, ThreadRecord, ThreadRecords
-from shared.store.jobs import Job
+from shared.store.job import Job
 from shared.store.keys import (
     ACTIVITY_KEY,
     agent_thread_key,

@@ -10,7 +10,8 @@ from redis.asyncio import Redis
 
 from shared.ids import new_id
 from shared.store.conversations import Conversations
-from shared.store.jobs import Job, JobStore
+from shared.store.job import Job
+from shared.store.jobs import JobStore
 from shared.store.keys import THREADS_INDEXED_KEY, owner_threads_key, thread_info_key
 from tests.helpers import a_job, accept, empty_database
 

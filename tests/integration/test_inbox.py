@@ -8,7 +8,8 @@ import pytest
 from redis.asyncio.lock import Lock
 
 from shared.store.inbox import Inbox
-from shared.store.jobs import Job, JobStore
+from shared.store.job import Job
+from shared.store.jobs import JobStore
 from shared.store.keys import PENDING_KEY, hold_key, inbox_key, job_key, thread_lock_key
 from tests import helpers
 from tests.helpers import empty_database

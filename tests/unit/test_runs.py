@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from shared.runs import RunSpec, chat_run
-from shared.store.jobs import Job
+from shared.store.job import Job
 
 
 def test_a_run_crosses_the_queue_whole_and_short() -> None:
