@@ -18,7 +18,7 @@ from langgraph.errors import InvalidUpdateError
 
 from api import conversations, owners
 from api.agent import run_jobs, state
-from api.agent.records import RecordsDep, ThreadRecord, ThreadRecords
+from api.agent.records import RecordsDep, ThreadRecords
 from api.agent.schemas import (
     CheckpointAt,
     HistoryQuery,
@@ -36,6 +36,7 @@ from api.errors import BadRequest, Conflict, NotFound
 from api.openapi_responses import errors
 from shared.conversation import OWNER_FIELD, stored_owner
 from shared.ids import ID_PATTERN, MAX_ID_LENGTH, new_id
+from shared.store.agent_threads import ThreadRecord
 
 router = APIRouter(tags=["threads"], dependencies=[Depends(limit_client)])
 

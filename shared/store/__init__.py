@@ -14,5 +14,7 @@ workers agree on it whatever their own clocks say.
   the pending set: who runs a thread's next turn (Inbox).
 - `conversations`: each owner's list of conversations, the activity index
   cleanup reads, and the marks of a complete list (Conversations).
+- `agent_threads`: the LangGraph Server API's thread records (metadata,
+  owner, times), each owner's index of them, and each thread's runs.
 - `keys`: every key's name; only this package builds keys.
 """

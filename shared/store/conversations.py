@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 
 from shared.conversation import Summary
 from shared.ids import MAX_ID_LENGTH
+from shared.store import agent_threads
 from shared.store._script import Script
 from shared.store.keys import (
     ACTIVITY_KEY,
@@ -155,7 +156,7 @@ class Conversations:
         """The owner in the thread's info, and in its record of the LangGraph API."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hget(thread_info_key(thread_id), OWNER)
-            pipe.hget(agent_thread_key(thread_id), OWNER)
+            pipe.hget(agent_thread_key(thread_id), agent_threads.OWNER)
             owner, agent_owner = await pipe.execute()
         return owner or "", agent_owner or ""
 

@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from api.agent.records import SCAN_BATCH, ThreadRecord, ThreadRecords
+from api.agent.records import ThreadRecords
+from shared.store.agent_threads import SCAN_BATCH, ThreadRecord
 from shared.store.job import Job
 from shared.store.keys import (
     ACTIVITY_KEY,
