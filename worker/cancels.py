@@ -17,7 +17,6 @@ import structlog
 from redis.asyncio import Redis
 
 from shared.store.jobs import JobStore
-from shared.store.keys import CANCELS_CHANNEL
 
 log = structlog.get_logger("worker.cancels")
 
@@ -61,7 +60,7 @@ class CancelWatch:
         while True:
             try:
                 async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(CANCELS_CHANNEL)
+                    await self.jobs.subscribe_cancels(pubsub)
                     await self._catch_up()
                     self.listening.set()
                     while True:

@@ -42,9 +42,6 @@ from shared.settings import Settings
 from shared.store.conversations import Conversations
 from shared.store.inbox import Inbox
 from shared.store.jobs import JobStore
-from shared.store.keys import (
-    CLEANUP_LOCK_KEY,
-)
 
 log = structlog.get_logger("worker.cleanup")
 
@@ -102,7 +99,7 @@ class Cleanup:
         self.inbox = Inbox(redis, JobStore(redis, settings.JOB_TTL_SECONDS))
 
     async def run(self) -> int:
-        lease = Lock(self.redis, CLEANUP_LOCK_KEY, timeout=PASS_LEASE_SECONDS, blocking=False)
+        lease = self.index.cleanup_lease(PASS_LEASE_SECONDS)
         if not await lease.acquire():
             log.info("cleanup_skipped", reason="another pass is running")
             return 0

@@ -24,7 +24,6 @@ from shared.redis_client import make_redis
 from shared.settings import Settings
 from shared.store.inbox import Inbox, Sweep
 from shared.store.jobs import JobStore
-from shared.store.keys import RECOVERY_LOCK_KEY
 
 log = structlog.get_logger("worker.recovery")
 
@@ -40,8 +39,7 @@ async def sweep_once(inbox: Inbox, settings: Settings,
     `backlog` counts the turns' task messages no worker has taken yet."""
     interval_ms = int(settings.RECOVERY_INTERVAL_SECONDS * 1000)
     # Expires a little before the next tick, so some worker always takes it then.
-    if not await inbox.redis.set(RECOVERY_LOCK_KEY, "1", nx=True,
-                                   px=max(1, interval_ms * 9 // 10)):
+    if not await inbox.claim_sweep(max(1, interval_ms * 9 // 10)):
         return None
     return await inbox.sweep(settings.RECOVERY_STALL_SECONDS, CANCEL_GRACE,
                                nudge_lost_after(settings), backlog())

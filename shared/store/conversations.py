@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import cast
 
 from redis.asyncio import Redis
+from redis.asyncio.lock import Lock
 
 from shared.conversation import Summary
 from shared.ids import MAX_ID_LENGTH
@@ -30,6 +31,7 @@ from shared.store import agent_threads
 from shared.store._script import Script
 from shared.store.keys import (
     ACTIVITY_KEY,
+    CLEANUP_LOCK_KEY,
     RECONCILED_KEY,
     THREADS_INDEXED_KEY,
     THREADS_REBUILD_ASKED_KEY,
@@ -228,6 +230,11 @@ class Conversations:
         already there keeps its time (a turn accepted meanwhile has the better
         one). How many it added."""
         return cast(int, await self.redis.zadd(ACTIVITY_KEY, seen, nx=True))
+
+    def cleanup_lease(self, seconds: float) -> Lock:
+        """The lease of the one cleanup pass running at a time (not yet acquired;
+        acquire() does not wait)."""
+        return Lock(self.redis, CLEANUP_LOCK_KEY, timeout=seconds, blocking=False)
 
     # The marks of a complete index (see the module's docstring).
 

@@ -24,6 +24,7 @@ from shared.store.job import Job, JobStatus
 from shared.store.jobs import JobStore
 from shared.store.keys import (
     PENDING_KEY,
+    RECOVERY_LOCK_KEY,
     hold_key,
     inbox_key,
     kicked_key,
@@ -155,6 +156,10 @@ class Inbox:
     async def hold(self, thread_id: str, seconds: float) -> None:
         """Nobody runs the thread's head job for `seconds`: its retry is scheduled."""
         await self.redis.set(hold_key(thread_id), "1", px=max(1, int(seconds * 1000)))
+
+    async def claim_sweep(self, ms: int) -> bool:
+        """True for the one worker that sweeps now: the claim lasts `ms`."""
+        return bool(await self.redis.set(RECOVERY_LOCK_KEY, "1", nx=True, px=ms))
 
     async def sweep(self, stall_seconds: float, cancel_grace: float,
                     lost_after: float, backlog: int) -> Sweep:

@@ -16,6 +16,7 @@ import time
 from typing import Any, cast
 
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 from redis.typing import EncodableT, FieldT
 
 from shared import metrics
@@ -197,6 +198,11 @@ class JobStore:
         finished or is storing its turn (too late); "unknown"."""
         return cast(str, await self._ask_cancel(job=job_key(job_id), channel=CANCELS_CHANNEL,
                                                 job_id=job_id))
+
+    @staticmethod
+    async def subscribe_cancels(pubsub: PubSub) -> None:
+        """Subscribes to the ids of running jobs asked to stop (ask_cancel publishes them)."""
+        await pubsub.subscribe(CANCELS_CHANNEL)
 
     async def cancels_requested(self, job_ids: list[str]) -> list[str]:
         """Those of the jobs whose cancel has been asked."""
