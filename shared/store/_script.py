@@ -42,10 +42,10 @@ class Script:
                   + f"local REST = {len(self.args) + 1}\n" + body)
         self._script = redis.register_script(source)
 
-    async def __call__(self, rest: Sequence[EncodableT] = (), client: Pipeline | None = None,
+    async def __call__(self, rest: Sequence[EncodableT] = (), pipeline: Pipeline | None = None,
                        **named: EncodableT) -> Any:
-        """Runs the script (queued on `client`, a pipeline, if given)."""
+        """Runs the script (queued on `pipeline`, if given)."""
         if set(named) != {*self.keys, *self.args}:
             raise TypeError(f"the script takes {self.keys + self.args}, got {tuple(named)}")
         return await self._script(keys=[str(named[k]) for k in self.keys],
-                                  args=[*(named[a] for a in self.args), *rest], client=client)
+                                  args=[*(named[a] for a in self.args), *rest], client=pipeline)

@@ -200,7 +200,7 @@ class AgentThreads:
             await self._upsert(
                 record=agent_thread_key(job.thread_id), owner_index=agent_threads_key(job.owner),
                 activity=ACTIVITY_KEY, owner=job.owner, thread_id=job.thread_id, mode="ensure",
-                max_keys=0, max_bytes=0, max_threads=0, rest=_pairs(metadata), client=pipe)
+                max_keys=0, max_bytes=0, max_threads=0, rest=_pairs(metadata), pipeline=pipe)
             pipe.zadd(key, {job.job_id: job.created_at})
             pipe.expire(key, ttl)
             await pipe.execute()
