@@ -2,16 +2,19 @@
 
 Per owner, a sorted set of thread ids by last activity (Redis's clock); per
 thread, a hash with its title (its first message, cut short), its message
-count and its owner. The job scripts in shared/store/jobs.py write both, in the
-same step that accepts a job (the thread comes first, titled by the message
-if it is new) and that ends one (a stored turn adds its two messages; a new
-thread whose every turn failed or was cancelled leaves the list).
+count and its owner. The job scripts (jobs.py) write both, in the same step
+that accepts a job (the thread comes first, titled by the message if it is
+new) and that ends one (a stored turn adds its two messages; a new thread
+whose every turn failed or was cancelled leaves the list). The same steps
+move the activity index (thread id -> time of its last accepted or finished
+turn), by which cleanup (worker/cleanup.py) finds idle conversations.
 
-Redis can lose them. A full scan of S3 (cleanup's reconcile, worker/cleanup.py)
-then summarises each stored thread from its transcript (shared.conversation.summarize), and leaves
-THREADS_INDEXED_KEY behind; until that mark exists, a thread the lists do
-not know is marked `partial` (unless the gateway has just made its id), as
-its stored messages are not counted here, and the scan summarises it again.
+Redis can lose them. A full scan of S3 (cleanup's reconcile) then
+summarises each stored thread from its transcript
+(shared.conversation.summarize), and leaves THREADS_INDEXED_KEY behind;
+until that mark exists, a thread the lists do not know is marked `partial`
+(unless the gateway has just made its id), as its stored messages are not
+counted here, and the scan summarises it again.
 """
 
 from __future__ import annotations
