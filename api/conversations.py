@@ -6,14 +6,12 @@ import contextlib
 
 import structlog
 from redis.exceptions import LockError
-from starlette.concurrency import run_in_threadpool
 
 from api import owners
 from api.agent.records import ThreadRecords
 from api.deps import Services
 from api.errors import Unavailable
 from shared.conversation import stored_owner
-from shared.queue import send_turn
 
 log = structlog.get_logger("api.conversations")
 
@@ -67,5 +65,5 @@ async def erase(services: Services, thread_id: str) -> None:
     # lease taken, so the thread is handed on here.
     head = await services.inbox.first(thread_id)
     if head is not None:
-        await run_in_threadpool(send_turn, services.celery, head)
+        await services.publisher.send(head)
     log.info("thread_deleted")

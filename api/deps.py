@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from api.errors import Unauthorized
 from api.events import EventHub
 from api.owners import ThreadOwners
+from api.publisher import TurnPublisher
 from api.ratelimit import ClientRateLimit
 from shared.checkpoint import AsyncS3Saver
 from shared.graphs import GraphRegistry
@@ -39,6 +40,7 @@ class Services:
     hub: EventHub
     conversations: Conversations
     graphs: GraphRegistry
+    publisher: TurnPublisher
     inbox: Inbox
 
 

@@ -17,6 +17,7 @@ from api.errors import install_handlers
 from api.events import EventHub
 from api.middleware import BodyLimit, JsonBodies, RequestId
 from api.owners import ThreadOwners
+from api.publisher import TurnPublisher
 from api.ratelimit import ClientRateLimit
 from api.routes import chat, docs, health, jobs, metrics, page, threads
 from shared.graphs import load_registry
@@ -53,11 +54,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                        settings.MAX_WAITS_PER_KEY)
         hub.start()
         stack.push_async_callback(hub.aclose)
+        publisher = TurnPublisher(celery)
+        publisher.start()
+        stack.callback(publisher.stop)
         jobs = JobStore(redis, settings.JOB_TTL_SECONDS)
         app.state.services = Services(
             settings, redis, jobs, saver, celery,
             ThreadOwners(redis, saver, settings.SESSION_TTL_SECONDS), client_limit, hub,
-            Conversations(redis), app.state.graphs, Inbox(redis, jobs))
+            Conversations(redis), app.state.graphs, publisher, Inbox(redis, jobs))
         yield
 
 

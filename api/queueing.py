@@ -12,12 +12,10 @@ import dataclasses
 import structlog
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
-from starlette.concurrency import run_in_threadpool
 
 from api.agent.records import ThreadRecords
 from api.deps import Services
 from api.errors import BUSY_RETRY_AFTER, ApiError, TooManyRequests, Unavailable
-from shared.queue import send_turn
 from shared.runs import RunSpec
 from shared.store.job import Job
 from shared.store.jobs import Refused
@@ -66,7 +64,7 @@ async def queue_job(services: Services, job: Job, max_in_thread: int,
     # Recorded first, sent second: a gateway that dies in between leaves a
     # job without a nudge, which the recovery sweep finds (worker/recovery.py).
     try:
-        await run_in_threadpool(send_turn, services.celery, job.job_id)
+        await services.publisher.send(job.job_id)
     except OperationalError as exc:
         log.warning("dependency_down", dependency="broker", error=type(exc).__name__)
         if await services.jobs.withdraw(job):

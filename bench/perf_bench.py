@@ -20,7 +20,10 @@ Cases:
 - many at once: 200 chats sent together on new threads to ONE worker
   process, a 2 s LLM: when the last was answered, and the worker's memory.
 
-Run: `python -m bench.perf_bench [--cases sequential throughput ...]`.
+Run: `python -m bench.perf_bench [--cases sequential throughput ...]
+[--broker rabbitmq]`; with `--broker rabbitmq` every case's Celery broker is
+a rabbitmq-server started for the run (its CPU is counted as `broker`), and
+Redis holds the state alone.
 """
 
 from __future__ import annotations
@@ -42,8 +45,12 @@ import redis
 
 from bench.proc import cpu_seconds, rss_kib, tree
 from shared.settings import Settings
+from tests import servers
 from tests.sse import read_events
 from tests.stack import Stack, launch_all
+
+# The RabbitMQ every case's stack uses as its broker (--broker rabbitmq), else None.
+BROKER: servers.Server | None = None
 
 
 @contextmanager
@@ -72,6 +79,9 @@ class Meter:
                        "workers": lambda: [p for w in stack.workers for p in tree(w.pid)],
                        "s3": lambda: [self.s3_server.pid],
                        "redis": lambda: [redis_server.pid]}
+        if BROKER is not None:
+            broker = BROKER
+            self.groups["broker"] = lambda: tree(broker.pid)
 
     def s3_requests(self) -> int:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.s3_server.port}/_requests") as reply:
@@ -248,20 +258,36 @@ def main() -> None:
     parser.add_argument("--many", type=int, default=200, help="chats in the many-at-once case")
     parser.add_argument("--concurrency", type=int, default=200,
                         help="WORKER_CONCURRENCY in the many-at-once case")
+    parser.add_argument("--broker", choices=["redis", "rabbitmq"], default="redis",
+                        help="Celery's broker: the state's Redis, or a RabbitMQ")
     args = parser.parse_args()
-    print(f"{os.cpu_count()} CPUs; figures per turn; CPU is process time over the case")
+    print(f"{os.cpu_count()} CPUs; figures per turn; CPU is process time over the case; "
+          f"broker: {args.broker}")
     with tempfile.TemporaryDirectory() as tmp:
-        for case in args.cases:
-            if case == "sequential":
-                case_sequential(Path(tmp))
-            elif case == "throughput":
-                case_throughput(Path(tmp), args.workers)
-            elif case == "stream":
-                case_stream(Path(tmp))
-            elif case == "scaling":
-                case_scaling(Path(tmp))
-            else:
-                case_many(Path(tmp), args.many, args.concurrency)
+        if args.broker == "rabbitmq":
+            global BROKER
+            BROKER = servers.rabbitmq_server(Path(tmp) / "rabbitmq").start(timeout=60)
+            # Every stack's processes inherit it (tests/servers.py passes os.environ on).
+            os.environ["CELERY_BROKER_URL"] = f"amqp://guest:guest@127.0.0.1:{BROKER.port}//"
+        try:
+            run_cases(Path(tmp), args)
+        finally:
+            if BROKER is not None:
+                BROKER.stop()
+
+
+def run_cases(tmp: Path, args: argparse.Namespace) -> None:
+    for case in args.cases:
+        if case == "sequential":
+            case_sequential(tmp)
+        elif case == "throughput":
+            case_throughput(tmp, args.workers)
+        elif case == "stream":
+            case_stream(tmp)
+        elif case == "scaling":
+            case_scaling(tmp)
+        else:
+            case_many(tmp, args.many, args.concurrency)
 
 
 if __name__ == "__main__":

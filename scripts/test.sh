@@ -26,4 +26,12 @@ if ! command -v npm >/dev/null 2>&1; then
     && DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq nodejs npm; } >/dev/null 2>&1 \
     || echo "nodejs/npm not installable; the JS SDK and agent-chat-ui tests will skip"
 fi
+if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
+  # tests/e2e/test_rabbitmq.py runs the broker-dependent tests again on a
+  # RabbitMQ node of its own (Debian's package; the system's service is not used).
+  echo "installing rabbitmq-server (Debian package)..."
+  { $sudo_cmd apt-get update -qq \
+    && DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq rabbitmq-server; } >/dev/null 2>&1 \
+    || echo "rabbitmq-server not installable; the RabbitMQ tests will skip"
+fi
 exec .venv/bin/python -m pytest "$@"

@@ -8,11 +8,10 @@ spans of opentelemetry-instrumentation-genai-langchain). Celery's
 instrumentation adds a span per task sent and run.
 
 The request's context reaches the worker in the job's record (`Job.trace`),
-not (only) in the task's headers: the gateway pushes the task message from
-the Lua script that accepts the job, where Celery's publish signals never
-fire, and a task is only a nudge for its thread, so the job a worker runs
-may be another one than the task named. The run span takes the record's
-context as its parent and links the task's span.
+not only in the task's headers: a task is only a nudge for its thread, so
+the job a worker runs may be another one than the task named (a turn passed
+on by the thread's previous one, or a nudge the recovery sweep sent). The
+run span takes the record's context as its parent and links the task's span.
 
 Off (no variable set), nothing here imports the SDK: `current_context` and
 `run_span` cost a test of one global.
@@ -56,7 +55,7 @@ def wanted(env: Mapping[str, str] = os.environ) -> bool:
 
 
 def setup_tracing(service: str, *, chat_models: bool = False,
-          env: Mapping[str, str] = os.environ) -> bool:
+                  env: Mapping[str, str] = os.environ) -> bool:
     """Turns tracing on in this process if the OTEL_* variables ask for it;
     returns whether it is on. Once per process; later calls change nothing.
 

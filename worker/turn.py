@@ -14,8 +14,10 @@ lease runs out and the recovery sweep nudges the thread again.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from redis.asyncio.lock import Lock
@@ -37,6 +39,8 @@ log = structlog.get_logger("worker.turn")
 # counted from its first failure (not from its acceptance: a job that waited
 # in a backlog has not been failing).
 STORAGE_OUTAGE_LIMIT = 900
+# A run still going this long after its cancel is cancelled again (see stop).
+CANCEL_AGAIN_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -179,15 +183,34 @@ async def _answer(res: Resources, job: Job, lease: Lock,
                 except LockError as exc:
                     raise LeaseLost from exc
     finally:
-        for task in (run, cancelled):
-            if not task.done():
-                task.cancel()
-        await asyncio.gather(run, cancelled, return_exceptions=True)
+        await stop(run, cancelled)
     outcome = run.result()
     if not await res.jobs.begin_commit(job.job_id):
         return None
     await res.checkpointer.commit(held)
     return outcome
+
+
+async def stop(*tasks: asyncio.Future[Any]) -> None:
+    """Cancels the tasks and waits until each has ended.
+
+    A cancel can be lost inside a library (a CancelledError caught and not
+    raised again); the task would then go on, and with it the provider's
+    stream, which bills every token, until the reply's end. So a task still
+    running CANCEL_AGAIN_SECONDS after its cancel is cancelled again.
+    """
+    for attempt in itertools.count():
+        running = {task for task in tasks if not task.done()}
+        if not running:
+            break
+        if attempt:
+            log.warning("turn_cancel_repeated", attempt=attempt)
+        for task in running:
+            task.cancel()
+        await asyncio.wait(running, timeout=CANCEL_AGAIN_SECONDS)
+    for task in tasks:  # seen, so asyncio does not log it as never retrieved
+        if not task.cancelled():
+            task.exception()
 
 
 async def _failed(res: Resources, job: Job, error: TurnError) -> NextStep:

@@ -41,6 +41,11 @@ def _is_messages(value: Any) -> bool:
     return True
 
 
+def _messages_keys(value: dict[str, Any]) -> set[str]:
+    """The input's keys whose values are messages (each converted once)."""
+    return {key for key, item in value.items() if _is_messages(item)}
+
+
 def _fields(schema: Any) -> dict[str, Any] | None:
     """The input schema's fields and their types, if it is a class that has them."""
     if isinstance(schema, type) and issubclass(schema, BaseModel):
@@ -57,13 +62,14 @@ def check_input(entry: GraphEntry, value: dict[str, Any] | None) -> dict[str, An
     the content block its model cannot take."""
     if value is None:
         return value
+    messages = _messages_keys(value)
     if not entry.per_run:
-        _check_fields(entry, value)
-    _check_blocks(entry, value)
+        _check_fields(entry, value, messages)
+    _check_blocks(entry, value, messages)
     return value
 
 
-def _check_fields(entry: GraphEntry, value: dict[str, Any]) -> None:
+def _check_fields(entry: GraphEntry, value: dict[str, Any], messages: set[str]) -> None:
     graph = entry.compiled(None)
     channel = graph.channels.get(graph.input_channels) if isinstance(
         graph.input_channels, str) else None
@@ -81,7 +87,7 @@ def _check_fields(entry: GraphEntry, value: dict[str, Any]) -> None:
         try:
             adapter.validate_python(item)
         except (ValidationError, TypeError, ValueError) as exc:
-            if _is_messages(item):
+            if key in messages:
                 continue
             if not isinstance(exc, ValidationError):
                 raise Invalid(f"input.{key}: {exc}") from None
@@ -90,17 +96,15 @@ def _check_fields(entry: GraphEntry, value: dict[str, Any]) -> None:
             raise Invalid(f"{where}: {error['msg']}") from None
 
 
-def _check_blocks(entry: GraphEntry, value: dict[str, Any]) -> None:
+def _check_blocks(entry: GraphEntry, value: dict[str, Any], messages: set[str]) -> None:
     """Raises Invalid naming the first content block of an input message whose
     type the graph's model does not take (an image to a text-only model)."""
     takes = entry.content_blocks
     if takes is None:
         return
-    for key, item in value.items():
-        messages = item if isinstance(item, list) else [item]
-        if not _is_messages(messages):
-            continue
-        for m, message in enumerate(messages):
+    for key in sorted(messages, key=list(value).index):
+        item = value[key]
+        for m, message in enumerate(item if isinstance(item, list) else [item]):
             content = message.get("content") if isinstance(message, dict) else None
             for b, block in enumerate(content if isinstance(content, list) else []):
                 kind = block.get("type") if isinstance(block, dict) else "text"

@@ -19,7 +19,7 @@ from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMet
 
 from ._cache import Loaded
 from ._layout import checkpoint_config, config_target, validate_id
-from ._plans import WRITE_ATTEMPTS, load, moved, write
+from ._plans import load, moved, rewrite, write
 from ._requests import Locked, Plan
 from ._state import State, retain
 from .base import BaseS3Saver, merge_writes
@@ -87,26 +87,16 @@ def put_writes(
         raise ValueError("put_writes needs config['configurable']['checkpoint_id']")
     new = saver._dump_writes(writes, task_id, task_path)
 
-    def locked() -> Plan[None]:
-        for _ in range(WRITE_ATTEMPTS):
-            loaded = saver.cache.get(thread_id, ns)
-            if loaded is None and not saver.cache.is_absent(thread_id, ns):
-                loaded = yield from load(saver, thread_id, ns)
-            state = loaded.state if loaded else State()
-            merged = merge_writes(state.writes.get(checkpoint_id, ()), new)
-            if merged is None:
-                return
-            state = state.copy()
-            state.writes[checkpoint_id] = tuple(merged)
-            try:
-                yield from write(saver, thread_id, ns, loaded, state)
-                return
-            except CheckpointConflict:
-                # Writes to a checkpoint do not depend on the head: merge again.
-                saver.cache.forget(thread_id, ns)
-        raise CheckpointConflict(f"thread {thread_id!r} (ns {ns!r}) kept changing; gave up")
+    def add(state: State) -> State | None:
+        merged = merge_writes(state.writes.get(checkpoint_id, ()), new)
+        if merged is None:
+            return None
+        changed = state.copy()
+        changed.writes[checkpoint_id] = tuple(merged)
+        return changed
 
-    yield Locked(thread_id, ns, locked())
+    # Writes to a checkpoint do not depend on the head: on a conflict, merge again.
+    yield Locked(thread_id, ns, rewrite(saver, thread_id, ns, add, cached=True))
 
 
 

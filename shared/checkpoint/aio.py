@@ -1,14 +1,15 @@
 """``AsyncS3Saver``: LangGraph checkpoints in S3 through one aiobotocore client.
 
-All decisions live in ``_plans`` (shared with the sync ``S3Saver``); this
-module only performs their requests. Costs, concurrency and layout: see
-``_plans``, ``_cache`` and ``_layout``.
+All decisions live in the plans (``_plans``, ``_reads``, ``_puts`` and
+``_maintenance``, shared with the sync ``S3Saver``); this module only
+performs their requests. Costs, concurrency and layout: see ``_plans``,
+``_cache`` and ``_layout``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Self, TypeVar, cast
 
@@ -23,8 +24,11 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
+from . import _maintenance as maintenance
 from . import _plans as plans
 from . import _puts as puts
+from . import _reads as reads
+from ._async_only import AsyncOnly
 from ._layout import parse_conn_string
 from ._puts import Item
 from ._requests import Emit, Locked, Plan, PlanCursor, Step
@@ -33,10 +37,9 @@ from .base import SEGMENT_SIZE, BaseS3Saver, TranscriptPage
 from .errors import S3SaverError
 
 T = TypeVar("T")
-_SYNC_MESSAGE = "AsyncS3Saver is async-only: use {} (or the sync S3Saver)"
 
 
-class AsyncS3Saver(BaseS3Saver):
+class AsyncS3Saver(AsyncOnly, BaseS3Saver):
     """LangGraph checkpoint saver storing threads as S3 objects (async).
 
     Prefer ``from_conn_string``, which owns the client; the constructor's
@@ -137,7 +140,7 @@ class AsyncS3Saver(BaseS3Saver):
             S3Unavailable: If S3 is down.
             S3SaverError: On other storage failures.
         """
-        return await self._run(plans.get_tuple(self, config))
+        return await self._run(reads.get_tuple(self, config))
 
     async def alist(
         self,
@@ -169,7 +172,7 @@ class AsyncS3Saver(BaseS3Saver):
             S3SaverError: On other storage failures.
         """
         cursor = PlanCursor(
-            plans.list_checkpoints(self, config, filter=filter, before=before, limit=limit)
+            reads.list_checkpoints(self, config, filter=filter, before=before, limit=limit)
         )
         while (step := cursor.next()) is not None:
             if isinstance(step, Emit):
@@ -261,7 +264,7 @@ class AsyncS3Saver(BaseS3Saver):
             S3Unavailable: If S3 is down.
             S3SaverError: On other storage failures.
         """
-        await self._run(plans.delete_thread(self, thread_id))
+        await self._run(maintenance.delete_thread(self, thread_id))
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint and write of a thread to another, in all namespaces.
@@ -278,7 +281,7 @@ class AsyncS3Saver(BaseS3Saver):
             S3Unavailable: If S3 is down.
             S3SaverError: On other storage failures.
         """
-        await self._run(plans.copy_thread(self, source_thread_id, target_thread_id))
+        await self._run(maintenance.copy_thread(self, source_thread_id, target_thread_id))
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints and writes of runs (metadata ``run_id``), everywhere.
@@ -292,7 +295,7 @@ class AsyncS3Saver(BaseS3Saver):
             S3Unavailable: If S3 is down.
             S3SaverError: On other storage failures.
         """
-        await self._run(plans.delete_for_runs(self, run_ids))
+        await self._run(maintenance.delete_for_runs(self, run_ids))
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """Prune threads: keep the latest checkpoint per namespace, or delete them.
@@ -310,7 +313,7 @@ class AsyncS3Saver(BaseS3Saver):
             S3Unavailable: If S3 is down.
             S3SaverError: On other storage failures.
         """
-        await self._run(plans.prune(self, thread_ids, strategy))
+        await self._run(maintenance.prune(self, thread_ids, strategy))
 
     async def aget_metadata(
         self, thread_id: str, *, checkpoint_ns: str = ""
@@ -331,7 +334,7 @@ class AsyncS3Saver(BaseS3Saver):
             S3Unavailable: If S3 is down.
             S3SaverError: On other storage failures.
         """
-        return await self._run(plans.latest_metadata(self, thread_id, checkpoint_ns))
+        return await self._run(reads.latest_metadata(self, thread_id, checkpoint_ns))
 
     async def aget_transcript(
         self,
@@ -364,7 +367,7 @@ class AsyncS3Saver(BaseS3Saver):
             S3Unavailable: If S3 is down.
             S3SaverError: On other storage failures.
         """
-        return await self._run(plans.transcript_page(self, thread_id, checkpoint_ns, before, limit))
+        return await self._run(reads.transcript_page(self, thread_id, checkpoint_ns, before, limit))
 
     # --- running plans --------------------------------------------------
 
@@ -391,64 +394,3 @@ class AsyncS3Saver(BaseS3Saver):
         if lock is None:
             lock = self._locks[(thread_id, checkpoint_ns)] = asyncio.Lock()
         return lock
-
-    # Sync API: not offered by the async saver (last, so ``list`` shadows nothing above).
-
-    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        """Not supported: use ``aget_tuple``.
-
-        Raises:
-            NotImplementedError: Always.
-        """
-        raise NotImplementedError(_SYNC_MESSAGE.format("aget_tuple"))
-
-    def list(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> Iterator[CheckpointTuple]:
-        """Not supported: use ``alist``.
-
-        Raises:
-            NotImplementedError: Always.
-        """
-        raise NotImplementedError(_SYNC_MESSAGE.format("alist"))
-
-    def put(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        """Not supported: use ``aput``.
-
-        Raises:
-            NotImplementedError: Always.
-        """
-        raise NotImplementedError(_SYNC_MESSAGE.format("aput"))
-
-    def put_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        """Not supported: use ``aput_writes``.
-
-        Raises:
-            NotImplementedError: Always.
-        """
-        raise NotImplementedError(_SYNC_MESSAGE.format("aput_writes"))
-
-    def delete_thread(self, thread_id: str) -> None:
-        """Not supported: use ``adelete_thread``.
-
-        Raises:
-            NotImplementedError: Always.
-        """
-        raise NotImplementedError(_SYNC_MESSAGE.format("adelete_thread"))

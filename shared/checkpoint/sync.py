@@ -1,7 +1,8 @@
 """``S3Saver``: LangGraph checkpoints in S3 through one boto3 client (sync).
 
-All decisions live in ``_plans`` (shared with ``AsyncS3Saver``); this module
-only performs their requests. Safe to share between threads.
+All decisions live in the plans (``_plans``, ``_reads``, ``_puts`` and
+``_maintenance``, shared with ``AsyncS3Saver``); this module only performs
+their requests. Safe to share between threads.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
+from . import _maintenance as maintenance
 from . import _plans as plans
 from . import _puts as puts
+from . import _reads as reads
 from ._layout import parse_conn_string
 from ._requests import Emit, Locked, Plan, PlanCursor, Step
 from ._s3 import CLIENT_CONFIG, RetryPolicy, SyncStore
@@ -96,7 +99,7 @@ class S3Saver(BaseS3Saver):
 
         Sync twin of ``AsyncS3Saver.aget_tuple``: same arguments, results and errors.
         """
-        return self._run(plans.get_tuple(self, config))
+        return self._run(reads.get_tuple(self, config))
 
     def put(
         self,
@@ -129,28 +132,28 @@ class S3Saver(BaseS3Saver):
 
         Sync twin of ``AsyncS3Saver.adelete_thread``: same arguments, results and errors.
         """
-        self._run(plans.delete_thread(self, thread_id))
+        self._run(maintenance.delete_thread(self, thread_id))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint and write of a thread to another, in all namespaces.
 
         Sync twin of ``AsyncS3Saver.acopy_thread``: same arguments, results and errors.
         """
-        self._run(plans.copy_thread(self, source_thread_id, target_thread_id))
+        self._run(maintenance.copy_thread(self, source_thread_id, target_thread_id))
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints and writes of runs, in every thread (a full scan).
 
         Sync twin of ``AsyncS3Saver.adelete_for_runs``: same arguments, results and errors.
         """
-        self._run(plans.delete_for_runs(self, run_ids))
+        self._run(maintenance.delete_for_runs(self, run_ids))
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """Prune threads: keep the latest checkpoint per namespace, or delete them.
 
         Sync twin of ``AsyncS3Saver.aprune``: same arguments, results and errors.
         """
-        self._run(plans.prune(self, thread_ids, strategy))
+        self._run(maintenance.prune(self, thread_ids, strategy))
 
     def get_metadata(
         self, thread_id: str, *, checkpoint_ns: str = ""
@@ -159,7 +162,7 @@ class S3Saver(BaseS3Saver):
 
         Sync twin of ``AsyncS3Saver.aget_metadata``: same arguments, results and errors.
         """
-        return self._run(plans.latest_metadata(self, thread_id, checkpoint_ns))
+        return self._run(reads.latest_metadata(self, thread_id, checkpoint_ns))
 
     def get_transcript(
         self,
@@ -173,7 +176,7 @@ class S3Saver(BaseS3Saver):
 
         Sync twin of ``AsyncS3Saver.aget_transcript``: same arguments, results and errors.
         """
-        return self._run(plans.transcript_page(self, thread_id, checkpoint_ns, before, limit))
+        return self._run(reads.transcript_page(self, thread_id, checkpoint_ns, before, limit))
 
     # --- running plans --------------------------------------------------
 
@@ -217,7 +220,7 @@ class S3Saver(BaseS3Saver):
         Sync twin of ``AsyncS3Saver.alist``: same arguments, results and errors.
         """
         cursor = PlanCursor(
-            plans.list_checkpoints(self, config, filter=filter, before=before, limit=limit)
+            reads.list_checkpoints(self, config, filter=filter, before=before, limit=limit)
         )
         while (step := cursor.next()) is not None:
             if isinstance(step, Emit):

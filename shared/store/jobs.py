@@ -93,7 +93,7 @@ class JobStore:
         across any number of gateways the jobs of a thread are in
         `created_at` order. `new_thread`: the gateway made the thread's id,
         so nothing of it can be stored yet. The caller then sends the job's
-        nudge (shared.queue.send_turn).
+        nudge (the gateway's api/publisher.py).
         """
         fields = [item for pair in job.to_redis().items() if pair[0] != CREATED_AT
                   for item in pair]

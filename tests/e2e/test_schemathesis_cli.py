@@ -1,10 +1,11 @@
 """schemathesis's command line, `st run`, against the whole stack, with auth off and on.
 
-The same gateway and schema as tests/e2e/test_fuzz.py, which drives
-schemathesis in-process; this runs it as a user or a CI job would, every phase
-(examples, coverage, fuzzing and the stateful one, which only the command line
-has: requests chained through the schema's links, checked for use after
-delete, resources that vanish, auth that is ignored) and every check. What
+It runs as a user or a CI job would, every phase (examples, coverage,
+fuzzing with 25 examples per operation, and the stateful one: requests
+chained through the schema's links, checked for use after delete, resources
+that vanish, auth that is ignored) and every check: no 5xx, every response
+one the schema documents (status, headers, body, SSE events), schema-valid
+requests accepted and invalid ones refused, the declared security enforced. What
 the schema cannot state is allowed, operation by operation and with the
 reason, in tests/e2e/schemathesis.toml, next to this file.
 

@@ -98,6 +98,12 @@ def test_a_turn_is_one_trace_from_the_request_to_the_llm_and_s3(
              if s.scope == "opentelemetry.instrumentation.celery"}
     assert any(tasks[link].name == "run/chat.run_turn"
                for link in run.links if link in tasks), run.links
+    # The gateway's publish of that task is in the request's trace, though a
+    # thread of its own sends it (api/publisher.py).
+    published = receiver.wait_for(lambda spans: [
+        s for s in spans if s.name == "apply_async/chat.run_turn"
+        and s.trace_id == request.trace_id], timeout=10)
+    assert [s.service for s in published] == ["chat-gateway"], published
 
 
 def test_background_commands_make_no_traces_of_their_own(
