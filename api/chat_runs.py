@@ -16,8 +16,9 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from api.events import EventHub
 from api.sse import KEEPALIVE_SECONDS, REBUILT, job_event_log
 from shared.job_events import Event
-from shared.jobs import Job, JobStore
 from shared.runs import MESSAGE_EVENT, RunSpec, chat_run
+from shared.store.job import Job
+from shared.store.jobs import JobStore
 
 DEFAULT_LANGUAGE = "English"
 

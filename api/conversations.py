@@ -5,15 +5,13 @@ from __future__ import annotations
 import contextlib
 
 import structlog
-from redis.asyncio.lock import Lock
 from redis.exceptions import LockError
 
 from api import owners
 from api.agent.records import ThreadRecords
 from api.deps import Services
 from api.errors import Unavailable
-from shared.keys import inbox_key, thread_lock_key
-from shared.threads import stored_owner
+from shared.conversation import stored_owner
 
 log = structlog.get_logger("api.conversations")
 
@@ -26,7 +24,7 @@ async def exists_for(services: Services, thread_id: str, owner: str) -> bool:
     saved = await owners.load(services.saver, thread_id)
     if saved is not None:
         return not owner or stored_owner(saved) == owner
-    return bool(await services.redis.llen(inbox_key(thread_id))) and (
+    return await services.inbox.busy(thread_id) and (
         not owner or await services.owners.cached(thread_id) == owner)
 
 
@@ -34,23 +32,23 @@ async def erase(services: Services, thread_id: str) -> None:
     """Deletes the conversation for good; its queued and running jobs end
     cancelled. Unavailable (503), with nothing deleted, if a turn being stored
     holds the thread past the wait."""
-    redis, jobs = services.redis, services.jobs
+    jobs = services.jobs
     doomed = await jobs.cancel_thread(thread_id)
     # A running turn stops within a second of its cancel and releases the
     # thread's lease without storing anything; one already storing its turn
     # finishes first. Holding the lease keeps any other turn from starting
     # until the objects are gone.
-    lease = Lock(redis, thread_lock_key(thread_id), timeout=DELETE_LEASE_SECONDS,
-                 blocking_timeout=2 * services.settings.THREAD_LEASE_SECONDS)
+    lease = services.inbox.lease(thread_id, DELETE_LEASE_SECONDS,
+                                 wait=2 * services.settings.THREAD_LEASE_SECONDS)
     if not await lease.acquire():
         log.warning("thread_delete_busy")
         raise Unavailable("the conversation is busy storing a turn: nothing was deleted, "
                           "try again", headers={"Retry-After": "5"})
     try:
         doomed += await jobs.cancel_thread(thread_id)  # those accepted while we waited
-        ran = await ThreadRecords(redis).run_ids(thread_id)
+        ran = await ThreadRecords(services.redis).run_ids(thread_id)
         await services.saver.adelete_thread(thread_id)
-        await services.threads.forget(thread_id)
+        await services.conversations.forget(thread_id)
         # A job whose commit had begun could not be cancelled (its write may
         # have landed). It is gone with the conversation now; left queued, its
         # retry would store the turn again and bring the conversation back.
@@ -65,7 +63,7 @@ async def erase(services: Services, thread_id: str) -> None:
             await lease.release()
     # Messages sent since start a new conversation; their nudges found the
     # lease taken, so the thread is handed on here.
-    head = await redis.lindex(inbox_key(thread_id), 0)
+    head = await services.inbox.first(thread_id)
     if head is not None:
-        await services.publisher.send(str(head))
+        await services.publisher.send(head)
     log.info("thread_deleted")

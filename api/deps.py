@@ -20,9 +20,10 @@ from api.ratelimit import ClientRateLimit
 from shared.checkpoint import AsyncS3Saver
 from shared.graphs import GraphRegistry
 from shared.ids import digest_id
-from shared.jobs import JobStore
 from shared.settings import Settings
-from shared.threads import ThreadIndex
+from shared.store.conversations import Conversations
+from shared.store.inbox import Inbox
+from shared.store.jobs import JobStore
 
 
 @dataclass
@@ -37,9 +38,10 @@ class Services:
     owners: ThreadOwners
     client_limit: ClientRateLimit | None
     hub: EventHub
-    threads: ThreadIndex
+    conversations: Conversations
     graphs: GraphRegistry
     publisher: TurnPublisher
+    inbox: Inbox
 
 
 def get_services(request: Request) -> Services:

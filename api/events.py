@@ -26,8 +26,8 @@ from redis.asyncio import Redis
 
 from api.errors import BUSY_RETRY_AFTER, TooManyRequests, Unavailable
 from shared.job_events import Event, StreamReply, parse_events
-from shared.keys import events_key, gateway_wake_key
 from shared.redis_client import MAX_BLOCK_MS
+from shared.store.keys import events_key, gateway_wake_key
 
 log = structlog.get_logger("api.events")
 

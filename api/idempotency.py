@@ -1,22 +1,15 @@
-"""Idempotency-Key: the same key and body within 24 h return the same job."""
+"""Idempotency-Key: the same key and body within 24 h return the same job
+(the claims are kept by shared/store/idempotency.py)."""
 
 from __future__ import annotations
-
-import hashlib
-from typing import cast
 
 from redis.asyncio import Redis
 
 from api.errors import Conflict
-from shared import keys
+from shared.store import idempotency as claims
+from shared.store.idempotency import release
 
-TTL_SECONDS = 24 * 3600
-
-
-def _key(owner: str, idempotency_key: str) -> str:
-    # Hashed, so whatever the client sent never becomes part of a Redis key.
-    digest = hashlib.sha256(f"{owner}\0{idempotency_key}".encode()).hexdigest()
-    return keys.idempotency_key(digest)
+__all__ = ["claim", "release"]
 
 
 async def claim(redis: Redis, owner: str, idempotency_key: str, body: bytes,
@@ -25,21 +18,7 @@ async def claim(redis: Redis, owner: str, idempotency_key: str, body: bytes,
 
     Raises Conflict when the key was used with a different body.
     """
-    body_hash = hashlib.sha256(body).hexdigest()
-    key = _key(owner, idempotency_key)
-    mine = f"{body_hash}:{job_id}"
-    if await redis.set(key, mine, nx=True, ex=TTL_SECONDS):
-        return job_id
-    earlier = cast(str | None, await redis.get(key))
-    if earlier is None:  # expired between the two calls: take it
-        await redis.set(key, mine, ex=TTL_SECONDS)
-        return job_id
-    earlier_hash, _, earlier_job = earlier.partition(":")
-    if earlier_hash != body_hash:
+    earlier = await claims.claim(redis, owner, idempotency_key, body, job_id)
+    if earlier is None:
         raise Conflict("Idempotency-Key was already used with a different request body")
-    return earlier_job
-
-
-async def release(redis: Redis, owner: str, idempotency_key: str) -> None:
-    """Forgets a key whose job could not be queued, so a retry can queue it."""
-    await redis.delete(_key(owner, idempotency_key))
+    return earlier

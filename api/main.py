@@ -21,14 +21,15 @@ from api.publisher import TurnPublisher
 from api.ratelimit import ClientRateLimit
 from api.routes import chat, docs, health, jobs, metrics, page, threads
 from shared.graphs import load_registry
-from shared.jobs import JobStore
 from shared.logging import configure_logging
 from shared.metric_files import fold_if_shared
 from shared.queue import make_celery
 from shared.redis_client import make_redis
 from shared.settings import Settings, get_settings
 from shared.storage import open_saver
-from shared.threads import ThreadIndex
+from shared.store.conversations import Conversations
+from shared.store.inbox import Inbox
+from shared.store.jobs import JobStore
 from shared.tracing import instrument_app, setup_tracing
 
 log = structlog.get_logger("api.main")
@@ -56,10 +57,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         publisher = TurnPublisher(celery)
         publisher.start()
         stack.callback(publisher.stop)
+        jobs = JobStore(redis, settings.JOB_TTL_SECONDS)
         app.state.services = Services(
-            settings, redis, JobStore(redis, settings.JOB_TTL_SECONDS), saver, celery,
+            settings, redis, jobs, saver, celery,
             ThreadOwners(redis, saver, settings.SESSION_TTL_SECONDS), client_limit, hub,
-            ThreadIndex(redis), app.state.graphs, publisher)
+            Conversations(redis), app.state.graphs, publisher, Inbox(redis, jobs))
         yield
 
 

@@ -17,13 +17,13 @@ With auth off every owner is "" and nothing here is consulted.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 from redis.asyncio import Redis
 
 from shared.checkpoint import AsyncS3Saver
-from shared.keys import owner_key
-from shared.threads import stored_owner
+from shared.conversation import stored_owner
+from shared.store.owners import OwnerCache
 
 
 async def load(saver: AsyncS3Saver, thread_id: str) -> Mapping[str, Any] | None:
@@ -35,32 +35,29 @@ class ThreadOwners:
     """The accept path's view of thread ownership: Redis, backed by storage."""
 
     def __init__(self, redis: Redis, saver: AsyncS3Saver, ttl: int) -> None:
-        self.redis = redis
         self.saver = saver
         # Renewed on every post, so the cache outlives no idle thread by much.
-        self.ttl = ttl
+        self.cache = OwnerCache(redis, ttl)
 
     async def claim_new(self, thread_id: str, owner: str) -> None:
         """Records the owner of a thread whose id the gateway has just made."""
-        await self.redis.set(owner_key(thread_id), owner, ex=self.ttl)
+        await self.cache.put(thread_id, owner)
 
     async def cached(self, thread_id: str) -> str | None:
         """The owner Redis knows of, if any."""
-        return cast(str | None, await self.redis.get(owner_key(thread_id)))
+        return await self.cache.get(thread_id)
 
     async def claim(self, thread_id: str, owner: str) -> bool:
         """True if the thread is `owner`'s, taking it if no one has it yet."""
-        key = owner_key(thread_id)
-        cached = cast(str | None, await self.redis.get(key))
+        cached = await self.cache.get(thread_id)
         if cached is None:
             saved = await load(self.saver, thread_id)
             candidate = owner if saved is None else stored_owner(saved)
-            # NX: of gateways racing for a new thread, exactly one wins.
-            if await self.redis.set(key, candidate, nx=True, ex=self.ttl):
+            if await self.cache.put_first(thread_id, candidate):
                 cached = candidate
             else:
-                cached = cast(str | None, await self.redis.get(key))
+                cached = await self.cache.get(thread_id)
         if cached != owner:
             return False
-        await self.redis.expire(key, self.ttl)
+        await self.cache.renew(thread_id)
         return True

@@ -16,8 +16,9 @@ from redis.exceptions import RedisError
 from api.agent.records import ThreadRecords
 from api.deps import Services
 from api.errors import BUSY_RETRY_AFTER, ApiError, TooManyRequests, Unavailable
-from shared.jobs import Job, Refused
 from shared.runs import RunSpec
+from shared.store.job import Job
+from shared.store.jobs import Refused
 from shared.tracing import current_context
 
 log = structlog.get_logger("api.queueing")

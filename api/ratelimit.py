@@ -12,15 +12,14 @@ import math
 from redis.asyncio import Redis
 
 from api.errors import TooManyRequests
-from shared.keys import CLIENT_LIMIT_PREFIX
-from shared.ratelimit import MovingWindow
+from shared.store.limits import client_window
 
 
 class ClientRateLimit:
     """Counts each client's requests; `check` raises TooManyRequests over the limit."""
 
     def __init__(self, redis: Redis, requests: int, window_seconds: int) -> None:
-        self._window = MovingWindow(redis, CLIENT_LIMIT_PREFIX, requests, window_seconds)
+        self._window = client_window(redis, requests, window_seconds)
 
     async def check(self, client: str) -> None:
         """Counts one request of `client` (a digest), or raises with when to retry."""

@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from shared.ids import ID_PATTERN, MAX_ID_LENGTH
-from shared.threads import CURSOR_PATTERN
+from shared.store.conversations import CURSOR_PATTERN
 
 MAX_MESSAGE_CHARS = 32_000
 # The schema's patterns say exactly what the validators below check (which
@@ -168,7 +168,7 @@ class ThreadsQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(20, ge=1, le=100, description="Threads per page.")
-    # The pattern is for the schema; shared.threads.parse_cursor checks it, so
+    # The pattern is for the schema; shared.store.conversations.parse_cursor checks it, so
     # a bad cursor is a 400.
     before: str | SkipJsonSchema[None] = Field(
         None, description="The `next_before` of the previous page; omitted = the newest.",

@@ -17,8 +17,9 @@ from redis.exceptions import RedisError
 from api.errors import ApiError
 from api.events import EventHub
 from shared.job_events import Event
-from shared.jobs import Job, JobStatus, JobStore, done_body
 from shared.redis_client import MAX_BLOCK_MS
+from shared.store.job import Job, JobStatus, done_body
+from shared.store.jobs import JobStore
 
 KEEPALIVE_SECONDS = 15
 # Both parts of a Redis stream id are unsigned 64-bit integers: Redis refuses a

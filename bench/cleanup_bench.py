@@ -24,9 +24,9 @@ from redis.asyncio import Redis
 
 from shared.checkpoint import AsyncS3Saver
 from shared.ids import new_id
-from shared.keys import ACTIVITY_KEY, RECONCILED_KEY
 from shared.logging import configure_logging
 from shared.settings import Settings
+from shared.store.keys import ACTIVITY_KEY, RECONCILED_KEY
 from tests import servers
 from worker.cleanup import Cleanup
 

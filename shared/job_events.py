@@ -1,6 +1,6 @@
 """A job's event stream as readers get it: its entries, parsed from an XREAD reply.
 
-The worker appends the events (shared.jobs.JobStore); gateways read them
+The worker appends the events (shared.store.jobs.JobStore); gateways read them
 (api.events) and show them in both APIs' streams.
 """
 

@@ -58,7 +58,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": QUEUE,
         "task_queues": [Queue(QUEUE), Queue(MAINTENANCE_QUEUE)],
         "task_routes": {CLEANUP_TASK: {"queue": MAINTENANCE_QUEUE}},
-        # Job outcomes live in our own records (shared.jobs): no result backend,
+        # Job outcomes live in our own records (shared.store.jobs): no result backend,
         # so sending a task does not subscribe to its result either.
         "task_ignore_result": True,
         "task_acks_late": True,

@@ -24,3 +24,10 @@ def make_redis(url: str, max_connections: int) -> Redis:
         decode_responses=True, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=2,
         health_check_interval=30)
     return Redis.from_pool(pool)  # the client owns the pool: aclose closes it
+
+
+async def redis_now(redis: Redis) -> float:
+    """Redis's clock (TIME), the one every stored time and score is on: a
+    worker's or a gateway's own clock may be off from it."""
+    seconds, micros = await redis.time()
+    return seconds + micros / 1_000_000

@@ -35,8 +35,9 @@ from api.chat_runs import chat_job
 from api.main import create_app
 from shared.checkpoint import AsyncS3Saver, RetryPolicy, S3Saver
 from shared.ids import new_id
-from shared.jobs import Job, JobStore
 from shared.settings import Settings
+from shared.store.job import Job
+from shared.store.jobs import JobStore
 from tests import servers
 from tests.sse import SseEvent, parse_lines
 from tests.stack import Stack, launch

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from shared.keys import job_key
+from shared.store.keys import job_key
 from tests import servers
 
 

@@ -16,8 +16,7 @@ from collections.abc import Iterator
 import structlog
 from redis.asyncio import Redis
 
-from shared.jobs import JobStore
-from shared.keys import CANCELS_CHANNEL
+from shared.store.jobs import JobStore
 
 log = structlog.get_logger("worker.cancels")
 
@@ -61,7 +60,7 @@ class CancelWatch:
         while True:
             try:
                 async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(CANCELS_CHANNEL)
+                    await self.jobs.subscribe_cancels(pubsub)
                     await self._catch_up()
                     self.listening.set()
                     while True:

@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
@@ -35,22 +35,13 @@ from redis.exceptions import LockError
 
 from shared import metrics
 from shared.checkpoint import AsyncS3Saver, S3SaverError
+from shared.conversation import summarize
 from shared.ids import is_valid_id
-from shared.keys import (
-    ACTIVITY_KEY,
-    CLEANUP_LOCK_KEY,
-    RECONCILED_KEY,
-    THREADS_INDEXED_KEY,
-    agent_thread_key,
-    agent_threads_key,
-    inbox_key,
-    owner_threads_key,
-    thread_info_key,
-    thread_lock_key,
-    thread_runs_key,
-)
+from shared.redis_client import redis_now
 from shared.settings import Settings
-from shared.threads import OWNER_FIELD, ThreadIndex, summarize
+from shared.store.conversations import Conversations
+from shared.store.inbox import Inbox
+from shared.store.jobs import JobStore
 
 log = structlog.get_logger("worker.cleanup")
 
@@ -67,21 +58,6 @@ DELETE_LEASE_SECONDS = 60
 # Well inside the thread lock's lease: a delete must never outlive the lock, or a
 # turn could start writing while old objects are still being removed.
 DELETE_BUDGET_SECONDS = 30
-
-# The entries go only if no turn touched the thread since it was read as
-# expired. KEYS activity, owner's threads, thread info, owner's threads of the
-# LangGraph API, the thread's record there, its runs; ARGV thread id, cutoff.
-_FORGET = """
-local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if score and tonumber(score) <= tonumber(ARGV[2]) then
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('ZREM', KEYS[4], ARGV[1])
-  redis.call('DEL', KEYS[3], KEYS[5], KEYS[6])
-  return redis.call('ZREM', KEYS[1], ARGV[1])
-end
-return 0
-"""
-
 
 class Outcome(StrEnum):
     DELETED = "deleted"
@@ -119,11 +95,11 @@ class Cleanup:
         self.redis = redis
         self.saver = saver
         self.waiting_jobs: list[str] = []
-        self._forget = redis.register_script(_FORGET)
-        self.index = ThreadIndex(redis)
+        self.index = Conversations(redis)
+        self.inbox = Inbox(redis, JobStore(redis, settings.JOB_TTL_SECONDS))
 
     async def run(self) -> int:
-        lease = Lock(self.redis, CLEANUP_LOCK_KEY, timeout=PASS_LEASE_SECONDS, blocking=False)
+        lease = self.index.cleanup_lease(PASS_LEASE_SECONDS)
         if not await lease.acquire():
             log.info("cleanup_skipped", reason="another pass is running")
             return 0
@@ -141,12 +117,12 @@ class Cleanup:
 
     async def delete_expired(self, lease: Lock | None = None) -> Counter[Outcome]:
         """Deletes every thread idle past the TTL; counts what became of each."""
-        cutoff = time.time() - self.settings.SESSION_TTL_SECONDS
+        # The index's scores are Redis's clock, and so must the cutoff be.
+        cutoff = await redis_now(self.redis) - self.settings.SESSION_TTL_SECONDS
         counts: Counter[Outcome] = Counter()
         staying = 0
         while True:
-            page = cast(list[str], await self.redis.zrangebyscore(
-                ACTIVITY_KEY, "-inf", cutoff, start=staying, num=BATCH))
+            page = await self.index.idle_since(cutoff, staying, BATCH)
             outcomes = await _bounded(self._delete_if_idle(t, cutoff) for t in page)
             counts.update(outcomes)
             # Entries that left the range meanwhile make this skip a few: the next pass gets them.
@@ -157,11 +133,10 @@ class Cleanup:
 
     async def _delete_if_idle(self, thread_id: str, cutoff: float) -> Outcome:
         if not is_valid_id(thread_id):
-            await self.redis.zrem(ACTIVITY_KEY, thread_id)
+            await self.index.drop_activity(thread_id)
             log.warning("cleanup_dropped_bad_index_entry")
             return Outcome.DROPPED
-        lock = Lock(self.redis, thread_lock_key(thread_id), timeout=DELETE_LEASE_SECONDS,
-                    blocking=False)
+        lock = self.inbox.lease(thread_id, DELETE_LEASE_SECONDS)
         if not await lock.acquire():
             return Outcome.BUSY
         try:
@@ -171,13 +146,13 @@ class Cleanup:
             await self._hand_on(thread_id)
 
     async def _hand_on(self, thread_id: str) -> None:
-        head = await self.redis.lindex(inbox_key(thread_id), 0)
-        if isinstance(head, str) and is_valid_id(head):
+        head = await self.inbox.first(thread_id)
+        if head is not None and is_valid_id(head):
             self.waiting_jobs.append(head)
 
     async def _delete_locked(self, thread_id: str, cutoff: float) -> Outcome:
         # Read again under the lock: a job accepted since the page was read moved it.
-        score = await self.redis.zscore(ACTIVITY_KEY, thread_id)
+        score = await self.index.last_active(thread_id)
         if score is None:
             return Outcome.GONE
         if score > cutoff:
@@ -188,25 +163,14 @@ class Cleanup:
         except (S3SaverError, TimeoutError) as exc:
             log.warning("thread_delete_failed", thread_id=thread_id, error=str(exc))
             return Outcome.FAILED
-        owner = await self.index.owner_of(thread_id)
-        agent_owner = cast(str | None, await self.redis.hget(agent_thread_key(thread_id),
-                                                             OWNER_FIELD)) or ""
-        keys = [ACTIVITY_KEY, owner_threads_key(owner), thread_info_key(thread_id),
-                agent_threads_key(agent_owner), agent_thread_key(thread_id),
-                thread_runs_key(thread_id)]
-        await self._forget(keys=keys, args=[thread_id, repr(cutoff)])
+        await self.index.forget_if_idle(thread_id, cutoff)
         log.info("thread_deleted", thread_id=thread_id, idle_seconds=round(time.time() - score))
         return Outcome.DELETED
 
     async def reconcile_if_due(self, lease: Lock | None = None) -> int:
         """Runs the full S3 scan if its time has come, or the index or the
         owners' lists of threads are gone."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.exists(RECONCILED_KEY)
-            pipe.zcard(ACTIVITY_KEY)
-            pipe.exists(THREADS_INDEXED_KEY)
-            marked, indexed, listed = await pipe.execute()
-        if marked and indexed and listed:
+        if not await self.index.scan_due():
             return 0
         try:
             added = await self.reconcile(lease)
@@ -214,10 +178,7 @@ class Cleanup:
             # Not marked done, so the next pass tries again; deleting needs no scan.
             log.warning("cleanup_reconcile_failed", error=str(exc))
             return 0
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(RECONCILED_KEY, str(time.time()), ex=self.settings.CLEANUP_RECONCILE_SECONDS)
-            pipe.set(THREADS_INDEXED_KEY, str(time.time()))
-            await pipe.execute()
+        await self.index.scanned(self.settings.CLEANUP_RECONCILE_SECONDS)
         return added
 
     async def reconcile(self, lease: Lock | None = None) -> int:
@@ -228,12 +189,11 @@ class Cleanup:
         bucket, prefix = self.settings.S3_BUCKET_NAME, self.settings.S3_PREFIX
         async for ids in list_thread_ids(self.saver.client, bucket, prefix):
             await _bounded(self._list(t) for t in await self.index.unsummarized(ids))
-            missing = await self._unindexed(ids)
+            missing = await self.index.unindexed(ids)
             if missing:
                 seen = await _bounded(self._last_activity(t) for t in missing)
                 # NX: a turn accepted meanwhile has the better time.
-                added += cast(int, await self.redis.zadd(
-                    ACTIVITY_KEY, dict(zip(missing, seen, strict=True)), nx=True))
+                added += await self.index.index_activity(dict(zip(missing, seen, strict=True)))
             await _renew(lease)
         log.info("cleanup_reconciled", reindexed=added)
         return added
@@ -248,12 +208,6 @@ class Cleanup:
             return
         if summary is not None:
             await self.index.record(thread_id, summary)
-
-    async def _unindexed(self, ids: list[str]) -> list[str]:
-        if not ids:
-            return []
-        scores = await self.redis.zmscore(ACTIVITY_KEY, ids)
-        return [t for t, score in zip(ids, scores, strict=True) if score is None]
 
     async def _last_activity(self, thread_id: str) -> float:
         key_prefix = f"{self.settings.S3_PREFIX}{thread_id}/"

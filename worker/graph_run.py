@@ -25,11 +25,10 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 
 from shared import metrics
-from shared.conversation import CREATED_AT
+from shared.conversation import CREATED_AT, OWNER_FIELD
 from shared.graphs import Graph
-from shared.jobs import Job
 from shared.runs import MESSAGE_EVENT, RUN_ID_FIELD, RunSpec
-from shared.threads import OWNER_FIELD
+from shared.store.job import Job
 from worker.errors import RejectedError
 from worker.ratelimit import LlmGate
 from worker.runtime import Resources

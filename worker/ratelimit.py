@@ -1,7 +1,7 @@
 """The global LLM rate limit, shared by every worker through Redis.
 
 No window of RATE_LIMIT_PERIOD seconds holds more than RATE_LIMIT_CALLS starts,
-across all workers (shared/ratelimit.py). Celery's own `rate_limit` is a token
+across all workers (shared/store/limits.py). Celery's own `rate_limit` is a token
 bucket in each worker: three workers would run three times the limit. The
 window is shared fairly between clients (API keys, or addresses): while
 another client's runs wait for it, one client gets an equal share at most,
@@ -9,39 +9,27 @@ so a key with hundreds of turns queued cannot make every other key wait
 behind them.
 
 A provider 429 with Retry-After pauses every worker: the pause is a Redis key
-that expires when the provider said to come back.
+that expires when the provider said to come back (its time to live is the
+pause, so no worker's clock enters it).
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackHandler
 from redis.asyncio import Redis
 
 from shared import metrics
-from shared.keys import LLM_LIMIT_PREFIX, LLM_PAUSE_KEY
-from shared.ratelimit import FairWindow
+from shared.store.limits import LlmWindow
 from worker.errors import RateLimited
-
-# Keeps the later of two pauses: a short Retry-After must not cut a long one.
-_PAUSE = """
-local deadline = tonumber(ARGV[1])
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if deadline > current then
-  redis.call('SET', KEYS[1], ARGV[1], 'PXAT', math.ceil(deadline * 1000))
-end
-"""
 
 
 class LlmRateLimit:
     """Decides whether an LLM call may start now, or how long to wait."""
 
     def __init__(self, redis: Redis, calls: int, period: int) -> None:
-        self._redis = redis
-        self._window = FairWindow(redis, LLM_LIMIT_PREFIX, calls, period)
-        self._pause = redis.register_script(_PAUSE)
+        self._window = LlmWindow(redis, calls, period)
 
     async def count_turn(self, client: str) -> float:
         """Counts the run's first LLM call as the run begins: 0.0 if it may
@@ -62,20 +50,16 @@ class LlmRateLimit:
     async def acquire(self, client: str) -> None:
         """Counts one call of `client`'s starting now, or raises RateLimited
         with the wait."""
-        paused = await self._paused_for()
+        paused = await self._window.paused_for()
         if paused > 0:
             raise RateLimited(paused)
         wait = await self._window.hit(client)
         if wait > 0:
             raise RateLimited(wait)
 
-    async def _paused_for(self) -> float:
-        paused = await self._redis.get(LLM_PAUSE_KEY)
-        return max(0.0, float(paused) - time.time()) if paused is not None else 0.0
-
     async def pause(self, seconds: float) -> None:
         """Stops every worker's LLM calls for `seconds` (a provider's Retry-After)."""
-        await self._pause(keys=[LLM_PAUSE_KEY], args=[time.time() + seconds])
+        await self._window.pause(seconds)
 
 
 class LlmGate(AsyncCallbackHandler):

@@ -19,12 +19,11 @@ from collections.abc import Callable
 import structlog
 from celery import Celery
 
-from shared.jobs import JobStore
-from shared.keys import RECOVERY_LOCK_KEY
 from shared.queue import QUEUE, nudge_lost_after, queue_depths, send_turn
 from shared.redis_client import make_redis
 from shared.settings import Settings
-from worker.threadqueue import Sweep, ThreadQueue
+from shared.store.inbox import Inbox, Sweep
+from shared.store.jobs import JobStore
 
 log = structlog.get_logger("worker.recovery")
 
@@ -34,16 +33,15 @@ log = structlog.get_logger("worker.recovery")
 CANCEL_GRACE = 2.0
 
 
-async def sweep_once(threads: ThreadQueue, settings: Settings,
+async def sweep_once(inbox: Inbox, settings: Settings,
                      backlog: Callable[[], int]) -> Sweep | None:
     """The sweep's findings, or None if another worker swept this interval.
     `backlog` counts the turns' task messages no worker has taken yet."""
     interval_ms = int(settings.RECOVERY_INTERVAL_SECONDS * 1000)
     # Expires a little before the next tick, so some worker always takes it then.
-    if not await threads.redis.set(RECOVERY_LOCK_KEY, "1", nx=True,
-                                   px=max(1, interval_ms * 9 // 10)):
+    if not await inbox.claim_sweep(max(1, interval_ms * 9 // 10)):
         return None
-    return await threads.sweep(settings.RECOVERY_STALL_SECONDS, CANCEL_GRACE,
+    return await inbox.sweep(settings.RECOVERY_STALL_SECONDS, CANCEL_GRACE,
                                nudge_lost_after(settings), backlog())
 
 
@@ -63,11 +61,11 @@ class RecoveryTimer(threading.Thread):
         with asyncio.Runner() as runner:
             redis = make_redis(self.settings.REDIS_URL, 4)
             jobs = JobStore(redis, self.settings.JOB_TTL_SECONDS)
-            threads = ThreadQueue(redis, jobs)
+            inbox = Inbox(redis, jobs)
             try:
                 while not self._stopped.wait(self.settings.RECOVERY_INTERVAL_SECONDS):
                     try:
-                        found = runner.run(sweep_once(threads, self.settings, self._backlog))
+                        found = runner.run(sweep_once(inbox, self.settings, self._backlog))
                         if found is not None:
                             self._act(runner, jobs, found)
                     except Exception as exc:  # Redis down: the next tick tries again

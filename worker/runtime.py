@@ -23,14 +23,14 @@ from redis.asyncio import Redis
 
 from shared.checkpoint import AsyncS3Saver
 from shared.graphs import GraphRegistry, load_registry
-from shared.jobs import JobStore
 from shared.redis_client import make_redis
 from shared.settings import Settings, get_settings
 from shared.storage import open_saver
+from shared.store.inbox import Inbox
+from shared.store.jobs import JobStore
 from worker.cancels import CancelWatch
 from worker.deferred import DeferredSaver
 from worker.ratelimit import LlmRateLimit
-from worker.threadqueue import ThreadQueue
 
 T = TypeVar("T")
 
@@ -43,7 +43,7 @@ class Resources:
     saver: AsyncS3Saver
     checkpointer: DeferredSaver  # the graphs': the saver, holding a run's writes
     graphs: GraphRegistry
-    threads: ThreadQueue
+    inbox: Inbox
     limiter: LlmRateLimit
     cancels: CancelWatch
 
@@ -60,7 +60,7 @@ async def open_resources(settings: Settings, stack: AsyncExitStack) -> Resources
     cancels.start()
     stack.push_async_callback(cancels.stop)
     return Resources(settings, redis, jobs, saver, DeferredSaver(saver), graphs,
-                     ThreadQueue(redis, jobs), limiter, cancels)
+                     Inbox(redis, jobs), limiter, cancels)
 
 
 class Runtime:

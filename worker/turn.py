@@ -24,11 +24,10 @@ from redis.asyncio.lock import Lock
 from redis.exceptions import LockError
 
 from shared import metrics
-from shared.jobs import Job
-from shared.keys import thread_lock_key
+from shared.conversation import OWNER_FIELD
 from shared.queue import MAX_COUNTDOWN
 from shared.runs import RunSpec
-from shared.threads import OWNER_FIELD
+from shared.store.job import Job
 from shared.tracing import run_span
 from worker.errors import RejectedError, TransientError, TurnError, classify
 from worker.graph_run import RunOutcome, run_graph, stored_already
@@ -71,9 +70,8 @@ async def drain_next(res: Resources, job_id: str, task_id: str = "") -> NextStep
         log.warning("job_unknown", job_id=job_id)
         return DONE
     thread_id = nudged.thread_id
-    lease = Lock(res.redis, thread_lock_key(thread_id),
-                 timeout=res.settings.THREAD_LEASE_SECONDS, blocking=False)
-    taken, head_id = await res.threads.take(thread_id, lease)
+    lease = res.inbox.lease(thread_id, res.settings.THREAD_LEASE_SECONDS)
+    taken, head_id = await res.inbox.take(thread_id, lease)
     if not taken:  # whoever holds it, or the held job's retry, passes it on
         return DONE
     released = False
@@ -83,17 +81,17 @@ async def drain_next(res: Resources, job_id: str, task_id: str = "") -> NextStep
             # Most often the nudge's own job is next: no need to read it again
             # (its start re-checks it, atomically).
             job = (nudged if nudged.job_id == head_id and not nudged.finished
-                   else await res.threads.head(thread_id))
+                   else await res.inbox.head(thread_id))
         if job is not None:
             structlog.contextvars.bind_contextvars(job_id=job.job_id, thread_id=thread_id)
             with run_span(job.trace, job.job_id, thread_id):
                 outcome = await _run(res, job, lease, task_id)
             if outcome.retry_in is not None:
-                await res.threads.hold(thread_id, outcome.retry_in)
+                await res.inbox.hold(thread_id, outcome.retry_in)
                 return outcome
         # A job whose nudge was turned away while we held the lease (even if
         # we ran nothing) waits for us: release, and pass the thread on.
-        owned, next_job = await res.threads.release(thread_id, lease)
+        owned, next_job = await res.inbox.release(thread_id, lease)
         released = True
         if not owned:
             log.warning("thread_lease_lost")

@@ -2,7 +2,7 @@
 
 A graph's default assistant is not stored: it is made from langgraph.json
 (api.agent.assistants). An assistant a client makes is one hash (see
-shared.keys.assistant_key) holding every version and which one is current,
+shared.store.keys.assistant_key) holding every version and which one is current,
 and an entry in its owner's index. It belongs to the key that made it; to
 any other key it does not exist. Assistants are configuration, not
 conversation: they do not expire.
@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from api.agent.assistant_schemas import Assistant, AssistantVersion
-from shared.keys import assistant_key, owner_assistants_key
+from shared.store.keys import assistant_key, owner_assistants_key
 
 OWNER = "owner"
 CURRENT = "current"

@@ -16,16 +16,15 @@ from api import conversations
 from api.agent import state
 from api.agent.assistants import merged_config, resolve
 from api.agent.inputs import check_input, first_text
-from api.agent.records import ThreadRecords, scan_index
+from api.agent.records import ThreadRecords
 from api.agent.schemas import MultitaskStrategy, Run, RunCreate, RunStatus
 from api.deps import Services
 from api.errors import BadRequest, Conflict, NotFound
 from api.queueing import queue_job
 from api.sse import job_event_log
 from shared.ids import new_id
-from shared.jobs import Job, JobStatus
-from shared.keys import thread_runs_key
 from shared.runs import RunSpec
+from shared.store.job import Job, JobStatus
 
 NO_SUCH_THREAD = "no such thread"
 NO_SUCH_CHECKPOINT = "no such checkpoint in this thread"
@@ -149,8 +148,7 @@ async def list_runs(services: Services, records: ThreadRecords, thread_id: str, 
     def keep(job: Job) -> bool:
         return job.owner == owner and (status is None or run_view(job).status == status)
 
-    jobs = await scan_index(services.redis, thread_runs_key(thread_id), True, offset, limit,
-                            load, keep)
+    jobs = await records.runs(thread_id, offset, limit, load, keep)
     return [run_view(job) for job in jobs]
 
 

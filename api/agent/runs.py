@@ -19,7 +19,7 @@ from api.errors import Conflict, NotFound
 from api.openapi_responses import Responses, errors
 from api.sse import LAST_EVENT_ID_SCHEMA, parse_last_event_id
 from shared.ids import ID_PATTERN, MAX_ID_LENGTH
-from shared.jobs import Job
+from shared.store.job import Job
 
 router = APIRouter(tags=["runs"], dependencies=[Depends(limit_client)])
 

@@ -21,8 +21,8 @@ from api.agent.schemas import CheckpointRef, ThreadState
 from api.deps import Services
 from shared import wire
 from shared.checkpoint import AsyncS3Saver
+from shared.conversation import OWNER_FIELD
 from shared.graphs import Graph
-from shared.threads import OWNER_FIELD
 
 
 def _config(thread_id: str, checkpoint_id: str | None = None) -> RunnableConfig:

@@ -21,8 +21,8 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from api.deps import Services
 from api.sse import KEEPALIVE_SECONDS, REBUILT, job_event_log
 from shared.job_events import Event
-from shared.jobs import Job
 from shared.runs import MESSAGE_EVENT
+from shared.store.job import Job
 
 
 def _json(data: Any) -> str:

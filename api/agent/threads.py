@@ -18,7 +18,7 @@ from langgraph.errors import InvalidUpdateError
 
 from api import conversations, owners
 from api.agent import run_jobs, state
-from api.agent.records import RecordsDep, ThreadRecord, ThreadRecords
+from api.agent.records import RecordsDep, ThreadRecords
 from api.agent.schemas import (
     CheckpointAt,
     HistoryQuery,
@@ -34,9 +34,9 @@ from api.agent.schemas import (
 from api.deps import OwnerDep, Services, ServicesDep, limit_client
 from api.errors import BadRequest, Conflict, NotFound
 from api.openapi_responses import errors
+from shared.conversation import OWNER_FIELD, stored_owner
 from shared.ids import ID_PATTERN, MAX_ID_LENGTH, new_id
-from shared.keys import inbox_key
-from shared.threads import OWNER_FIELD, stored_owner
+from shared.store.agent_threads import ThreadRecord
 
 router = APIRouter(tags=["threads"], dependencies=[Depends(limit_client)])
 
@@ -60,7 +60,7 @@ async def _view(services: Services, thread_id: str, record: ThreadRecord | None,
     else:
         assert saved is not None
         created = updated = state.saved_at(saved)
-        busy, metadata = bool(await services.redis.llen(inbox_key(thread_id))), {}
+        busy, metadata = await services.inbox.busy(thread_id), {}
     current = await state.thread_state(services, thread_id, saved)
     interrupts = state.interrupts_of(current)
     status: ThreadStatus = "busy" if busy else "interrupted" if interrupts else "idle"
@@ -199,7 +199,7 @@ async def update_state(thread_id: IdPath, body: StateUpdate, services: ServicesD
                        records: RecordsDep, owner: OwnerDep) -> StateUpdated:
     """Write values into the thread's state, as node `as_node` would (a new checkpoint)."""
     record, saved = await _find(services, records, thread_id, owner)
-    if await services.redis.llen(inbox_key(thread_id)):
+    if await services.inbox.busy(thread_id):
         raise Conflict("the thread has a run pending or running: update its state after it")
     graph_id = str((saved.metadata if saved is not None else {}).get("graph_id")
                    or (record.metadata if record is not None else {}).get("graph_id") or "")

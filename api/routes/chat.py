@@ -33,12 +33,11 @@ from api.schemas import (
     JobAccepted,
 )
 from shared.checkpoint import TranscriptEntry
-from shared.conversation import CREATED_AT, message_time, role_of
+from shared.conversation import CREATED_AT, message_time, role_of, stored_owner
 from shared.ids import ID_PATTERN, MAX_ID_LENGTH, new_id
 from shared.job_events import Event
-from shared.jobs import Job
 from shared.storage import MESSAGES_CHANNEL
-from shared.threads import stored_owner
+from shared.store.job import Job
 
 router = APIRouter(tags=["chat"], dependencies=[Depends(limit_client)])
 log = structlog.get_logger("api.chat")

@@ -17,7 +17,7 @@ from api.openapi_responses import SSE_CONTENT, errors
 from api.schemas import CancelAccepted, JobView
 from api.sse import LAST_EVENT_ID_SCHEMA, parse_last_event_id
 from shared.ids import ID_PATTERN, MAX_ID_LENGTH
-from shared.jobs import Job
+from shared.store.job import Job
 
 router = APIRouter(tags=["jobs"], dependencies=[Depends(limit_client)])
 

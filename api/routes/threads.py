@@ -12,9 +12,8 @@ from api.deps import OwnerDep, ServicesDep, limit_client
 from api.errors import ApiError
 from api.openapi_responses import errors
 from api.schemas import ThreadItem, ThreadList, ThreadsQuery
-from shared.keys import THREADS_INDEXED_KEY, THREADS_REBUILD_ASKED_KEY
 from shared.queue import CLEANUP_TASK
-from shared.threads import BadCursor
+from shared.store.conversations import BadCursor
 
 router = APIRouter(tags=["chat"], dependencies=[Depends(limit_client)])
 log = structlog.get_logger("api.threads")
@@ -34,10 +33,9 @@ async def ask_rebuild_if_lost(services: ServicesDep) -> None:
     The rebuild is a cleanup pass (its reconcile step scans the bucket); a
     SET NX keeps a crowd of requests to one pass.
     """
-    redis = services.redis
-    if await redis.exists(THREADS_INDEXED_KEY):
+    if await services.conversations.complete():
         return
-    if await redis.set(THREADS_REBUILD_ASKED_KEY, "1", nx=True, ex=REBUILD_ASK_SECONDS):
+    if await services.conversations.ask_rebuild(REBUILD_ASK_SECONDS):
         log.warning("threads_index_missing_rebuild_asked")
         await run_in_threadpool(services.celery.send_task, CLEANUP_TASK)
 
@@ -48,7 +46,7 @@ async def list_threads(services: ServicesDep, owner: OwnerDep,
     """Your conversations, newest activity first."""
     await ask_rebuild_if_lost(services)
     try:
-        found, next_before = await services.threads.page(owner, query.limit, query.before)
+        found, next_before = await services.conversations.page(owner, query.limit, query.before)
     except BadCursor:
         raise BadThreadCursor("before must be the next_before of an earlier page") from None
     return ThreadList(threads=[ThreadItem(thread_id=t.thread_id, title=t.title,

@@ -16,8 +16,8 @@ import pytest
 import redis
 from celery import Celery
 
-from shared.keys import ACTIVITY_KEY, agent_thread_key, thread_runs_key
 from shared.queue import CLEANUP_TASK, QUEUE
+from shared.store.keys import ACTIVITY_KEY, agent_thread_key, thread_runs_key
 from tests import servers
 from tests.stack import Stack, launch
 

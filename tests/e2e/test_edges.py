@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import redis
 
-from shared.keys import job_key
+from shared.store.keys import job_key
 from tests.helpers import crowd
 from tests.stack import Stack, launch
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 import redis
 
-from shared.keys import LLM_LIMIT_PREFIX, LLM_PAUSE_KEY, job_key
+from shared.store.keys import LLM_LIMIT_PREFIX, LLM_PAUSE_KEY, job_key
 from tests.sse import SseEvent, read_events, reply_of
 from tests.stack import Stack, launch, launch_faulty
 

@@ -17,8 +17,8 @@ import pytest
 import redis
 
 from api.chat_runs import chat_job
-from shared.jobs import JobStore
-from shared.keys import inbox_key, job_key
+from shared.store.jobs import JobStore
+from shared.store.keys import inbox_key, job_key
 from tests import servers
 from tests.e2e.test_chat import (  # noqa: F401  (run here again, on RabbitMQ)
     test_cancel_a_running_job_stores_nothing,

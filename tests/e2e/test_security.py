@@ -19,7 +19,7 @@ import httpx
 import pytest
 import redis
 
-from shared.keys import idempotency_key, job_key, owner_key
+from shared.store.keys import idempotency_key, job_key, owner_key
 from tests import servers
 from tests.helpers import stack_of_its_own
 from tests.sse import read_events

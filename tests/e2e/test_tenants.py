@@ -17,8 +17,8 @@ import redis
 from redis.asyncio import Redis
 
 from shared.ids import digest_id
-from shared.jobs import JobStore
-from shared.keys import agent_thread_key, events_key, inbox_key, job_key
+from shared.store.jobs import JobStore
+from shared.store.keys import agent_thread_key, events_key, inbox_key, job_key
 from tests.helpers import a_job, accept, stack_of_its_own
 from tests.stack import Stack
 

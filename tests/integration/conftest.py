@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from shared.checkpoint import AsyncS3Saver
 from shared.checkpoint._s3 import CLIENT_CONFIG
-from shared.jobs import JobStore
+from shared.store.jobs import JobStore
 from tests import servers
 from tests.helpers import VARIANTS, ThreadedS3Saver
 

@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from api.agent.records import SCAN_BATCH, ThreadRecord, ThreadRecords
-from shared.jobs import Job
-from shared.keys import (
+from api.agent.records import ThreadRecords
+from shared.store.agent_threads import SCAN_BATCH, ThreadRecord
+from shared.store.job import Job
+from shared.store.keys import (
     ACTIVITY_KEY,
     agent_thread_key,
     agent_threads_key,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from shared.jobs import JobStore
+from shared.store.jobs import JobStore
 from tests.helpers import a_job, accept
 from worker.cancels import CancelWatch
 

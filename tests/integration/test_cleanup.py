@@ -15,7 +15,9 @@ from redis.asyncio.lock import Lock
 
 from shared.checkpoint import AsyncS3Saver, S3Unavailable
 from shared.ids import new_id
-from shared.keys import (
+from shared.settings import Settings
+from shared.store import inbox
+from shared.store.keys import (
     ACTIVITY_KEY,
     CLEANUP_LOCK_KEY,
     RECONCILED_KEY,
@@ -24,7 +26,6 @@ from shared.keys import (
     thread_info_key,
     thread_lock_key,
 )
-from shared.settings import Settings
 from worker import cleanup
 from worker.cleanup import Cleanup, Outcome, cleanup_idle_threads
 
@@ -155,7 +156,7 @@ async def test_a_turn_accepted_after_the_page_was_read_keeps_its_thread(
             await redis.zadd(ACTIVITY_KEY, {thread: time.time()})
             return await super().acquire(*args, **kwargs)
 
-    monkeypatch.setattr(cleanup, "Lock", AcceptedMeanwhile)
+    monkeypatch.setattr(inbox, "Lock", AcceptedMeanwhile)  # the thread lease
     counts = await make().delete_expired()
 
     assert counts[Outcome.ACTIVE] == 1

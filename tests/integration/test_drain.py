@@ -9,17 +9,17 @@ import pytest
 from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
 
-from shared.jobs import JobStore
-from shared.keys import thread_lock_key
 from shared.settings import Settings
+from shared.store.inbox import Inbox
+from shared.store.jobs import JobStore
+from shared.store.keys import thread_lock_key
 from tests import helpers
 from tests.helpers import empty_database
 from worker.runtime import Resources
-from worker.threadqueue import ThreadQueue
 from worker.turn import NextStep, drain_next
 
 
-class ThreadQueueRacedFake(ThreadQueue):
+class InboxRacedFake(Inbox):
     """Fake for this test: a job is accepted on the thread just after the lease
     is taken, as a gateway may do at any moment; its nudge finds the lease
     taken and ends, so the holder must pass the thread on."""
@@ -44,15 +44,15 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
 async def test_a_job_accepted_while_a_stale_nudge_holds_the_thread_is_handed_on(
         redis: Redis) -> None:
     jobs = JobStore(redis, ttl=3600)
-    threads = ThreadQueueRacedFake(redis, jobs)
+    inbox = InboxRacedFake(redis, jobs)
     # Only what the path of a nudge with nothing to run touches.
     res = cast(Resources, cast(Any, type("Res", (), {
         "settings": Settings(_env_file=None), "redis": redis,
-        "jobs": jobs, "threads": threads})))
+        "jobs": jobs, "inbox": inbox})))
     stale = await helpers.accept(jobs, helpers.a_job())
     await jobs.succeed(stale, "done")  # its turn ran already: this nudge is a duplicate
 
     step = await drain_next(res, stale.job_id)
 
-    assert threads.late is not None
-    assert step == NextStep(next_job=threads.late)
+    assert inbox.late is not None
+    assert step == NextStep(next_job=inbox.late)

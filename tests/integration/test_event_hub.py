@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from api.errors import TooManyRequests, Unavailable
 from api.events import EventHub
-from shared.keys import events_key
+from shared.store.keys import events_key
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from shared.ratelimit import FairWindow
+from shared.store.limits import FairWindow
 from tests.helpers import empty_database
 
 PERIOD = 1

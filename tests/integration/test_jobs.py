@@ -8,8 +8,9 @@ import time
 import pytest
 
 from shared.ids import new_id
-from shared.jobs import CANCELLED_TTL_SECONDS, JobStatus, JobStore, Refused
-from shared.keys import ACTIVITY_KEY, client_jobs_key, events_key, inbox_key, job_key
+from shared.store.job import JobStatus
+from shared.store.jobs import CANCELLED_TTL_SECONDS, JobStore, Refused
+from shared.store.keys import ACTIVITY_KEY, client_jobs_key, events_key, inbox_key, job_key
 from tests.helpers import a_job, accept
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from api.owners import ThreadOwners
 from shared.checkpoint import AsyncS3Saver
-from shared.keys import owner_key
 from shared.redis_client import make_redis
+from shared.store.keys import owner_key
 
 
 class StoredThreads:
@@ -46,7 +46,7 @@ async def test_the_first_owner_to_post_keeps_the_thread(make_owners: Any) -> Non
     assert await owners.claim(thread, "alice")
     assert not await owners.claim(thread, "bob")
     assert await owners.claim(thread, "alice")
-    assert 0 < await owners.redis.ttl(owner_key(thread)) <= 60
+    assert 0 < await owners.cache.redis.ttl(owner_key(thread)) <= 60
 
 
 async def test_racing_owners_of_a_new_thread_get_one_winner(make_owners: Any) -> None:

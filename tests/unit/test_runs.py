@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from shared.jobs import Job
 from shared.runs import RunSpec, chat_run
+from shared.store.job import Job
 
 
 def test_a_run_crosses_the_queue_whole_and_short() -> None:

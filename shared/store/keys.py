@@ -16,7 +16,7 @@ PREFIX = "chat:"
 
 
 def job_key(job_id: str) -> str:
-    """Hash: the job's record (shared/jobs.py)."""
+    """Hash: the job's record (jobs.py)."""
     return f"{PREFIX}job:{job_id}"
 
 
@@ -107,7 +107,7 @@ def thread_runs_key(thread_id: str) -> str:
 
 
 def thread_info_key(thread_id: str) -> str:
-    """Hash: what the list of conversations shows of the thread (shared/threads.py)."""
+    """Hash: what the list of conversations shows of the thread (conversations.py)."""
     return _of_thread(thread_id, "info")
 
 
@@ -118,7 +118,7 @@ def owner_threads_key(owner: str) -> str:
 
 
 # Present once a full S3 scan has put every stored thread into the owners'
-# lists; Redis losing it means the lists may lack threads (shared/threads.py).
+# lists; Redis losing it means the lists may lack threads (conversations.py).
 THREADS_INDEXED_KEY = f"{PREFIX}threads:indexed"
 
 # Present for a while after a gateway asked for the lists to be rebuilt.

@@ -9,9 +9,10 @@ import pytest
 from redis.asyncio import Redis
 
 from shared.ids import new_id
-from shared.jobs import Job, JobStore
-from shared.keys import THREADS_INDEXED_KEY, owner_threads_key, thread_info_key
-from shared.threads import ThreadIndex
+from shared.store.conversations import Conversations
+from shared.store.job import Job
+from shared.store.jobs import JobStore
+from shared.store.keys import THREADS_INDEXED_KEY, owner_threads_key, thread_info_key
 from tests.helpers import a_job, accept, empty_database
 
 
@@ -38,7 +39,7 @@ async def run(jobs: JobStore, job: Job, reply: str | None) -> None:
 
 async def test_an_accepted_thread_is_listed_first_and_counts_its_stored_turns(
         redis: Redis) -> None:
-    jobs, index = JobStore(redis, ttl=600), ThreadIndex(redis)
+    jobs, index = JobStore(redis, ttl=600), Conversations(redis)
     first = await accept(jobs, owned(a_job(message="first"), "me"))
     second = await accept(jobs, owned(a_job(message="second"), "me"))
     listed, _ = await index.page("me", 10)
@@ -57,7 +58,7 @@ async def test_an_accepted_thread_is_listed_first_and_counts_its_stored_turns(
 
 async def test_a_new_thread_leaves_the_list_when_its_only_turns_store_nothing(
         redis: Redis) -> None:
-    jobs, index = JobStore(redis, ttl=600), ThreadIndex(redis)
+    jobs, index = JobStore(redis, ttl=600), Conversations(redis)
     doomed = await accept(jobs, owned(a_job(message="doomed"), "me"))
     waiting = await accept(jobs, owned(a_job(doomed.thread_id, "waiting"), "me"))
 
@@ -70,7 +71,7 @@ async def test_a_new_thread_leaves_the_list_when_its_only_turns_store_nothing(
 
 
 async def test_a_failed_turn_on_a_stored_thread_keeps_it(redis: Redis) -> None:
-    jobs, index = JobStore(redis, ttl=600), ThreadIndex(redis)
+    jobs, index = JobStore(redis, ttl=600), Conversations(redis)
     kept = await accept(jobs, owned(a_job(message="kept"), "me"))
     await run(jobs, kept, "ok")
     await run(jobs, await accept(jobs, owned(a_job(kept.thread_id, "no"), "me")), None)
@@ -80,7 +81,7 @@ async def test_a_failed_turn_on_a_stored_thread_keeps_it(redis: Redis) -> None:
 
 
 async def test_without_the_mark_an_unknown_thread_is_partial(redis: Redis) -> None:
-    jobs, index = JobStore(redis, ttl=600), ThreadIndex(redis)
+    jobs, index = JobStore(redis, ttl=600), Conversations(redis)
     await redis.delete(THREADS_INDEXED_KEY)
     job = await accept(jobs, owned(a_job(message="after a loss"), "me"))
 
@@ -95,7 +96,7 @@ async def test_without_the_mark_an_unknown_thread_is_partial(redis: Redis) -> No
 
 
 async def test_pages_walk_ties_once_each(redis: Redis) -> None:
-    index = ThreadIndex(redis)
+    index = Conversations(redis)
     ids = [f"t{n}" for n in range(7)]
     await redis.zadd(owner_threads_key("me"), {t: 5.0 for t in ids[:4]} | {t: 3.0 for t in ids[4:]})
     seen, cursor = [], None

@@ -7,24 +7,25 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio.lock import Lock
 
-from shared.jobs import Job, JobStore
-from shared.keys import PENDING_KEY, hold_key, inbox_key, job_key, thread_lock_key
+from shared.store.inbox import Inbox
+from shared.store.job import Job
+from shared.store.jobs import JobStore
+from shared.store.keys import PENDING_KEY, hold_key, inbox_key, job_key, thread_lock_key
 from tests import helpers
 from tests.helpers import empty_database
-from worker.threadqueue import ThreadQueue
 
 
 @pytest.fixture
-async def queue(redis_url: str) -> AsyncIterator[ThreadQueue]:
+async def queue(redis_url: str) -> AsyncIterator[Inbox]:
     async with empty_database(redis_url, 3) as redis:
-        yield ThreadQueue(redis, JobStore(redis, ttl=3600))
+        yield Inbox(redis, JobStore(redis, ttl=3600))
 
 
-async def accept(queue: ThreadQueue, thread: str, n: int = 1) -> list[Job]:
+async def accept(queue: Inbox, thread: str, n: int = 1) -> list[Job]:
     return [await helpers.accept(queue.jobs, helpers.a_job(thread, str(i))) for i in range(n)]
 
 
-async def test_the_head_is_the_oldest_unfinished_job(queue: ThreadQueue) -> None:
+async def test_the_head_is_the_oldest_unfinished_job(queue: Inbox) -> None:
     first, second, third = await accept(queue, "t", 3)
     await queue.jobs.cancel(first)
 
@@ -34,7 +35,7 @@ async def test_the_head_is_the_oldest_unfinished_job(queue: ThreadQueue) -> None
     assert await queue.redis.lrange(inbox_key("t"), 0, -1) == [second.job_id, third.job_id]
 
 
-async def test_an_empty_inbox_stops_being_pending(queue: ThreadQueue) -> None:
+async def test_an_empty_inbox_stops_being_pending(queue: Inbox) -> None:
     (job,) = await accept(queue, "t")
     assert await queue.redis.sismember(PENDING_KEY, "t")
     await queue.jobs.succeed(job, "done")
@@ -43,12 +44,12 @@ async def test_an_empty_inbox_stops_being_pending(queue: ThreadQueue) -> None:
     assert not await queue.redis.sismember(PENDING_KEY, "t")
 
 
-def a_lease(queue: ThreadQueue, thread: str) -> Lock:
+def a_lease(queue: Inbox, thread: str) -> Lock:
     return Lock(queue.redis, thread_lock_key(thread), timeout=10, blocking=False)
 
 
 async def test_a_nudge_turned_away_by_the_lease_is_passed_on_at_its_release(
-        queue: ThreadQueue) -> None:
+        queue: Inbox) -> None:
     first, second = await accept(queue, "t", 2)
     mine, theirs = a_lease(queue, "t"), a_lease(queue, "t")
 
@@ -64,7 +65,7 @@ async def test_a_nudge_turned_away_by_the_lease_is_passed_on_at_its_release(
 
 
 async def test_nudges_turned_away_behind_the_head_are_passed_on_one_holder_after_another(
-        queue: ThreadQueue) -> None:
+        queue: Inbox) -> None:
     jobs = await accept(queue, "t", 3)
     first = a_lease(queue, "t")
     assert await queue.take("t", first) == (True, jobs[0].job_id)
@@ -81,7 +82,7 @@ async def test_nudges_turned_away_behind_the_head_are_passed_on_one_holder_after
             assert await queue.take("t", holder) == (True, after)
 
 
-async def test_without_a_nudge_turned_away_nothing_is_passed_on(queue: ThreadQueue) -> None:
+async def test_without_a_nudge_turned_away_nothing_is_passed_on(queue: Inbox) -> None:
     await accept(queue, "t", 2)  # the second's nudge is still on its way
     mine = a_lease(queue, "t")
     assert (await queue.take("t", mine))[0]
@@ -89,7 +90,7 @@ async def test_without_a_nudge_turned_away_nothing_is_passed_on(queue: ThreadQue
     assert await queue.release("t", mine) == (True, None)
 
 
-async def test_a_lease_lost_meanwhile_is_not_released(queue: ThreadQueue) -> None:
+async def test_a_lease_lost_meanwhile_is_not_released(queue: Inbox) -> None:
     await accept(queue, "t")
     mine, theirs = a_lease(queue, "t"), a_lease(queue, "t")
     assert (await queue.take("t", mine))[0]
@@ -101,7 +102,7 @@ async def test_a_lease_lost_meanwhile_is_not_released(queue: ThreadQueue) -> Non
 
 
 async def test_a_nudge_turned_away_by_a_hold_is_passed_on_after_the_retry(
-        queue: ThreadQueue) -> None:
+        queue: Inbox) -> None:
     (job,) = await accept(queue, "t")
     await queue.hold("t", 10)
 
@@ -113,7 +114,7 @@ async def test_a_nudge_turned_away_by_a_hold_is_passed_on_after_the_retry(
     assert await queue.release("t", retry) == (True, job.job_id)
 
 
-async def test_a_running_job_without_a_lease_is_stalled_once_a_minute(queue: ThreadQueue) -> None:
+async def test_a_running_job_without_a_lease_is_stalled_once_a_minute(queue: Inbox) -> None:
     (job,) = await accept(queue, "t")
     await queue.jobs.start(job.job_id)
 
@@ -124,7 +125,7 @@ async def test_a_running_job_without_a_lease_is_stalled_once_a_minute(queue: Thr
     assert second.stalled == []
 
 
-async def test_a_leased_or_held_thread_is_not_stalled(queue: ThreadQueue) -> None:
+async def test_a_leased_or_held_thread_is_not_stalled(queue: Inbox) -> None:
     (leased,) = await accept(queue, "a")
     (held,) = await accept(queue, "b")
     for job in (leased, held):
@@ -135,20 +136,20 @@ async def test_a_leased_or_held_thread_is_not_stalled(queue: ThreadQueue) -> Non
     assert await stalled(queue, 0, 600) == []
 
 
-async def stalled(queue: ThreadQueue, stall_seconds: float, lost_after: float,
+async def stalled(queue: Inbox, stall_seconds: float, lost_after: float,
                   backlog: int = 0) -> list[str]:
     return (await queue.sweep(stall_seconds, cancel_grace=2, lost_after=lost_after,
                               backlog=backlog)).stalled
 
 
-async def test_a_queued_job_is_stalled_only_after_the_stall_time(queue: ThreadQueue) -> None:
+async def test_a_queued_job_is_stalled_only_after_the_stall_time(queue: Inbox) -> None:
     (job,) = await accept(queue, "t")
 
     assert await stalled(queue, 60, 600) == []
     assert await stalled(queue, 0, 600) == [job.job_id]
 
 
-async def test_a_queued_job_behind_a_backlog_is_not_stalled(queue: ThreadQueue) -> None:
+async def test_a_queued_job_behind_a_backlog_is_not_stalled(queue: Inbox) -> None:
     (job,) = await accept(queue, "t")
 
     assert await stalled(queue, 0, 600, backlog=1) == []
@@ -156,14 +157,14 @@ async def test_a_queued_job_behind_a_backlog_is_not_stalled(queue: ThreadQueue) 
 
 
 async def test_a_queued_job_waiting_too_long_is_nudged_even_behind_a_backlog(
-        queue: ThreadQueue) -> None:
+        queue: Inbox) -> None:
     (job,) = await accept(queue, "t")
 
     assert await stalled(queue, 0, 60, backlog=1) == []
     assert await stalled(queue, 0, 0, backlog=1) == [job.job_id]
 
 
-async def test_a_running_job_ignoring_its_cancel_is_unstoppable(queue: ThreadQueue) -> None:
+async def test_a_running_job_ignoring_its_cancel_is_unstoppable(queue: Inbox) -> None:
     (job,) = await accept(queue, "t")
     await queue.jobs.start(job.job_id, task_id="celery-task-1")
     await queue.redis.set(thread_lock_key("t"), "token", ex=10)

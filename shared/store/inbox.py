@@ -1,12 +1,16 @@
-"""The worker's side of a thread's inbox: who runs next, and handing over.
+"""A thread's inbox and lease: who runs its next turn, and handing over.
 
-See shared/keys.py for the keys. Every step that reads and changes the
-inbox together is one Lua script, so two workers never see it half-changed.
+The inbox is a list of the thread's unfinished job ids, oldest first (the
+job scripts in jobs.py append and remove them); the lease is held by
+whoever runs the thread's turn or deletes it, the hold while its head job's
+retry waits, the missed mark when a nudge was turned away, and the kicked
+mark for a while after the recovery sweep nudged it; the pending set names
+the threads whose inbox is not empty. Every step that reads and changes
+them together is one Lua script, so two workers never see them half-changed.
 """
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import cast
@@ -14,9 +18,13 @@ from typing import cast
 from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
 
-from shared.jobs import Job, JobStatus, JobStore
-from shared.keys import (
+from shared.redis_client import redis_now
+from shared.store._script import Script
+from shared.store.job import Job, JobStatus
+from shared.store.jobs import JobStore
+from shared.store.keys import (
     PENDING_KEY,
+    RECOVERY_LOCK_KEY,
     hold_key,
     inbox_key,
     kicked_key,
@@ -24,41 +32,43 @@ from shared.keys import (
     thread_lock_key,
 )
 
-# Takes the thread's lease: {1, the inbox's head or nothing}, or {0} when the
-# lease is held or the thread is on hold; then the nudge is turned away, and
-# noted so the lease's holder (or the held job's retry) passes the thread on.
-# KEYS lock, hold, inbox, missed; ARGV token, lease ms, note's seconds.
+# Takes the thread's lease (as `token`, for `lease_ms`): {1, the inbox's head
+# or nothing}, or {0} when the lease is held or the thread is on hold; then
+# the nudge is turned away, and noted (for `note_seconds`) so the lease's
+# holder (or the held job's retry) passes the thread on.
+_TAKE_KEYS, _TAKE_ARGS = ("lock", "hold", "inbox", "missed"), ("token", "lease_ms", "note_seconds")
 _TAKE = """
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  redis.call('SET', KEYS[4], '1', 'EX', ARGV[3])
+if not redis.call('SET', lock, token, 'NX', 'PX', lease_ms) then
+  redis.call('SET', missed, '1', 'EX', note_seconds)
   return {0}
 end
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('DEL', KEYS[1])
-  redis.call('SET', KEYS[4], '1', 'EX', ARGV[3])
+if redis.call('EXISTS', hold) == 1 then
+  redis.call('DEL', lock)
+  redis.call('SET', missed, '1', 'EX', note_seconds)
   return {0}
 end
-return {1, redis.call('LINDEX', KEYS[3], 0)}
+return {1, redis.call('LINDEX', inbox, 0)}
 """
 # {1 if it released the lease, the inbox's head or nothing, 1 if nudges were
-# turned away}: first releases the lease if ARGV[2] is its holder's token ("":
+# turned away}: first releases the lease if `token` is its holder's ("":
 # only looks). The jobs behind the head whose nudges were turned away have
 # none left: the note stays until the head is the last job, so each holder
 # passes the thread on in turn. A thread with an empty inbox stops being
-# pending. KEYS inbox, pending, lock, missed; ARGV thread id, token.
+# pending.
+_NEXT_KEYS, _NEXT_ARGS = ("inbox", "pending", "lock", "missed"), ("thread_id", "token")
 _NEXT = """
-local released, missed = 0, 0
-if ARGV[2] ~= '' then
-  if redis.call('GET', KEYS[3]) == ARGV[2] then
-    redis.call('DEL', KEYS[3])
+local released, was_missed = 0, 0
+if token ~= '' then
+  if redis.call('GET', lock) == token then
+    redis.call('DEL', lock)
     released = 1
   end
-  missed = redis.call('EXISTS', KEYS[4])
-  if missed == 1 and redis.call('LLEN', KEYS[1]) <= 1 then redis.call('DEL', KEYS[4]) end
+  was_missed = redis.call('EXISTS', missed)
+  if was_missed == 1 and redis.call('LLEN', inbox) <= 1 then redis.call('DEL', missed) end
 end
-local head = redis.call('LINDEX', KEYS[1], 0)
-if not head then redis.call('SREM', KEYS[2], ARGV[1]) end
-return {released, head, missed}
+local head = redis.call('LINDEX', inbox, 0)
+if not head then redis.call('SREM', pending, thread_id) end
+return {released, head, was_missed}
 """
 # A turned-away nudge is remembered this long; past it, the sweep finds the job.
 MISSED_SECONDS = 3600
@@ -72,12 +82,30 @@ class Sweep:
     unstoppable: list[Job] = field(default_factory=list)
 
 
-class ThreadQueue:
+class Inbox:
     def __init__(self, redis: Redis, jobs: JobStore) -> None:
         self.redis = redis
         self.jobs = jobs
-        self._next = redis.register_script(_NEXT)
-        self._take = redis.register_script(_TAKE)
+        self._next = Script(redis, _NEXT_KEYS, _NEXT_ARGS, _NEXT)
+        self._take = Script(redis, _TAKE_KEYS, _TAKE_ARGS, _TAKE)
+
+    def lease(self, thread_id: str, seconds: float, wait: float | None = None) -> Lock:
+        """The thread's lease (not yet acquired): whoever holds it runs or
+        deletes the thread. `wait`: how long acquire() blocks for it (None:
+        it does not block)."""
+        if wait is None:
+            return Lock(self.redis, thread_lock_key(thread_id), timeout=seconds,
+                        blocking=False)
+        return Lock(self.redis, thread_lock_key(thread_id), timeout=seconds,
+                    blocking_timeout=wait)
+
+    async def busy(self, thread_id: str) -> bool:
+        """Whether the thread has a turn queued or running."""
+        return bool(await self.redis.llen(inbox_key(thread_id)))
+
+    async def first(self, thread_id: str) -> str | None:
+        """The id at the head of the inbox, as it is (nothing dropped or changed)."""
+        return cast(str | None, await self.redis.lindex(inbox_key(thread_id), 0))
 
     async def next_id(self, thread_id: str) -> str | None:
         """The job at the head of the inbox (None, and no longer pending, if empty)."""
@@ -94,9 +122,8 @@ class ThreadQueue:
 
     async def _next_after(self, thread_id: str, token: str) -> tuple[bool, str | None, bool]:
         released, head, missed = await self._next(
-            keys=[inbox_key(thread_id), PENDING_KEY, thread_lock_key(thread_id),
-                  missed_key(thread_id)],
-            args=[thread_id, token])
+            inbox=inbox_key(thread_id), pending=PENDING_KEY, lock=thread_lock_key(thread_id),
+            missed=missed_key(thread_id), thread_id=thread_id, token=token)
         return released == 1, cast(str | None, head), missed == 1
 
     async def head(self, thread_id: str) -> Job | None:
@@ -118,9 +145,9 @@ class ThreadQueue:
         """
         token = uuid.uuid1().hex
         reply = await self._take(
-            keys=[thread_lock_key(thread_id), hold_key(thread_id), inbox_key(thread_id),
-                  missed_key(thread_id)],
-            args=[token, int(cast(float, lease.timeout) * 1000), MISSED_SECONDS])
+            lock=thread_lock_key(thread_id), hold=hold_key(thread_id),
+            inbox=inbox_key(thread_id), missed=missed_key(thread_id), token=token,
+            lease_ms=int(cast(float, lease.timeout) * 1000), note_seconds=MISSED_SECONDS)
         if reply[0] != 1:
             return False, None
         lease.local.token = token.encode()  # ours: renew and release it as a Lock
@@ -129,6 +156,10 @@ class ThreadQueue:
     async def hold(self, thread_id: str, seconds: float) -> None:
         """Nobody runs the thread's head job for `seconds`: its retry is scheduled."""
         await self.redis.set(hold_key(thread_id), "1", px=max(1, int(seconds * 1000)))
+
+    async def claim_sweep(self, ms: int) -> bool:
+        """True for the one worker that sweeps now: the claim lasts `ms`."""
+        return bool(await self.redis.set(RECOVERY_LOCK_KEY, "1", nx=True, px=ms))
 
     async def sweep(self, stall_seconds: float, cancel_grace: float,
                     lost_after: float, backlog: int) -> Sweep:
@@ -147,7 +178,7 @@ class ThreadQueue:
         seconds ago and which still runs: its worker did not stop it.
         """
         found = Sweep()
-        now = time.time()
+        now = await redis_now(self.redis)  # the clock of created_at and cancel_requested
         cursor = 0
         while True:
             # A batch of threads costs two round trips, not two per thread:

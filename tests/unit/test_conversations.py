@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.threads import TITLE_CHARS, BadCursor, cursor_of, parse_cursor, title_of
+from shared.conversation import TITLE_CHARS, title_of
+from shared.store.conversations import BadCursor, cursor_of, parse_cursor
 
 
 def test_a_short_message_is_its_own_title_on_one_line() -> None:

@@ -1,0 +1,211 @@
+"""Threads and runs of the LangGraph Server API: what Redis keeps beside the jobs.
+
+A thread's conversation is in S3, like any other; what the API adds (its
+metadata, creation time, owner) is a small hash in Redis, indexed per owner
+by last update for search. A run is a job (a POST /chat's too); the
+thread's runs are indexed by creation so they can be listed. The record
+lives as long as the conversation: writing it counts as activity, and it
+goes when the conversation is deleted (by a client, or by cleanup once idle
+SESSION_TTL_SECONDS: conversations.Conversations.forget and forget_if_idle). The
+run index expires with the jobs it points to.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar, cast
+
+from redis.asyncio import Redis
+
+from shared.store._script import NOW, Script
+from shared.store.job import Job
+from shared.store.keys import (
+    ACTIVITY_KEY,
+    agent_thread_key,
+    agent_threads_key,
+    inbox_key,
+    thread_runs_key,
+)
+
+T = TypeVar("T")
+META_PREFIX = "m:"
+# Entries of an index read per round while a filtered search fills its page,
+# and at most per search: a filter that matches little ends with a short page
+# rather than loading a whole index.
+SCAN_BATCH = 200
+SCAN_MAX = 5000
+
+# The record's fields; each metadata key is a field of its own, prefixed.
+OWNER, CREATED_AT, UPDATED_AT = "owner", "created_at", "updated_at"
+
+# What an upsert did.
+WROTE, UNCHANGED, TOO_LARGE, NO_ROOM = 1, 0, -1, -2
+
+# Creates, updates or touches a thread's record, its place in its owner's
+# index and in cleanup's activity index; the metadata comes as field/value
+# pairs after the named arguments. Mode "create" does nothing to an existing
+# record, "update" nothing to a missing one, "ensure" either. `max_keys` and
+# `max_bytes`: the most metadata the record may hold once merged ("0": no
+# limit); `max_threads`: the most threads the owner's index may hold for a
+# new one ("0": no limit). Returns WROTE, UNCHANGED, TOO_LARGE (the metadata
+# would pass its limits) or NO_ROOM (the owner has no room for another
+# thread); nothing is written but for WROTE.
+_UPSERT_KEYS = ("record", "owner_index", "activity")
+_UPSERT_ARGS = ("owner", "thread_id", "mode", "max_keys", "max_bytes", "max_threads")
+_UPSERT = NOW + f"""
+local exists = redis.call('EXISTS', record) == 1
+if (exists and mode == 'create') or (not exists and mode == 'update') then
+  return {UNCHANGED}
+end
+if not exists and max_threads ~= '0'
+    and redis.call('ZCARD', owner_index) >= tonumber(max_threads) then
+  return {NO_ROOM}
+end
+if max_keys ~= '0' then
+  local sizes = {{}}
+  if exists then
+    local all = redis.call('HGETALL', record)
+    for i = 1, #all, 2 do
+      if string.sub(all[i], 1, {len(META_PREFIX)}) == '{META_PREFIX}' then
+        sizes[all[i]] = #all[i] + #all[i + 1]
+      end
+    end
+  end
+  for i = REST, #ARGV, 2 do sizes[ARGV[i]] = #ARGV[i] + #ARGV[i + 1] end
+  local count, bytes = 0, 0
+  for _, size in pairs(sizes) do count = count + 1; bytes = bytes + size end
+  if count > tonumber(max_keys) or bytes > tonumber(max_bytes) then return {TOO_LARGE} end
+end
+if not exists then
+  redis.call('HSET', record, '{CREATED_AT}', now, '{OWNER}', owner)
+end
+if #ARGV >= REST then redis.call('HSET', record, unpack(ARGV, REST)) end
+redis.call('HSET', record, '{UPDATED_AT}', now)
+redis.call('ZADD', owner_index, now, thread_id)
+redis.call('ZADD', activity, 'GT', now, thread_id)
+return {WROTE}
+"""
+
+
+@dataclass(frozen=True)
+class ThreadRecord:
+    thread_id: str
+    owner: str
+    created_at: float
+    updated_at: float
+    metadata: dict[str, Any]
+    # Whether the thread had an unfinished run or message when it was read.
+    busy: bool = False
+
+    def matches(self, metadata: dict[str, Any]) -> bool:
+        """True if every key of `metadata` has the same value here."""
+        return all(key in self.metadata and self.metadata[key] == value
+                   for key, value in metadata.items())
+
+
+def _record(thread_id: str, raw: dict[str, str], queued: int) -> ThreadRecord:
+    return ThreadRecord(
+        thread_id=thread_id, owner=raw.get(OWNER, ""), busy=queued > 0,
+        created_at=float(raw[CREATED_AT]), updated_at=float(raw[UPDATED_AT]),
+        metadata={name.removeprefix(META_PREFIX): json.loads(value)
+                  for name, value in raw.items() if name.startswith(META_PREFIX)})
+
+
+async def scan_index(redis: Redis, key: str, newest_first: bool, offset: int, limit: int,
+                     load: Callable[[list[str]], Awaitable[list[T | None]]],
+                     keep: Callable[[T], bool]) -> list[T]:
+    """The page `offset`..`offset + limit` of the index's members that load
+    (None for a member whose record has expired, which is then dropped from
+    the index) and that `keep` keeps, in the index's order, among the first
+    SCAN_MAX members."""
+    kept: list[T] = []
+    start = 0
+    while len(kept) < offset + limit and start < SCAN_MAX:
+        members = cast(list[str], await redis.zrange(key, start, start + SCAN_BATCH - 1,
+                                                     desc=newest_first))
+        if not members:
+            break
+        loaded = await load(members)
+        gone = [m for m, item in zip(members, loaded, strict=True) if item is None]
+        if gone:
+            await redis.zrem(key, *gone)
+        kept += [item for item in loaded if item is not None and keep(item)]
+        start += len(members) - len(gone)
+    return kept[offset:offset + limit]
+
+
+class AgentThreads:
+    """The LangGraph Server API's thread records, and their threads' runs."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._upsert = Script(redis, _UPSERT_KEYS, _UPSERT_ARGS, _UPSERT)
+
+    async def upsert(self, thread_id: str, owner: str,
+                     mode: Literal["create", "update", "ensure"],
+                     metadata: dict[str, Any] | None = None, max_keys: int = 0,
+                     max_bytes: int = 0, max_threads: int = 0) -> int:
+        """Writes a client's change to the record as `mode` says (see
+        _UPSERT), merging metadata key by key as the LangGraph Server API
+        does: WROTE, UNCHANGED, TOO_LARGE or NO_ROOM."""
+        return cast(int, await self._upsert(
+            record=agent_thread_key(thread_id), owner_index=agent_threads_key(owner),
+            activity=ACTIVITY_KEY, owner=owner, thread_id=thread_id, mode=mode,
+            max_keys=max_keys, max_bytes=max_bytes, max_threads=max_threads if owner else 0,
+            rest=_pairs(metadata)))
+
+    async def get(self, thread_id: str) -> ThreadRecord | None:
+        return (await self.get_many([thread_id]))[0]
+
+    async def get_many(self, thread_ids: list[str]) -> list[ThreadRecord | None]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for thread_id in thread_ids:
+                pipe.hgetall(agent_thread_key(thread_id))
+                pipe.llen(inbox_key(thread_id))  # busy: in the same round trip
+            replies = await pipe.execute()
+        raws = cast(list[dict[str, str]], replies[0::2])
+        queued = cast(list[int], replies[1::2])
+        return [_record(t, raw, n) if raw else None
+                for t, raw, n in zip(thread_ids, raws, queued, strict=True)]
+
+    async def search(self, owner: str, newest_first: bool, offset: int, limit: int,
+                     keep: Callable[[ThreadRecord], bool]) -> list[ThreadRecord]:
+        """The owner's threads that `keep` keeps, by last update."""
+        return await scan_index(self.redis, agent_threads_key(owner), newest_first, offset,
+                                limit, self.get_many, keep)
+
+    async def runs(self, thread_id: str, offset: int, limit: int,
+                   load: Callable[[list[str]], Awaitable[list[Job | None]]],
+                   keep: Callable[[Job], bool]) -> list[Job]:
+        """The thread's runs that `load` finds and `keep` keeps, newest first."""
+        return await scan_index(self.redis, thread_runs_key(thread_id), True, offset, limit,
+                                load, keep)
+
+    async def run_ids(self, thread_id: str) -> list[str]:
+        """The ids of the thread's runs (its jobs) still kept."""
+        return cast(list[str], await self.redis.zrange(thread_runs_key(thread_id), 0, -1))
+
+    async def remove_run(self, thread_id: str, run_id: str) -> None:
+        await self.redis.zrem(thread_runs_key(thread_id), run_id)
+
+    async def add_run(self, job: Job, metadata: dict[str, Any], ttl: int) -> None:
+        """Lists the queued job among its thread's runs (for `ttl` seconds,
+        as long as jobs are kept), and merges `metadata` into the thread's
+        record, making it if the thread has none."""
+        key = thread_runs_key(job.thread_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            # The server's own keys: never over the client's limits.
+            await self._upsert(
+                record=agent_thread_key(job.thread_id), owner_index=agent_threads_key(job.owner),
+                activity=ACTIVITY_KEY, owner=job.owner, thread_id=job.thread_id, mode="ensure",
+                max_keys=0, max_bytes=0, max_threads=0, rest=_pairs(metadata), pipeline=pipe)
+            pipe.zadd(key, {job.job_id: job.created_at})
+            pipe.expire(key, ttl)
+            await pipe.execute()
+
+
+def _pairs(metadata: dict[str, Any] | None) -> list[str]:
+    return [item for key, value in (metadata or {}).items()
+            for item in (META_PREFIX + key, json.dumps(value, sort_keys=True))]

@@ -1,0 +1,268 @@
+"""Each owner's list of conversations, kept in Redis so listing costs no S3 LIST.
+
+Per owner, a sorted set of thread ids by last activity (Redis's clock); per
+thread, a hash with its title (its first message, cut short), its message
+count and its owner. The job scripts (jobs.py) write both, in the same step
+that accepts a job (the thread comes first, titled by the message if it is
+new) and that ends one (a stored turn adds its two messages; a new thread
+whose every turn failed or was cancelled leaves the list). The same steps
+move the activity index (thread id -> time of its last accepted or finished
+turn), by which cleanup (worker/cleanup.py) finds idle conversations.
+
+Redis can lose them. A full scan of S3 (cleanup's reconcile) then
+summarises each stored thread from its transcript
+(shared.conversation.summarize), and leaves THREADS_INDEXED_KEY behind;
+until that mark exists, a thread the lists do not know is marked `partial`
+(unless the gateway has just made its id), as its stored messages are not
+counted here, and the scan summarises it again.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import cast
+
+from redis.asyncio import Redis
+from redis.asyncio.lock import Lock
+
+from shared.conversation import Summary
+from shared.ids import MAX_ID_LENGTH
+from shared.store import agent_threads
+from shared.store._script import Script
+from shared.store.keys import (
+    ACTIVITY_KEY,
+    CLEANUP_LOCK_KEY,
+    RECONCILED_KEY,
+    THREADS_INDEXED_KEY,
+    THREADS_REBUILD_ASKED_KEY,
+    agent_thread_key,
+    agent_threads_key,
+    owner_threads_key,
+    thread_info_key,
+    thread_runs_key,
+)
+
+# The fields of a thread's info hash.
+OWNER, TITLE, MESSAGES, PARTIAL = "owner", "title", "messages", "partial"
+# A time as Redis prints a score (%.17g of a positive time: no exponent), and a thread id.
+CURSOR_PATTERN = rf"^([0-9]{{1,17}}(?:\.[0-9]{{1,17}})?):([A-Za-z0-9_-]{{1,{MAX_ID_LENGTH}}})$"
+CURSOR = re.compile(CURSOR_PATTERN.removeprefix("^").removesuffix("$"))
+
+# One page of `limit` threads, newest first, after the cursor (`score`, or
+# "" for the first page, and `after`, a thread id): ties at the cursor's
+# score come in reverse order of id, as ZRANGE REV gives them.
+_PAGE_KEYS, _PAGE_ARGS = ("owner_threads",), ("limit", "score", "after")
+_PAGE = """
+local want = tonumber(limit)
+local out = {}
+local top = '+inf'
+if score ~= '' then
+  for _, id in ipairs(redis.call('ZRANGE', owner_threads, score, score, 'BYSCORE', 'REV')) do
+    if #out >= want * 2 then break end
+    if id < after then
+      table.insert(out, id)
+      table.insert(out, score)
+    end
+  end
+  top = '(' .. score
+end
+local left = want - #out / 2
+if left > 0 then
+  local older = redis.call('ZRANGE', owner_threads, top, '-inf', 'BYSCORE', 'REV',
+                           'LIMIT', 0, left, 'WITHSCORES')
+  for _, item in ipairs(older) do table.insert(out, item) end
+end
+return out
+"""
+# Forgets an expired thread, only if no turn touched it since it was read
+# as expired (its activity is still at most `cutoff`): its place in the
+# activity index and its owner's lists, its info, and its record and runs
+# of the LangGraph API.
+_FORGET_IF_IDLE_KEYS = ("activity", "owner_threads", "info", "agent_threads", "agent_record",
+                        "runs")
+_FORGET_IF_IDLE_ARGS = ("thread_id", "cutoff")
+_FORGET_IF_IDLE = """
+local score = redis.call('ZSCORE', activity, thread_id)
+if score and tonumber(score) <= tonumber(cutoff) then
+  redis.call('ZREM', owner_threads, thread_id)
+  redis.call('ZREM', agent_threads, thread_id)
+  redis.call('DEL', info, agent_record, runs)
+  return redis.call('ZREM', activity, thread_id)
+end
+return 0
+"""
+
+
+class BadCursor(ValueError):
+    """A `before` cursor that no page of the list ever gave."""
+
+
+@dataclass(frozen=True)
+class ListedConversation:
+    """A row of an owner's list of conversations."""
+
+    thread_id: str
+    title: str
+    updated_at: datetime
+    messages: int
+
+
+def cursor_of(score: str, thread_id: str) -> str:
+    return f"{score}:{thread_id}"
+
+
+def parse_cursor(cursor: str) -> tuple[str, str]:
+    """The (score, thread id) a cursor names; BadCursor if it is not one."""
+    found = CURSOR.fullmatch(cursor)
+    if found is None:
+        raise BadCursor(cursor)
+    # repr: Redis parses it back to the same double, whatever spelling came in.
+    return repr(float(found[1])), found[2]
+
+
+class Conversations:
+    """Reads the lists and the activity index, and writes what the job
+    scripts do not: deletes, expiry and rebuilds."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._page = Script(redis, _PAGE_KEYS, _PAGE_ARGS, _PAGE)
+        self._forget_if_idle = Script(redis, _FORGET_IF_IDLE_KEYS, _FORGET_IF_IDLE_ARGS,
+                                      _FORGET_IF_IDLE)
+
+    async def page(self, owner: str, limit: int,
+                   before: str | None = None) -> tuple[list[ListedConversation], str | None]:
+        """Up to `limit` of the owner's threads, newest activity first, older
+        than the `before` cursor; and the cursor of the next page, if any."""
+        score, after = parse_cursor(before) if before is not None else ("", "")
+        flat = cast(list[str], await self._page(owner_threads=owner_threads_key(owner),
+                                                limit=limit + 1, score=score, after=after))
+        found = list(zip(flat[::2], flat[1::2], strict=True))
+        more = len(found) > limit
+        found = found[:limit]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for thread_id, _ in found:
+                pipe.hmget(thread_info_key(thread_id), TITLE, MESSAGES)
+            infos = await pipe.execute()
+        threads = [ListedConversation(thread_id, title or "",
+                                      datetime.fromtimestamp(float(at), UTC), int(count or 0))
+                   for (thread_id, at), (title, count) in zip(found, infos, strict=True)]
+        last = found[-1] if found else None
+        return threads, cursor_of(last[1], last[0]) if more and last else None
+
+    async def owner_of(self, thread_id: str) -> str:
+        owner = await self.redis.hget(thread_info_key(thread_id), OWNER)
+        return cast(str | None, owner) or ""
+
+    async def _owners(self, thread_id: str) -> tuple[str, str]:
+        """The owner in the thread's info, and in its record of the LangGraph API."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(thread_info_key(thread_id), OWNER)
+            pipe.hget(agent_thread_key(thread_id), agent_threads.OWNER)
+            owner, agent_owner = await pipe.execute()
+        return owner or "", agent_owner or ""
+
+    async def forget(self, thread_id: str) -> None:
+        """Takes a deleted thread out of its owner's lists and of cleanup's
+        index, and deletes what Redis keeps of it beside its jobs."""
+        owner, agent_owner = await self._owners(thread_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(owner_threads_key(owner), thread_id)
+            pipe.zrem(agent_threads_key(agent_owner), thread_id)
+            pipe.delete(thread_info_key(thread_id), agent_thread_key(thread_id),
+                        thread_runs_key(thread_id))
+            pipe.zrem(ACTIVITY_KEY, thread_id)
+            await pipe.execute()
+
+    async def unsummarized(self, thread_ids: list[str]) -> list[str]:
+        """Those of `thread_ids` the lists lack, or hold only in part."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for thread_id in thread_ids:
+                pipe.hmget(thread_info_key(thread_id), OWNER, PARTIAL)
+            infos = await pipe.execute()
+        return [t for t, (owner, partial) in zip(thread_ids, infos, strict=True)
+                if owner is None or partial is not None]
+
+    async def record(self, thread_id: str, summary: Summary) -> None:
+        """Puts a stored thread in its owner's list, as its transcript says."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(thread_info_key(thread_id), mapping={
+                OWNER: summary.owner, TITLE: summary.title, MESSAGES: summary.messages})
+            pipe.hdel(thread_info_key(thread_id), PARTIAL)
+            # GT: a turn that finished meanwhile has the later time.
+            pipe.zadd(owner_threads_key(summary.owner), {thread_id: summary.written}, gt=True)
+            await pipe.execute()
+
+    async def forget_if_idle(self, thread_id: str, cutoff: float) -> bool:
+        """Forgets an expired thread as `forget` does, unless a turn touched it
+        since it was read as idle (its activity is past `cutoff` now)."""
+        owner, agent_owner = await self._owners(thread_id)
+        return bool(await self._forget_if_idle(
+            activity=ACTIVITY_KEY, owner_threads=owner_threads_key(owner),
+            info=thread_info_key(thread_id), agent_threads=agent_threads_key(agent_owner),
+            agent_record=agent_thread_key(thread_id), runs=thread_runs_key(thread_id),
+            thread_id=thread_id, cutoff=repr(cutoff)))
+
+    # The activity index: thread id -> time of its last accepted or finished
+    # turn (Redis's clock). The job scripts move it; cleanup reads it.
+
+    async def idle_since(self, cutoff: float, skip: int, count: int) -> list[str]:
+        """Up to `count` threads last active at or before `cutoff`, oldest
+        first, past the first `skip` of them."""
+        return cast(list[str], await self.redis.zrangebyscore(
+            ACTIVITY_KEY, "-inf", cutoff, start=skip, num=count))
+
+    async def last_active(self, thread_id: str) -> float | None:
+        return await self.redis.zscore(ACTIVITY_KEY, thread_id)
+
+    async def drop_activity(self, thread_id: str) -> None:
+        await self.redis.zrem(ACTIVITY_KEY, thread_id)
+
+    async def unindexed(self, thread_ids: list[str]) -> list[str]:
+        """Those of `thread_ids` the activity index lacks."""
+        if not thread_ids:
+            return []
+        scores = await self.redis.zmscore(ACTIVITY_KEY, thread_ids)
+        return [t for t, score in zip(thread_ids, scores, strict=True) if score is None]
+
+    async def index_activity(self, seen: dict[str, float]) -> int:
+        """Adds threads to the activity index at the times given; a thread
+        already there keeps its time (a turn accepted meanwhile has the better
+        one). How many it added."""
+        return cast(int, await self.redis.zadd(ACTIVITY_KEY, seen, nx=True))
+
+    def cleanup_lease(self, seconds: float) -> Lock:
+        """The lease of the one cleanup pass running at a time (not yet acquired;
+        acquire() does not wait)."""
+        return Lock(self.redis, CLEANUP_LOCK_KEY, timeout=seconds, blocking=False)
+
+    # The marks of a complete index (see the module's docstring).
+
+    async def complete(self) -> bool:
+        """Whether the lists hold every stored thread (the last full scan's mark is there)."""
+        return bool(await self.redis.exists(THREADS_INDEXED_KEY))
+
+    async def ask_rebuild(self, seconds: int) -> bool:
+        """True for the first to ask in `seconds`: that one asks for the scan."""
+        return bool(await self.redis.set(THREADS_REBUILD_ASKED_KEY, "1", nx=True, ex=seconds))
+
+    async def scan_due(self) -> bool:
+        """Whether a full scan is due: its time has come, or the activity
+        index or the lists are gone."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(RECONCILED_KEY)
+            pipe.zcard(ACTIVITY_KEY)
+            pipe.exists(THREADS_INDEXED_KEY)
+            marked, indexed, listed = await pipe.execute()
+        return not (marked and indexed and listed)
+
+    async def scanned(self, next_in: int) -> None:
+        """Marks a full scan done: the lists are complete, and the next scan
+        is due in `next_in` seconds."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(RECONCILED_KEY, str(time.time()), ex=next_in)
+            pipe.set(THREADS_INDEXED_KEY, str(time.time()))
+            await pipe.execute()
