@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 from worker.turn import CANCEL_AGAIN_SECONDS, stop
@@ -10,10 +11,8 @@ from worker.turn import CANCEL_AGAIN_SECONDS, stop
 
 async def loses_one_cancel() -> None:
     """Like a library that catches CancelledError and goes on streaming."""
-    try:
+    with contextlib.suppress(asyncio.CancelledError):
         await asyncio.sleep(30)
-    except asyncio.CancelledError:
-        pass
     await asyncio.sleep(30)
 
 
