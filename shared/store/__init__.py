@@ -16,5 +16,9 @@ workers agree on it whatever their own clocks say.
   cleanup reads, and the marks of a complete list (Conversations).
 - `agent_threads`: the LangGraph Server API's thread records (metadata,
   owner, times), each owner's index of them, and each thread's runs.
+- `limits`: the moving windows of the per-client request limit and of the
+  global LLM limit (its fair shares, and the pause a provider's 429 asks for).
+- `owners`: which key owns a thread, cached from its storage (OwnerCache).
+- `idempotency`: the job an Idempotency-Key claimed.
 - `keys`: every key's name; only this package builds keys.
 """
