@@ -170,7 +170,10 @@ async def get_state(thread_id: IdPath, services: ServicesDep, records: RecordsDe
 
 async def _state_at(services: Services, records: ThreadRecords, thread_id: str, owner: str,
                     checkpoint_id: str | None) -> ThreadState:
-    await _find(services, records, thread_id, owner)
+    _, latest = await _find(services, records, thread_id, owner)
+    if checkpoint_id is None:
+        # No checkpoint named: the latest, as GET .../state (empty on a new thread).
+        return await state.thread_state(services, thread_id, latest)
     saved = await state.latest(services.saver, thread_id, checkpoint_id)
     if saved is None:
         raise NotFound(NO_SUCH_CHECKPOINT)

@@ -151,6 +151,8 @@ def test_threads(pair: Pair) -> None:
     pair.ask("POST", "/threads", json={"thread_id": thread_id})  # taken: 409
     pair.ask("GET", f"/threads/{thread_id}")
     pair.ask("GET", f"/threads/{thread_id}/state")  # before any run
+    # No checkpoint named: the latest, so before any run the empty state.
+    pair.ask("POST", f"/threads/{thread_id}/state/checkpoint", json={"checkpoint": {}})
     pair.ask("PATCH", f"/threads/{thread_id}", json={"metadata": {"more": 1}})
     pair.ask("POST", f"/threads/{thread_id}/runs/wait",
              json={"assistant_id": "counter", "input": HI})
