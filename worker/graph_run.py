@@ -187,7 +187,9 @@ async def run_graph(res: Resources, job: Job, spec: RunSpec) -> RunOutcome:
 
     events = EventBatcher(send, join_chunks=spec.join_chunks)
     reply, interrupted = "", False
-    first_token = job.started_at is not None
+    # Timed on this process's own clock, from the run's start (a moment after
+    # the job's `started_at`, which is Redis's).
+    first_token, began = True, time.monotonic()
     # aclosing: leaving the loop early (cancel, error) must close the provider's
     # HTTP stream too, or the paid call goes on generating.
     parts = _parts(graph, graph_input, config, spec)
@@ -203,7 +205,7 @@ async def run_graph(res: Resources, job: Job, spec: RunSpec) -> RunOutcome:
             if mode == MESSAGE_EVENT:
                 metrics.LLM_TOKENS.inc()
                 if first_token:
-                    metrics.FIRST_TOKEN.observe(max(0.0, time.time() - (job.started_at or 0.0)))
+                    metrics.FIRST_TOKEN.observe(time.monotonic() - began)
                     first_token = False
             await events.add(event_type(mode, namespace), for_client(mode, data))
     await events.close()

@@ -42,6 +42,7 @@ end
 # the outcome (the field/value pairs after the named arguments), appends the
 # terminal event, takes it out of its thread's inbox and its client's jobs.
 # A `stored` ("1") turn marks the thread active and counts its two messages.
+# Returns the time it ended (Redis's clock), or 0 (already ended) or -1 (unknown).
 FINISH_KEYS = ("job", "events", "inbox", "client_jobs", "activity", "owner_threads", "info")
 FINISH_ARGS = ("ttl", "event", "data", "maxlen", "from_statuses", "stored", "title", "owner",
                 "job_id", "thread_id")
@@ -66,7 +67,7 @@ if stored == '1' then
 else
   forget_if_empty(inbox, owner_threads, info, thread_id)
 end
-return 1
+return now
 """
 # Marks the job running and counts the attempt; a finished job is left as it is.
 START_KEYS, START_ARGS = ("job", "events"), ("ttl", "maxlen", "task_id")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -260,20 +259,21 @@ class JobStore:
         for name, value in fields.items():
             pairs += [name, value]
         ending = "," + ",".join(from_statuses) + ","
-        done = cast(int, await self._finish(
+        ended = await self._finish(
             job=job_key(job.job_id), events=events_key(job.job_id),
             inbox=inbox_key(job.thread_id), client_jobs=client_jobs_key(job.client),
             activity=ACTIVITY_KEY, owner_threads=owner_threads_key(job.owner),
             info=thread_info_key(job.thread_id),
             ttl=ttl or self.ttl, event=event, data=json.dumps(body), maxlen=STREAM_MAXLEN,
             from_statuses=ending, stored="1" if active else "0", title=title_of(job.title),
-            owner=job.owner, job_id=job.job_id, thread_id=job.thread_id, rest=pairs)) == 1
-        if done:
-            metrics.TURNS.labels(status.value).inc()
-            if job.started_at is not None:
-                metrics.TURN_DURATION.labels(status.value).observe(
-                    max(0.0, time.time() - job.started_at))
-        return done
+            owner=job.owner, job_id=job.job_id, thread_id=job.thread_id, rest=pairs)
+        if not isinstance(ended, str):  # 0 or -1: another outcome came first, or no job
+            return False
+        metrics.TURNS.labels(status.value).inc()
+        if job.started_at is not None:  # both on Redis's clock
+            metrics.TURN_DURATION.labels(status.value).observe(
+                max(0.0, float(ended) - job.started_at))
+        return True
 
     async def read_events(self, job_id: str, after: str = "0-0") -> list[Event]:
         """The job's events after `after`, without waiting."""
