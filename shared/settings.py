@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     RATE_LIMIT_PERIOD: Positive = 60
 
     REDIS_URL: str = Field("redis://localhost:6379/0", pattern=r"^rediss?://")
+    # Redis Cluster for the state is not supported yet: its scripts span keys of
+    # many slots. Asking for it stops the start rather than failing each turn.
+    REDIS_CLUSTER: bool = False
     # Celery's broker: a Redis (by default the one of REDIS_URL) or RabbitMQ.
     # Turns reach it only through Celery's own API (shared/queue.py).
     CELERY_BROKER_URL: str | None = Field(None, pattern=r"^(rediss?|amqps?|pyamqp)://")
@@ -134,6 +137,14 @@ class Settings(BaseSettings):
     def _key_decodes(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
             decode_key(value.get_secret_value())
+        return value
+
+    @field_validator("REDIS_CLUSTER")
+    @classmethod
+    def _no_cluster_yet(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("Redis Cluster is not supported yet: point REDIS_URL at one "
+                             "Redis (with a replica for failover), see README, Settings")
         return value
 
     @field_validator("API_KEYS")
