@@ -52,6 +52,17 @@ WROTE, UNCHANGED, TOO_LARGE, NO_ROOM = 1, 0, -1, -2
 # new one ("0": no limit). Returns WROTE, UNCHANGED, TOO_LARGE (the metadata
 # would pass its limits) or NO_ROOM (the owner has no room for another
 # thread); nothing is written but for WROTE.
+# Makes or updates the record (`exists`: it was there), merging the
+# metadata pairs from REST on, and moves the thread up in both indexes.
+_WRITE = f"""
+if not exists then
+  redis.call('HSET', record, '{CREATED_AT}', now, '{OWNER}', owner)
+end
+if #ARGV >= REST then redis.call('HSET', record, unpack(ARGV, REST)) end
+redis.call('HSET', record, '{UPDATED_AT}', now)
+redis.call('ZADD', owner_index, now, thread_id)
+redis.call('ZADD', activity, 'GT', now, thread_id)
+"""
 _UPSERT_KEYS = ("record", "owner_index", "activity")
 _UPSERT_ARGS = ("owner", "thread_id", "mode", "max_keys", "max_bytes", "max_threads")
 _UPSERT = NOW + f"""
@@ -78,14 +89,18 @@ if max_keys ~= '0' then
   for _, size in pairs(sizes) do count = count + 1; bytes = bytes + size end
   if count > tonumber(max_keys) or bytes > tonumber(max_bytes) then return {TOO_LARGE} end
 end
-if not exists then
-  redis.call('HSET', record, '{CREATED_AT}', now, '{OWNER}', owner)
-end
-if #ARGV >= REST then redis.call('HSET', record, unpack(ARGV, REST)) end
-redis.call('HSET', record, '{UPDATED_AT}', now)
-redis.call('ZADD', owner_index, now, thread_id)
-redis.call('ZADD', activity, 'GT', now, thread_id)
-return {WROTE}
+""" + _WRITE + f"return {WROTE}\n"
+
+
+# A queued job listed among its thread's runs, the record made or merged
+# with the server's own metadata (no client limits apply), in one step.
+_ADD_RUN_KEYS = ("record", "owner_index", "activity", "runs")
+_ADD_RUN_ARGS = ("owner", "thread_id", "run_id", "created_at", "ttl")
+_ADD_RUN = NOW + """
+local exists = redis.call('EXISTS', record) == 1
+""" + _WRITE + """
+redis.call('ZADD', runs, created_at, run_id)
+redis.call('EXPIRE', runs, ttl)
 """
 
 
@@ -142,6 +157,7 @@ class AgentThreads:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self._upsert = Script(redis, _UPSERT_KEYS, _UPSERT_ARGS, _UPSERT)
+        self._add_run = Script(redis, _ADD_RUN_KEYS, _ADD_RUN_ARGS, _ADD_RUN)
 
     async def upsert(self, thread_id: str, owner: str,
                      mode: Literal["create", "update", "ensure"],
@@ -194,16 +210,13 @@ class AgentThreads:
         """Lists the queued job among its thread's runs (for `ttl` seconds,
         as long as jobs are kept), and merges `metadata` into the thread's
         record, making it if the thread has none."""
-        key = thread_runs_key(job.thread_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            # The server's own keys: never over the client's limits.
-            await self._upsert(
-                record=agent_thread_key(job.thread_id), owner_index=agent_threads_key(job.owner),
-                activity=ACTIVITY_KEY, owner=job.owner, thread_id=job.thread_id, mode="ensure",
-                max_keys=0, max_bytes=0, max_threads=0, rest=_pairs(metadata), pipeline=pipe)
-            pipe.zadd(key, {job.job_id: job.created_at})
-            pipe.expire(key, ttl)
-            await pipe.execute()
+        # One script, not a pipeline: redis-py checks a pipeline's scripts
+        # with a SCRIPT EXISTS first, a round trip more on every message.
+        await self._add_run(
+            record=agent_thread_key(job.thread_id), owner_index=agent_threads_key(job.owner),
+            activity=ACTIVITY_KEY, runs=thread_runs_key(job.thread_id), owner=job.owner,
+            thread_id=job.thread_id, run_id=job.job_id, created_at=job.created_at, ttl=ttl,
+            rest=_pairs(metadata))
 
 
 def _pairs(metadata: dict[str, Any] | None) -> list[str]:
