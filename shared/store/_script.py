@@ -38,6 +38,7 @@ class Script:
     def __init__(self, redis: Redis, keys: Sequence[str], args: Sequence[str],
                  body: str) -> None:
         self.keys, self.args = tuple(keys), tuple(args)
+        self._names = frozenset((*self.keys, *self.args))
         source = (_bind(self.keys, "KEYS") + _bind(self.args, "ARGV")
                   + f"local REST = {len(self.args) + 1}\n" + body)
         self._script = redis.register_script(source)
@@ -45,7 +46,7 @@ class Script:
     async def __call__(self, rest: Sequence[EncodableT] = (), pipeline: Pipeline | None = None,
                        **named: EncodableT) -> Any:
         """Runs the script (queued on `pipeline`, if given)."""
-        if set(named) != {*self.keys, *self.args}:
+        if named.keys() != self._names:
             raise TypeError(f"the script takes {self.keys + self.args}, got {tuple(named)}")
         return await self._script(keys=[str(named[k]) for k in self.keys],
                                   args=[*(named[a] for a in self.args), *rest], client=pipeline)
