@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from celery import Celery
 
-from shared.queue import TURN_TASK
+from shared.queue import send_turn
 
 # The most nudges sent in one batch; more wait for the next.
 BATCH = 200
@@ -86,8 +86,7 @@ class TurnPublisher:
         try:
             with self.app.producer_or_acquire() as producer, producer.batch():
                 for nudge in batch:
-                    nudge.context.run(self.app.send_task, TURN_TASK, args=[nudge.job_id],
-                                      producer=producer)
+                    nudge.context.run(send_turn, self.app, nudge.job_id, producer)
         except Exception as exc:  # every nudge of the batch is reported as not sent
             error = exc
         for nudge in batch:

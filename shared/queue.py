@@ -92,10 +92,11 @@ def make_celery(settings: Settings, name: str = "chat") -> Celery:
     return app
 
 
-def send_turn(app: Celery, job_id: str) -> None:
+def send_turn(app: Celery, job_id: str, producer: Any = None) -> None:
     """Sends the nudge that makes a worker run the next turn of `job_id`'s
-    thread. Blocking (kombu's client): call it from a thread, not a loop."""
-    app.send_task(TURN_TASK, args=[job_id])
+    thread (through `producer`, if given: a batch's). Blocking (kombu's
+    client): call it from a thread, not a loop."""
+    app.send_task(TURN_TASK, args=[job_id], producer=producer)
 
 
 def queue_depths(app: Celery) -> dict[str, int]:
