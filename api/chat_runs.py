@@ -15,6 +15,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.events import EventHub
 from api.sse import KEEPALIVE_SECONDS, REBUILT, job_event_log
+from shared.ids import shown_thread_id
 from shared.job_events import Event
 from shared.runs import MESSAGE_EVENT, RunSpec, chat_run
 from shared.store.job import Job
@@ -42,7 +43,8 @@ def chat_event(job: Job, event: Event) -> Event | None:
     if event.type == "done":
         return Event.of(event.id, "done", {"response": event.data.get("response", ""),
                                         "language": language_of(job),
-                                        "thread_id": job.thread_id, "job_id": job.job_id})
+                                        "thread_id": shown_thread_id(job.thread_id),
+                                        "job_id": job.job_id})
     if event.type == MESSAGE_EVENT:
         message: dict[str, Any] = event.data[0]
         text = message.get("content")

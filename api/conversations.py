@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
+from typing import Any
 
 import structlog
 from redis.exceptions import LockError
 
-from api import owners
 from api.agent.records import ThreadRecords
 from api.deps import Services
 from api.errors import Unavailable
@@ -19,36 +20,45 @@ log = structlog.get_logger("api.conversations")
 DELETE_LEASE_SECONDS = 60
 
 
-async def exists_for(services: Services, thread_id: str, owner: str) -> bool:
-    """True if the thread is stored, or has turns on their way, and is `owner`'s."""
-    saved = await owners.load(services.saver, thread_id)
+async def stored_metadata(services: Services, stored: str) -> Mapping[str, Any] | None:
+    """The metadata of the thread's latest checkpoint, or None; a thread still
+    under its bare id is moved first (shared.legacy_threads)."""
+    metadata = await services.saver.aget_metadata(stored)
+    if metadata is None and await services.legacy.adopt(stored):
+        metadata = await services.saver.aget_metadata(stored)
+    return metadata
+
+
+async def exists_for(services: Services, stored: str, owner: str) -> bool:
+    """True if the thread is stored, or has turns on their way, and is `owner`'s
+    (which its stored id says; what is stored with it must agree)."""
+    saved = await stored_metadata(services, stored)
     if saved is not None:
         return not owner or stored_owner(saved) == owner
-    return await services.inbox.busy(thread_id) and (
-        not owner or await services.owners.cached(thread_id) == owner)
+    return await services.inbox.busy(stored)
 
 
-async def erase(services: Services, thread_id: str) -> None:
+async def erase(services: Services, stored: str) -> None:
     """Deletes the conversation for good; its queued and running jobs end
     cancelled. Unavailable (503), with nothing deleted, if a turn being stored
     holds the thread past the wait."""
     jobs = services.jobs
-    doomed = await jobs.cancel_thread(thread_id)
+    doomed = await jobs.cancel_thread(stored)
     # A running turn stops within a second of its cancel and releases the
     # thread's lease without storing anything; one already storing its turn
     # finishes first. Holding the lease keeps any other turn from starting
     # until the objects are gone.
-    lease = services.inbox.lease(thread_id, DELETE_LEASE_SECONDS,
+    lease = services.inbox.lease(stored, DELETE_LEASE_SECONDS,
                                  wait=2 * services.settings.THREAD_LEASE_SECONDS)
     if not await lease.acquire():
         log.warning("thread_delete_busy")
         raise Unavailable("the conversation is busy storing a turn: nothing was deleted, "
                           "try again", headers={"Retry-After": "5"})
     try:
-        doomed += await jobs.cancel_thread(thread_id)  # those accepted while we waited
-        ran = await ThreadRecords(services.redis).run_ids(thread_id)
-        await services.saver.adelete_thread(thread_id)
-        await services.conversations.forget(thread_id)
+        doomed += await jobs.cancel_thread(stored)  # those accepted while we waited
+        ran = await ThreadRecords(services.redis).run_ids(stored)
+        await services.saver.adelete_thread(stored)
+        await services.conversations.forget(stored)
         # A job whose commit had begun could not be cancelled (its write may
         # have landed). It is gone with the conversation now; left queued, its
         # retry would store the turn again and bring the conversation back.
@@ -63,7 +73,7 @@ async def erase(services: Services, thread_id: str) -> None:
             await lease.release()
     # Messages sent since start a new conversation; their nudges found the
     # lease taken, so the thread is handed on here.
-    head = await services.inbox.first(thread_id)
+    head = await services.inbox.first(stored)
     if head is not None:
         await services.publisher.send(head)
     log.info("thread_deleted")

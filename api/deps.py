@@ -8,18 +8,19 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from celery import Celery
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from redis.asyncio import Redis
 
 from api.errors import Unauthorized
 from api.events import EventHub
-from api.owners import ThreadOwners
 from api.publisher import TurnPublisher
 from api.ratelimit import ClientRateLimit
 from shared.checkpoint import AsyncS3Saver
 from shared.graphs import GraphRegistry
-from shared.ids import digest_id
+from shared.ids import ID_PATTERN, MAX_ID_LENGTH, digest_id, stored_thread_id
+from shared.legacy_threads import LegacyThreads
+from shared.scoped_saver import ScopedSaver
 from shared.settings import Settings
 from shared.store.conversations import Conversations
 from shared.store.inbox import Inbox
@@ -33,9 +34,10 @@ class Services:
     settings: Settings
     redis: Redis
     jobs: JobStore
-    saver: AsyncS3Saver
+    saver: AsyncS3Saver  # by stored thread ids
+    checkpointer: ScopedSaver  # the graphs': the saver, by the ids clients know
+    legacy: LegacyThreads
     celery: Celery
-    owners: ThreadOwners
     client_limit: ClientRateLimit | None
     hub: EventHub
     conversations: Conversations
@@ -82,6 +84,17 @@ def get_owner(services: ServicesDep,
 
 
 OwnerDep = Annotated[str, Depends(get_owner)]
+
+
+def get_stored_thread(thread_id: Annotated[str, Path(pattern=ID_PATTERN,
+                                                     max_length=MAX_ID_LENGTH)],
+                      owner: OwnerDep) -> str:
+    """The caller's own thread the path names, by its stored id (a thread id
+    is private to its key: shared.ids.stored_thread_id)."""
+    return stored_thread_id(owner, thread_id)
+
+
+StoredThreadDep = Annotated[str, Depends(get_stored_thread)]
 
 
 def check_metrics_token(

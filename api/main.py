@@ -16,15 +16,16 @@ from api.deps import Services
 from api.errors import install_handlers
 from api.events import EventHub
 from api.middleware import BodyLimit, JsonBodies, RequestId
-from api.owners import ThreadOwners
 from api.publisher import TurnPublisher
 from api.ratelimit import ClientRateLimit
 from api.routes import chat, docs, health, jobs, metrics, page, threads
 from shared.graphs import load_registry
+from shared.legacy_threads import LegacyThreads
 from shared.logging import configure_logging
 from shared.metric_files import fold_if_shared
 from shared.queue import make_celery
 from shared.redis_client import make_redis
+from shared.scoped_saver import ScopedSaver
 from shared.settings import Settings, get_settings
 from shared.storage import open_saver
 from shared.store.conversations import Conversations
@@ -58,10 +59,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         publisher.start()
         stack.callback(publisher.stop)
         jobs = JobStore(redis, settings.JOB_TTL_SECONDS)
+        conversations, inbox = Conversations(redis), Inbox(redis, jobs)
+        legacy = LegacyThreads(saver, conversations, inbox)
         app.state.services = Services(
-            settings, redis, jobs, saver, celery,
-            ThreadOwners(redis, saver, settings.SESSION_TTL_SECONDS), client_limit, hub,
-            Conversations(redis), app.state.graphs, publisher, Inbox(redis, jobs))
+            settings, redis, jobs, saver, ScopedSaver(saver, legacy.adopt), legacy, celery,
+            client_limit, hub, conversations, app.state.graphs, publisher, inbox)
         yield
 
 

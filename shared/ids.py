@@ -17,6 +17,29 @@ def is_valid_id(value: object) -> bool:
     return isinstance(value, str) and _ID.fullmatch(value) is not None
 
 
+# A thread as it is stored and keyed: a client's thread id, prefixed with its
+# owner's digest and a dot when auth is on. A client's id has no dot, so the
+# two parts never blur.
+STORED_THREAD = re.compile(rf"(?:[0-9a-f]{{32}}\.)?[A-Za-z0-9_-]{{1,{MAX_ID_LENGTH}}}")
+
+
+def stored_thread_id(owner: str, thread_id: str) -> str:
+    """Where `owner`'s thread `thread_id` is stored and keyed. A thread id a
+    client chooses is its key's own: two keys using the same id have two
+    threads, and neither can tell whether the other's exists. With auth off
+    (owner "") it is the id itself."""
+    return f"{owner}.{thread_id}" if owner else thread_id
+
+
+def shown_thread_id(stored: str) -> str:
+    """The id a client knows a stored thread by."""
+    return stored.rpartition(".")[2]
+
+
+def is_stored_thread_id(value: object) -> bool:
+    return isinstance(value, str) and STORED_THREAD.fullmatch(value) is not None
+
+
 def new_id() -> str:
     """A new UUID in its usual dashed form, as the LangGraph Server's ids are."""
     return str(uuid.uuid4())

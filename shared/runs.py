@@ -15,6 +15,7 @@ from typing import Any
 
 from shared.conversation import human_id
 from shared.graphs import assistant_id_of
+from shared.scoped_saver import thread_config
 
 # The stream modes a run may ask for, as the LangGraph Server names them.
 STREAM_MODES = ("values", "updates", "messages", "messages-tuple", "custom", "events",
@@ -68,17 +69,16 @@ class RunSpec:
     def from_json(cls, raw: str) -> RunSpec:
         return cls(**json.loads(raw))
 
-    def langgraph_config(self, run_id: str, thread_id: str) -> dict[str, Any]:
-        """The LangGraph config the run's graph gets: the thread (and
-        checkpoint), the run's own configurable, and the metadata every
-        checkpoint it stores records."""
+    def langgraph_config(self, run_id: str, stored_thread: str) -> dict[str, Any]:
+        """The LangGraph config the run's graph gets: the thread (the id its
+        client knows, and the stored one for the checkpointer: see
+        shared.scoped_saver) and checkpoint, the run's own configurable, and
+        the metadata every checkpoint it stores records."""
         # The ids the LangGraph Server gives a run's graph in its configurable
         # (graphs written for it read them there).
-        configurable = {**self.config.get("configurable", {}), "thread_id": thread_id,
-                        "run_id": run_id, "graph_id": self.graph_id,
-                        "assistant_id": self.assistant_id}
-        if self.checkpoint_id:
-            configurable["checkpoint_id"] = self.checkpoint_id
+        configurable = thread_config(
+            stored_thread, self.checkpoint_id or None, **self.config.get("configurable", {}),
+            run_id=run_id, graph_id=self.graph_id, assistant_id=self.assistant_id)["configurable"]
         # LangGraph copies config["metadata"] into every checkpoint it saves
         # (and into what it streams: the owner is added by the checkpointer
         # instead). Kept short: every retained checkpoint of the thread stores

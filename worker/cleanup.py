@@ -36,7 +36,7 @@ from redis.exceptions import LockError
 from shared import metrics
 from shared.checkpoint import AsyncS3Saver, S3SaverError
 from shared.conversation import summarize
-from shared.ids import is_valid_id
+from shared.ids import is_stored_thread_id, is_valid_id
 from shared.redis_client import redis_now
 from shared.settings import Settings
 from shared.store.conversations import Conversations
@@ -132,7 +132,7 @@ class Cleanup:
             await _renew(lease)
 
     async def _delete_if_idle(self, thread_id: str, cutoff: float) -> Outcome:
-        if not is_valid_id(thread_id):
+        if not is_stored_thread_id(thread_id):
             await self.index.drop_activity(thread_id)
             log.warning("cleanup_dropped_bad_index_entry")
             return Outcome.DROPPED
@@ -222,7 +222,7 @@ async def list_thread_ids(client: Any, bucket: str, prefix: str) -> AsyncIterato
     paginator = client.get_paginator("list_objects_v2")
     async for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
         names = [str(p["Prefix"])[len(prefix):-1] for p in page.get("CommonPrefixes", ())]
-        ids = [n for n in names if is_valid_id(n)]
+        ids = [n for n in names if is_stored_thread_id(n)]
         if len(ids) < len(names):
             # Not ours to delete, and not safe to name in a log line.
             log.warning("cleanup_skipped_foreign_keys", count=len(names) - len(ids))

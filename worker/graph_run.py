@@ -1,7 +1,9 @@
 """Running one run of any declared graph, its state in S3, its stream in Redis.
 
 The graph is compiled with the worker's checkpointer (the S3 saver, holding
-the run's writes until the run has succeeded: `worker.deferred`). It starts
+the run's writes until the run has succeeded: `worker.deferred`; and seeing
+the thread by its stored id while the graph sees the client's:
+`shared.scoped_saver`). It starts
 from the thread's latest checkpoint, or from the one the run names (a
 branch), and streams the modes the run asked for into the job's events. A
 run ends at the graph's end or at an interrupt(); either way what it stores
@@ -28,6 +30,7 @@ from shared import metrics
 from shared.conversation import CREATED_AT, OWNER_FIELD
 from shared.graphs import Graph
 from shared.runs import MESSAGE_EVENT, RUN_ID_FIELD, RunSpec
+from shared.scoped_saver import hidden_config
 from shared.store.job import Job
 from worker.errors import RejectedError
 from worker.ratelimit import LlmGate
@@ -93,25 +96,30 @@ def _task(task: Any) -> Any:
                     if isinstance(task, dict) and isinstance(task.get("state"), dict) else None)
     if not configurable:
         return task
-    return {**{k: v for k, v in task.items() if k != "state"}, "checkpoint": configurable}
+    shown = hidden_config({"configurable": configurable})["configurable"]
+    return {**{k: v for k, v in task.items() if k != "state"}, "checkpoint": shown}
 
 
-def _without_owner(checkpoint: dict[str, Any]) -> dict[str, Any]:
+def _shown(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint without the owner stored with it, nor the thread's stored id."""
+    shown = {key: hidden_config(value) if key in ("config", "parent_config") else value
+             for key, value in checkpoint.items()}
     metadata = checkpoint.get("metadata")
-    if not isinstance(metadata, dict) or OWNER_FIELD not in metadata:
-        return checkpoint
-    return {**checkpoint, "metadata": {k: v for k, v in metadata.items() if k != OWNER_FIELD}}
+    if isinstance(metadata, dict) and OWNER_FIELD in metadata:
+        shown["metadata"] = {k: v for k, v in metadata.items() if k != OWNER_FIELD}
+    return shown
 
 
 def for_client(mode: str, data: Any) -> Any:
     """A stream part as the client sees it: a checkpoint without the owner
-    stored with it, and a `debug` checkpoint with the checkpoint, its parent
-    and its subgraph tasks' checkpoints named, as the LangGraph Server names them."""
+    stored with it nor the thread's stored id, and a `debug` checkpoint with
+    the checkpoint, its parent and its subgraph tasks' checkpoints named, as
+    the LangGraph Server names them."""
     if mode == "checkpoints" and isinstance(data, dict):
-        return _without_owner(data)
+        return _shown(data)
     if mode != "debug" or not isinstance(data, dict) or data.get("type") != "checkpoint":
         return data
-    payload = _without_owner(data.get("payload") or {})
+    payload = _shown(data.get("payload") or {})
     return {**data, "payload": {**payload, "checkpoint": _ref(payload.get("config")),
                                 "parent_checkpoint": _ref(payload.get("parent_config")),
                                 "tasks": [_task(t) for t in payload.get("tasks", [])]}}

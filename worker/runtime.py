@@ -23,9 +23,12 @@ from redis.asyncio import Redis
 
 from shared.checkpoint import AsyncS3Saver
 from shared.graphs import GraphRegistry, load_registry
+from shared.legacy_threads import LegacyThreads
 from shared.redis_client import make_redis
+from shared.scoped_saver import ScopedSaver
 from shared.settings import Settings, get_settings
 from shared.storage import open_saver
+from shared.store.conversations import Conversations
 from shared.store.inbox import Inbox
 from shared.store.jobs import JobStore
 from worker.cancels import CancelWatch
@@ -41,7 +44,8 @@ class Resources:
     redis: Redis
     jobs: JobStore
     saver: AsyncS3Saver
-    checkpointer: DeferredSaver  # the graphs': the saver, holding a run's writes
+    deferred: DeferredSaver  # the saver, holding a run's writes
+    checkpointer: ScopedSaver  # the graphs': `deferred`, by the ids clients know
     graphs: GraphRegistry
     inbox: Inbox
     limiter: LlmRateLimit
@@ -59,8 +63,12 @@ async def open_resources(settings: Settings, stack: AsyncExitStack) -> Resources
     cancels = CancelWatch(redis, jobs)
     cancels.start()
     stack.push_async_callback(cancels.stop)
-    return Resources(settings, redis, jobs, saver, DeferredSaver(saver), graphs,
-                     Inbox(redis, jobs), limiter, cancels)
+    deferred = DeferredSaver(saver)
+    # A turn holds its thread's lease: a move needs none of its own.
+    legacy = LegacyThreads(saver, Conversations(redis))
+    return Resources(settings, redis, jobs, saver, deferred,
+                     ScopedSaver(deferred, legacy.adopt), graphs, Inbox(redis, jobs), limiter,
+                     cancels)
 
 
 class Runtime:

@@ -164,7 +164,7 @@ async def _answer(res: Resources, job: Job, lease: Lock,
     if job.attempt > 1 and (stored := await stored_already(res, job)) is not None:
         return stored  # an earlier attempt stored it and died before saying so
     # The thread's owner is stored with each checkpoint: the gateway checks it there.
-    with res.checkpointer.deferred({OWNER_FIELD: job.owner}) as held:
+    with res.deferred.deferred({OWNER_FIELD: job.owner}) as held:
         # The task copies this context, so the graph's writes are held.
         run = asyncio.ensure_future(run_graph(res, job, spec))
     cancelled = asyncio.ensure_future(asked.wait())
@@ -187,7 +187,7 @@ async def _answer(res: Resources, job: Job, lease: Lock,
     outcome = run.result()
     if not await res.jobs.begin_commit(job.job_id):
         return None
-    await res.checkpointer.commit(held)
+    await res.deferred.commit(held)
     return outcome
 
 

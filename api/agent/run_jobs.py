@@ -22,8 +22,9 @@ from api.deps import Services
 from api.errors import BadRequest, Conflict, NotFound
 from api.queueing import queue_job
 from api.sse import job_event_log
-from shared.ids import new_id
+from shared.ids import new_id, shown_thread_id, stored_thread_id
 from shared.runs import RunSpec
+from shared.scoped_saver import hidden_config
 from shared.store.job import Job, JobStatus
 
 NO_SUCH_THREAD = "no such thread"
@@ -50,7 +51,7 @@ def run_view(job: Job) -> Run:
         status = "timeout"
     # The run's own arguments, named as the LangGraph Server names them.
     arguments = {"input": spec.input, "command": spec.command,
-              "config": spec.langgraph_config(job.job_id, job.thread_id),
+              "config": hidden_config(spec.langgraph_config(job.job_id, job.thread_id)),
               "context": spec.context or {}, "stream_mode": spec.stream_mode,
               "interrupt_before": spec.interrupt_before,
               "interrupt_after": spec.interrupt_after, "webhook": None, "feedback_keys": None,
@@ -58,8 +59,8 @@ def run_view(job: Job) -> Run:
               # Every run's events are kept: any stream of it can be resumed.
               "resumable": True, "checkpoint_during": spec.durability != "exit",
               "durability": spec.durability}
-    return Run(run_id=job.job_id, thread_id=job.thread_id, assistant_id=spec.assistant_id,
-               created_at=_time(job.created_at),
+    return Run(run_id=job.job_id, thread_id=shown_thread_id(job.thread_id),
+               assistant_id=spec.assistant_id, created_at=_time(job.created_at),
                updated_at=_time(job.finished_at or job.started_at or job.created_at),
                status=status, metadata={**spec.metadata, "graph_id": spec.graph_id,
                                         "assistant_id": spec.assistant_id},
@@ -67,45 +68,44 @@ def run_view(job: Job) -> Run:
                multitask_strategy=cast(MultitaskStrategy, spec.multitask_strategy))
 
 
-async def check_thread(services: Services, records: ThreadRecords, thread_id: str,
+async def check_thread(services: Services, records: ThreadRecords, stored: str,
                        owner: str, create: bool = False) -> None:
     """404 unless the thread exists and is `owner`'s, or (`create`) may be created."""
-    record = await records.get(thread_id)
-    if record is not None:
-        if record.owner != owner:
+    record = await records.get(stored)
+    if record is None and not create and not await conversations.exists_for(
+            services, stored, owner):
+        # A thread made with no run before ids were private was moved meanwhile.
+        record = await records.get(stored)
+        if record is None:
             raise NotFound(NO_SUCH_THREAD)
-    elif not create and not await conversations.exists_for(services, thread_id, owner):
+    if record is not None and record.owner != owner:
         raise NotFound(NO_SUCH_THREAD)
 
 
 async def start(services: Services, records: ThreadRecords, owner: str, client: str,
-                body: RunCreate, thread_id: str | None) -> Job:
-    """Queues the run on the thread, or on a new one for a stateless run
-    (`thread_id` None), following its multitask strategy."""
+                body: RunCreate, stored: str | None) -> Job:
+    """Queues the run on the thread (by its stored id), or on a new one for a
+    stateless run (`stored` None), following its multitask strategy."""
     assistant, entry = await resolve(services, owner, body.assistant_id)
     if body.input is not None and body.command is not None:
         raise BadRequest("give either input or command, not both")
     graph_input = check_input(entry, body.input)
     checkpoint_id = body.start_checkpoint()
-    temporary = thread_id is None and body.on_completion != "keep"
-    if thread_id is None:
-        thread_id = new_id()
+    temporary = stored is None and body.on_completion != "keep"
+    if stored is None:
+        stored = stored_thread_id(owner, new_id())
         if checkpoint_id is not None:
             raise NotFound(NO_SUCH_CHECKPOINT)
-        if owner:
-            await services.owners.claim_new(thread_id, owner)
     else:
-        await check_thread(services, records, thread_id, owner,
+        await check_thread(services, records, stored, owner,
                            create=body.if_not_exists == "create")
-        if owner and not await services.owners.claim(thread_id, owner):
-            raise NotFound(NO_SUCH_THREAD)
         if checkpoint_id is not None and await state.latest(
-                services.saver, thread_id, checkpoint_id) is None:
+                services, stored, checkpoint_id) is None:
             raise NotFound(NO_SUCH_CHECKPOINT)
     if body.multitask_strategy in ("interrupt", "rollback"):
         # Queued runs never start; the running one stops before it stores
         # anything (so it is rolled back too).
-        await services.jobs.cancel_thread(thread_id)
+        await services.jobs.cancel_thread(stored)
     spec = RunSpec(
         graph_id=entry.graph_id, assistant_id=assistant.assistant_id, input=graph_input,
         command=body.command.model_dump(exclude_none=True) if body.command else None,
@@ -118,7 +118,7 @@ async def start(services: Services, records: ThreadRecords, owner: str, client: 
         # Every step's checkpoint, as the LangGraph Server keeps them (a client
         # edits or regenerates from them); held and written in one PUT anyway.
         durability=body.durability or "async", temporary=temporary)
-    job = Job(job_id=new_id(), thread_id=thread_id, title=first_text(graph_input),
+    job = Job(job_id=new_id(), thread_id=stored, title=first_text(graph_input),
               owner=owner, client=client, run=spec.to_json())
     # "reject": a thread holding any unfinished job refuses, in the same atomic
     # step that would queue it.
@@ -129,26 +129,26 @@ async def start(services: Services, records: ThreadRecords, owner: str, client: 
     return job
 
 
-async def find(services: Services, thread_id: str, run_id: str, owner: str) -> Job:
+async def find(services: Services, stored: str, run_id: str, owner: str) -> Job:
     """The run; 404 if unknown or expired, on another thread, or another key's."""
     job = await services.jobs.get(run_id)
-    if job is None or job.run is None or job.owner != owner or job.thread_id != thread_id:
+    if job is None or job.run is None or job.owner != owner or job.thread_id != stored:
         raise NotFound(NO_SUCH_RUN)
     return job
 
 
-async def list_runs(services: Services, records: ThreadRecords, thread_id: str, owner: str,
+async def list_runs(services: Services, records: ThreadRecords, stored: str, owner: str,
                     offset: int, limit: int, status: RunStatus | None) -> list[Run]:
     """The thread's runs, newest first; 404 for a thread that does not exist
     (or was deleted, or is another key's), as the LangGraph Server answers."""
-    await check_thread(services, records, thread_id, owner)
+    await check_thread(services, records, stored, owner)
     async def load(run_ids: list[str]) -> list[Job | None]:
         return list(await asyncio.gather(*(services.jobs.get(run_id) for run_id in run_ids)))
 
     def keep(job: Job) -> bool:
         return job.owner == owner and (status is None or run_view(job).status == status)
 
-    jobs = await records.runs(thread_id, offset, limit, load, keep)
+    jobs = await records.runs(stored, offset, limit, load, keep)
     return [run_view(job) for job in jobs]
 
 

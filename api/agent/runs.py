@@ -14,7 +14,7 @@ from api.agent import run_jobs
 from api.agent.records import RecordsDep, ThreadRecords
 from api.agent.schemas import Run, RunCreate, RunStatus, StreamModeName
 from api.agent.streams import run_path, run_stream
-from api.deps import ClientDep, OwnerDep, Services, ServicesDep, limit_client
+from api.deps import ClientDep, OwnerDep, Services, ServicesDep, StoredThreadDep, limit_client
 from api.errors import Conflict, NotFound
 from api.openapi_responses import Responses, errors
 from api.sse import LAST_EVENT_ID_SCHEMA, parse_last_event_id
@@ -82,10 +82,10 @@ class JoinStreamQuery(BaseModel):
 
 
 async def _start(services: Services, records: ThreadRecords, owner: str, client: str,
-                 body: RunCreate, thread_id: str | None, waiting: bool) -> Job:
+                 body: RunCreate, stored: str | None, waiting: bool) -> Job:
     if waiting:
         services.hub.admit(client)  # refused before anything is queued
-    return await run_jobs.start(services, records, owner, client, body, thread_id)
+    return await run_jobs.start(services, records, owner, client, body, stored)
 
 
 def _waited(services: Services, job: Job,
@@ -104,29 +104,29 @@ def _deletes_thread(body: RunCreate) -> bool:
 
 
 @router.post("/threads/{thread_id}/runs", response_model=Run, responses=errors(400, 404, 409))
-async def create_run(thread_id: IdPath, body: RunCreate, services: ServicesDep,
+async def create_run(stored: StoredThreadDep, body: RunCreate, services: ServicesDep,
                      records: RecordsDep, owner: OwnerDep, client: ClientDep) -> Run:
     """Queue a run on the thread; it goes on in the background."""
-    job = await _start(services, records, owner, client, body, thread_id, waiting=False)
+    job = await _start(services, records, owner, client, body, stored, waiting=False)
     return run_jobs.run_view(job)
 
 
 @router.post("/threads/{thread_id}/runs/wait", response_model=None,
              responses={**errors(400, 404, 409), **_OUTCOME})
-async def wait_run(thread_id: IdPath, body: RunCreate, services: ServicesDep,
+async def wait_run(stored: StoredThreadDep, body: RunCreate, services: ServicesDep,
                    records: RecordsDep, owner: OwnerDep, client: ClientDep) -> Any:
     """Queue a run on the thread and answer with the thread's state once it has ended."""
-    job = await _start(services, records, owner, client, body, thread_id, waiting=True)
+    job = await _start(services, records, owner, client, body, stored, waiting=True)
     return _waited(services, job)
 
 
 @router.post("/threads/{thread_id}/runs/stream", response_class=EventSourceResponse,
              responses={**errors(400, 404, 409), **_RUN_STREAM})
-async def stream_run(thread_id: IdPath, body: RunCreate, services: ServicesDep,
+async def stream_run(stored: StoredThreadDep, body: RunCreate, services: ServicesDep,
                      records: RecordsDep, owner: OwnerDep,
                      client: ClientDep) -> EventSourceResponse:
     """Queue a run on the thread and stream it."""
-    job = await _start(services, records, owner, client, body, thread_id, waiting=True)
+    job = await _start(services, records, owner, client, body, stored, waiting=True)
     return run_stream(services, job, body.modes())
 
 
@@ -162,28 +162,28 @@ async def stream_stateless_run(body: RunCreate, services: ServicesDep, records: 
 
 
 @router.get("/threads/{thread_id}/runs", response_model=list[Run], responses=errors(404))
-async def list_runs(thread_id: IdPath, services: ServicesDep, records: RecordsDep,
+async def list_runs(stored: StoredThreadDep, services: ServicesDep, records: RecordsDep,
                     owner: OwnerDep, query: Annotated[RunsQuery, Query()]) -> list[Run]:
     """The thread's runs made through this API, newest first."""
-    return await run_jobs.list_runs(services, records, thread_id, owner, query.offset,
+    return await run_jobs.list_runs(services, records, stored, owner, query.offset,
                                     query.limit, query.status)
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}", response_model=Run, responses=errors(404))
-async def get_run(thread_id: IdPath, run_id: IdPath, services: ServicesDep,
+async def get_run(stored: StoredThreadDep, run_id: IdPath, services: ServicesDep,
                   owner: OwnerDep) -> Run:
     """The run."""
-    return run_jobs.run_view(await run_jobs.find(services, thread_id, run_id, owner))
+    return run_jobs.run_view(await run_jobs.find(services, stored, run_id, owner))
 
 
 @router.post("/threads/{thread_id}/runs/{run_id}/cancel", status_code=202,
              response_class=Response, responses={**errors(404), **_OUTCOME,
                                                  202: {"description": "Cancelling."}})
-async def cancel_run(thread_id: IdPath, run_id: IdPath, services: ServicesDep,
+async def cancel_run(stored: StoredThreadDep, run_id: IdPath, services: ServicesDep,
                      owner: OwnerDep, query: Annotated[CancelQuery, Query()]) -> Response:
     """Cancel the run: a pending one never starts, a running one stops; nothing is
     stored. With `wait`, answer as a join does once it has ended."""
-    job = await run_jobs.find(services, thread_id, run_id, owner)
+    job = await run_jobs.find(services, stored, run_id, owner)
     if query.wait:
         services.hub.admit(job.client)
     # The worker claims a job before it stores its turn: a cancel after that
@@ -198,35 +198,35 @@ async def cancel_run(thread_id: IdPath, run_id: IdPath, services: ServicesDep,
 
 @router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204, response_class=Response,
                responses={**errors(404, 409), 204: {"description": "Deleted."}})
-async def delete_run(thread_id: IdPath, run_id: IdPath, services: ServicesDep,
+async def delete_run(stored: StoredThreadDep, run_id: IdPath, services: ServicesDep,
                      records: RecordsDep, owner: OwnerDep) -> Response:
     """Forget an ended run: its record and its events (what it stored stays)."""
-    job = await run_jobs.find(services, thread_id, run_id, owner)
+    job = await run_jobs.find(services, stored, run_id, owner)
     if not job.finished:
         raise Conflict("the run is pending or running: cancel it first")
     await services.jobs.delete(job)
-    await records.remove_run(thread_id, run_id)
+    await records.remove_run(stored, run_id)
     return Response(status_code=204)
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/join", response_model=None,
             responses={**errors(404), **_OUTCOME})
-async def join_run(thread_id: IdPath, run_id: IdPath, services: ServicesDep,
+async def join_run(stored: StoredThreadDep, run_id: IdPath, services: ServicesDep,
                    owner: OwnerDep) -> Any:
     """Wait for the run to end and answer with the thread's state."""
-    job = await run_jobs.find(services, thread_id, run_id, owner)
+    job = await run_jobs.find(services, stored, run_id, owner)
     services.hub.admit(job.client)
     return _waited(services, job)
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/stream", response_class=EventSourceResponse,
             responses={**errors(400, 404), **_RUN_STREAM})
-async def join_run_stream(thread_id: IdPath, run_id: IdPath, services: ServicesDep,
+async def join_run_stream(stored: StoredThreadDep, run_id: IdPath, services: ServicesDep,
                           owner: OwnerDep, query: Annotated[JoinStreamQuery, Query()],
                           last_event_id: LastEventId = "") -> EventSourceResponse:
     """Stream the run from its start, or from just after Last-Event-ID."""
     after = parse_last_event_id("" if last_event_id == FROM_THE_START else last_event_id)
-    job = await run_jobs.find(services, thread_id, run_id, owner)
+    job = await run_jobs.find(services, stored, run_id, owner)
     services.hub.admit(job.client)
     modes: list[str] = [m for m in query.stream_mode if m] or run_jobs.spec_of(job).stream_mode
     return run_stream(services, job, modes, after)

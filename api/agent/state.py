@@ -2,8 +2,9 @@
 
 The thread's graph (named in its checkpoints' metadata) reads its own state
 through the S3 saver (`aget_state`, `aget_state_history`), so next nodes,
-tasks and interrupts are LangGraph's own account. A thread whose graph is
-not declared (any more) shows its stored values only. The owner recorded in
+tasks and interrupts are LangGraph's own account; by way of
+shared.scoped_saver, so its configs name the thread as its client does. A
+thread whose graph is not declared (any more) shows its stored values only. The owner recorded in
 each checkpoint's metadata is not shown.
 """
 
@@ -13,29 +14,22 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import CheckpointTuple
 from langgraph.types import StateSnapshot
 
 from api.agent.schemas import CheckpointRef, ThreadState
 from api.deps import Services
 from shared import wire
-from shared.checkpoint import AsyncS3Saver
 from shared.conversation import OWNER_FIELD
 from shared.graphs import Graph
+from shared.scoped_saver import thread_config
 
 
-def _config(thread_id: str, checkpoint_id: str | None = None) -> RunnableConfig:
-    configurable: dict[str, Any] = {"thread_id": thread_id, "checkpoint_ns": ""}
-    if checkpoint_id is not None:
-        configurable["checkpoint_id"] = checkpoint_id
-    return cast(RunnableConfig, {"configurable": configurable})
-
-
-async def latest(saver: AsyncS3Saver, thread_id: str,
+async def latest(services: Services, stored: str,
                  checkpoint_id: str | None = None) -> CheckpointTuple | None:
-    """The thread's latest checkpoint (or the one named), or None."""
-    return await saver.aget_tuple(_config(thread_id, checkpoint_id))
+    """The thread's latest checkpoint (or the one named), or None; its
+    configs name the thread as its client does."""
+    return await services.checkpointer.aget_tuple(thread_config(stored, checkpoint_id))
 
 
 def graph_of(services: Services, saved: CheckpointTuple | None) -> Graph | None:
@@ -46,7 +40,7 @@ def graph_of(services: Services, saved: CheckpointTuple | None) -> Graph | None:
                                      services.settings.CHAT_GRAPH_ID))
     if entry is None:
         return None
-    return entry.compiled(services.saver, _config(saved.config["configurable"]["thread_id"]))
+    return entry.compiled(services.checkpointer, saved.config)
 
 
 def values_of(saved: CheckpointTuple | None) -> dict[str, Any]:
@@ -58,14 +52,14 @@ def values_of(saved: CheckpointTuple | None) -> dict[str, Any]:
     return cast(dict[str, Any], wire.jsonable(values))
 
 
-async def snapshot(services: Services, thread_id: str,
+async def snapshot(services: Services, stored: str,
                    checkpoint_id: str | None = None) -> StateSnapshot | None:
     """The graph's state at the thread's latest checkpoint (or the one named)."""
-    saved = await latest(services.saver, thread_id, checkpoint_id)
+    saved = await latest(services, stored, checkpoint_id)
     graph = graph_of(services, saved)
     if graph is None:
         return None
-    return await graph.aget_state(_config(thread_id, checkpoint_id))
+    return await graph.aget_state(thread_config(stored, checkpoint_id))
 
 
 def saved_at(saved: CheckpointTuple) -> datetime:
@@ -115,7 +109,7 @@ def from_snapshot(shot: StateSnapshot) -> ThreadState:
                        metadata=_shown_metadata(shot.metadata), created_at=shot.created_at)
 
 
-def from_saved(thread_id: str, saved: CheckpointTuple | None) -> ThreadState:
+def from_saved(saved: CheckpointTuple | None) -> ThreadState:
     """The stored values only, for a thread whose graph is not declared."""
     if saved is None:
         return empty_state()
@@ -127,24 +121,23 @@ def from_saved(thread_id: str, saved: CheckpointTuple | None) -> ThreadState:
         metadata=_shown_metadata(saved.metadata), created_at=saved.checkpoint["ts"])
 
 
-async def thread_state(services: Services, thread_id: str,
-                       saved: CheckpointTuple | None) -> ThreadState:
+async def thread_state(services: Services, saved: CheckpointTuple | None) -> ThreadState:
     """The state at `saved` (the thread's latest checkpoint, or another)."""
     graph = graph_of(services, saved)
     if graph is None or saved is None:
-        return from_saved(thread_id, saved)
+        return from_saved(saved)
     shot = await graph.aget_state(saved.config)
     return from_snapshot(shot)
 
 
-async def final_values(services: Services, thread_id: str) -> dict[str, Any]:
+async def final_values(services: Services, stored: str) -> dict[str, Any]:
     """The thread's state values once a run has ended, as a waited run shows
     them: with the interrupts it stopped at under `__interrupt__`, as the
     `values` stream shows them."""
-    saved = await latest(services.saver, thread_id)
+    saved = await latest(services, stored)
     graph = graph_of(services, saved)
     if graph is None or saved is None:
-        return from_saved(thread_id, saved).values
+        return from_saved(saved).values
     shot = await graph.aget_state(saved.config)
     values = from_snapshot(shot).values
     if shot.interrupts:
@@ -152,17 +145,17 @@ async def final_values(services: Services, thread_id: str) -> dict[str, Any]:
     return values
 
 
-async def history(services: Services, thread_id: str, saved: CheckpointTuple | None,
+async def history(services: Services, stored: str, saved: CheckpointTuple | None,
                   checkpoint_id: str | None, before_id: str | None,
                   metadata: dict[str, Any] | None, limit: int) -> AsyncIterator[ThreadState]:
     """The states at the checkpoints the store keeps, newest first."""
-    config = _config(thread_id, checkpoint_id)
-    before = _config(thread_id, before_id) if before_id is not None else None
+    config = thread_config(stored, checkpoint_id)
+    before = thread_config(stored, before_id) if before_id is not None else None
     graph = graph_of(services, saved)
     if graph is None:
-        async for item in services.saver.alist(config, filter=metadata, before=before,
-                                               limit=limit):
-            yield from_saved(thread_id, item)
+        async for item in services.checkpointer.alist(config, filter=metadata, before=before,
+                                                      limit=limit):
+            yield from_saved(item)
         return
     async for shot in graph.aget_state_history(config, filter=metadata, before=before,
                                                limit=limit):

@@ -20,6 +20,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.deps import Services
 from api.sse import KEEPALIVE_SECONDS, REBUILT, job_event_log
+from shared.ids import shown_thread_id
 from shared.job_events import Event
 from shared.runs import MESSAGE_EVENT
 from shared.store.job import Job
@@ -30,7 +31,7 @@ def _json(data: Any) -> str:
 
 
 def run_path(job: Job) -> str:
-    return f"/threads/{job.thread_id}/runs/{job.job_id}"
+    return f"/threads/{shown_thread_id(job.thread_id)}/runs/{job.job_id}"
 
 
 class _Messages:

@@ -11,14 +11,14 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Response, status
 from fastapi.responses import JSONResponse
 from langchain_core.messages import BaseMessage
 from pydantic.json_schema import SkipJsonSchema
 
 from api import conversations, idempotency
 from api.chat_runs import chat_event, chat_job, stream_response
-from api.deps import ClientDep, OwnerDep, ServicesDep, limit_client
+from api.deps import ClientDep, OwnerDep, ServicesDep, StoredThreadDep, limit_client
 from api.errors import ApiError, BadRequest, Conflict, JobFailed, NotFound
 from api.openapi_responses import SSE_CONTENT, errors
 from api.queueing import queue_job
@@ -34,7 +34,7 @@ from api.schemas import (
 )
 from shared.checkpoint import TranscriptEntry
 from shared.conversation import CREATED_AT, message_time, role_of, stored_owner
-from shared.ids import ID_PATTERN, MAX_ID_LENGTH, new_id
+from shared.ids import new_id, shown_thread_id, stored_thread_id
 from shared.job_events import Event
 from shared.storage import MESSAGES_CHANNEL
 from shared.store.job import Job
@@ -42,13 +42,12 @@ from shared.store.job import Job
 router = APIRouter(tags=["chat"], dependencies=[Depends(limit_client)])
 log = structlog.get_logger("api.chat")
 
-ThreadIdPath = Annotated[str, Path(pattern=ID_PATTERN, max_length=MAX_ID_LENGTH)]
 NO_SUCH_THREAD = "no such thread"
 _CURSOR = re.compile(HISTORY_CURSOR)
 
 
 def accepted(job: Job) -> JSONResponse:
-    body = JobAccepted(job_id=job.job_id, thread_id=job.thread_id,
+    body = JobAccepted(job_id=job.job_id, thread_id=shown_thread_id(job.thread_id),
                        status="running" if job.status == "running" else "queued")
     return JSONResponse(body.model_dump(), status_code=202,
                         headers={"Location": f"/chat/jobs/{job.job_id}"})
@@ -94,10 +93,6 @@ async def post_chat(
     if query.wait or query.stream:
         # Refused before anything is queued, so a retry cannot make a second turn.
         services.hub.admit(client)
-    # Before the Idempotency-Key is claimed: a refused post must leave no trace.
-    if body.thread_id is not None and owner and not await services.owners.claim(
-            body.thread_id, owner):
-        raise NotFound(NO_SUCH_THREAD)
     job_id = new_id()
     if idempotency_key is not None:
         canonical = json.dumps(body.model_dump(), sort_keys=True).encode()
@@ -108,12 +103,10 @@ async def post_chat(
             if job is None:
                 raise NotFound("the job of this Idempotency-Key has expired")
             return await _respond(services, job, query)
-    thread_id = body.thread_id or new_id()
-    if body.thread_id is None and owner:
-        await services.owners.claim_new(thread_id, owner)
-    job = chat_job(services.settings.CHAT_GRAPH_ID, job_id, thread_id, body.message,
+    stored = stored_thread_id(owner, body.thread_id or new_id())
+    job = chat_job(services.settings.CHAT_GRAPH_ID, job_id, stored, body.message,
                    body.language, owner, client, first=body.thread_id is None)
-    structlog.contextvars.bind_contextvars(job_id=job_id, thread_id=thread_id)
+    structlog.contextvars.bind_contextvars(job_id=job_id, thread_id=stored)
     try:
         job = await queue_job(services, job, services.settings.MAX_QUEUED_PER_THREAD,
                               new_thread=body.thread_id is None)
@@ -202,11 +195,11 @@ def on_current_branch(entries: Sequence[TranscriptEntry], current: Sequence[str 
             if i < start or message_id is None or message_id in ids]
 
 
-async def _current_ids(services: ServicesDep, thread_id: str) -> list[str | None]:
+async def _current_ids(services: ServicesDep, stored: str) -> list[str | None]:
     """The message ids of the thread's latest checkpoint (its head is cached by
     the saver after the transcript read: no further S3 read in the common case)."""
     latest = await services.saver.aget_tuple(
-        {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
+        {"configurable": {"thread_id": stored, "checkpoint_ns": ""}})
     if latest is None:
         return []
     messages = latest.checkpoint["channel_values"].get(MESSAGES_CHANNEL) or []
@@ -214,31 +207,33 @@ async def _current_ids(services: ServicesDep, thread_id: str) -> list[str | None
 
 
 @router.get("/chat/history/{thread_id}", response_model=History, responses=errors(400, 404))
-async def get_history(thread_id: ThreadIdPath, services: ServicesDep, owner: OwnerDep,
+async def get_history(stored: StoredThreadDep, services: ServicesDep, owner: OwnerDep,
                       query: Annotated[HistoryQuery, Query()]) -> History:
     """A page of the conversation: its newest messages before the cursor, oldest first."""
-    structlog.contextvars.bind_contextvars(thread_id=thread_id)
+    structlog.contextvars.bind_contextvars(thread_id=stored)
     before = _position(query.before)
-    page = await services.saver.aget_transcript(thread_id, before=before, limit=query.limit)
+    page = await services.saver.aget_transcript(stored, before=before, limit=query.limit)
+    if page is None and await services.legacy.adopt(stored):
+        page = await services.saver.aget_transcript(stored, before=before, limit=query.limit)
     if page is None or (owner and stored_owner(page.metadata) != owner):
         raise NotFound(NO_SUCH_THREAD)
     # Only the current branch: after an edit, what was left behind is not shown.
-    entries = on_current_branch(page.entries, await _current_ids(services, thread_id),
+    entries = on_current_branch(page.entries, await _current_ids(services, stored),
                                 services.settings.CONTEXT_WINDOW_MESSAGES)
     shown = [m for entry in entries if (m := _shown(entry)) is not None]
     if not shown and before is None:
         raise NotFound(NO_SUCH_THREAD)
-    return History(thread_id=thread_id, messages=shown,
+    return History(thread_id=shown_thread_id(stored), messages=shown,
                    next_before=str(page.start) if page.start > 0 else None)
 
 
 @router.delete("/chat/history/{thread_id}", status_code=status.HTTP_204_NO_CONTENT,
                responses=errors(404))
-async def delete_history(thread_id: ThreadIdPath, services: ServicesDep,
+async def delete_history(stored: StoredThreadDep, services: ServicesDep,
                          owner: OwnerDep) -> Response:
     """Delete the conversation for good; its queued and running jobs end cancelled."""
-    structlog.contextvars.bind_contextvars(thread_id=thread_id)
-    if not await conversations.exists_for(services, thread_id, owner):
+    structlog.contextvars.bind_contextvars(thread_id=stored)
+    if not await conversations.exists_for(services, stored, owner):
         raise NotFound(NO_SUCH_THREAD)
-    await conversations.erase(services, thread_id)
+    await conversations.erase(services, stored)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -16,7 +16,7 @@ from api.errors import Conflict, NotFound
 from api.openapi_responses import SSE_CONTENT, errors
 from api.schemas import CancelAccepted, JobView
 from api.sse import LAST_EVENT_ID_SCHEMA, parse_last_event_id
-from shared.ids import ID_PATTERN, MAX_ID_LENGTH
+from shared.ids import ID_PATTERN, MAX_ID_LENGTH, shown_thread_id
 from shared.store.job import Job
 
 router = APIRouter(tags=["jobs"], dependencies=[Depends(limit_client)])
@@ -44,7 +44,7 @@ async def get_job(job_id: JobIdPath, services: ServicesDep, owner: OwnerDep) -> 
     """A job's status, and its reply or error once it has ended."""
     job = await _job(services, job_id, owner)
     return JobView(
-        job_id=job.job_id, thread_id=job.thread_id, status=job.status.value,
+        job_id=job.job_id, thread_id=shown_thread_id(job.thread_id), status=job.status.value,
         response=job.response, language=language_of(job) if job.response is not None else None,
         error=job.error, created_at=_time(job.created_at) or datetime.now(UTC),
         finished_at=_time(job.finished_at),

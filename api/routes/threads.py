@@ -12,6 +12,7 @@ from api.deps import OwnerDep, ServicesDep, limit_client
 from api.errors import ApiError
 from api.openapi_responses import errors
 from api.schemas import ThreadItem, ThreadList, ThreadsQuery
+from shared.ids import shown_thread_id
 from shared.queue import CLEANUP_TASK
 from shared.store.conversations import BadCursor
 
@@ -49,6 +50,6 @@ async def list_threads(services: ServicesDep, owner: OwnerDep,
         found, next_before = await services.conversations.page(owner, query.limit, query.before)
     except BadCursor:
         raise BadThreadCursor("before must be the next_before of an earlier page") from None
-    return ThreadList(threads=[ThreadItem(thread_id=t.thread_id, title=t.title,
+    return ThreadList(threads=[ThreadItem(thread_id=shown_thread_id(t.thread_id), title=t.title,
                                           updated_at=t.updated_at, messages=t.messages)
                                for t in found], next_before=next_before)

@@ -3,7 +3,8 @@
 Each module owns its keys (named in `keys`), its hash fields and its Lua
 scripts; nothing outside this package builds those keys or runs commands on
 them. Every time stored here is Redis's clock (TIME), so gateways and
-workers agree on it whatever their own clocks say.
+workers agree on it whatever their own clocks say. A thread is named by its
+stored id (`shared.ids.stored_thread_id`), which says whose it is.
 
 - `job`: a job's record (Job, JobStatus, the fields its scripts name).
 - `jobs`: the job records and their events streams (JobStore); its scripts
@@ -18,7 +19,6 @@ workers agree on it whatever their own clocks say.
   owner, times), each owner's index of them, and each thread's runs.
 - `limits`: the moving windows of the per-client request limit and of the
   global LLM limit (its fair shares, and the pause a provider's 429 asks for).
-- `owners`: which key owns a thread, cached from its storage (OwnerCache).
 - `idempotency`: the job an Idempotency-Key claimed.
 - `keys`: every key's name; only this package builds keys.
 """

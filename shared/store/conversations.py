@@ -29,7 +29,7 @@ from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
 
 from shared.conversation import Summary
-from shared.ids import MAX_ID_LENGTH
+from shared.ids import STORED_THREAD
 from shared.store import agent_threads
 from shared.store._script import Script
 from shared.store.keys import (
@@ -47,8 +47,9 @@ from shared.store.keys import (
 
 # The fields of a thread's info hash.
 OWNER, TITLE, MESSAGES, PARTIAL = "owner", "title", "messages", "partial"
-# A time as Redis prints a score (%.17g of a positive time: no exponent), and a thread id.
-CURSOR_PATTERN = rf"^([0-9]{{1,17}}(?:\.[0-9]{{1,17}})?):([A-Za-z0-9_-]{{1,{MAX_ID_LENGTH}}})$"
+# A time as Redis prints a score (%.17g of a positive time: no exponent), and
+# a thread's stored id.
+CURSOR_PATTERN = rf"^([0-9]{{1,17}}(?:\.[0-9]{{1,17}})?):({STORED_THREAD.pattern})$"
 CURSOR = re.compile(CURSOR_PATTERN.removeprefix("^").removesuffix("$"))
 
 # One page of `limit` threads, newest first, after the cursor (`score`, or
@@ -96,6 +97,35 @@ return 0
 """
 
 
+# Moves what Redis keeps of an owner's thread from its bare id (`old`, as
+# threads were stored before their ids were private to their key) to its
+# stored id (`new`), if the record or the info names `owner`: each key, unless
+# the new place has one already, and its place in the indexes.
+_ADOPT_KEYS = ("old_record", "new_record", "old_runs", "new_runs", "old_info", "new_info",
+               "owner_threads", "agent_threads", "activity")
+_ADOPT_ARGS = ("owner", "old", "new")
+_ADOPT = f"""
+if redis.call('HGET', old_record, '{agent_threads.OWNER}') ~= owner
+    and redis.call('HGET', old_info, '{OWNER}') ~= owner then
+  return 0
+end
+local moves = {{{{old_record, new_record}}, {{old_runs, new_runs}}, {{old_info, new_info}}}}
+for _, pair in ipairs(moves) do
+  if redis.call('EXISTS', pair[1]) == 1 and redis.call('RENAMENX', pair[1], pair[2]) == 0 then
+    redis.call('DEL', pair[1])
+  end
+end
+for _, index in ipairs({{owner_threads, agent_threads, activity}}) do
+  local score = redis.call('ZSCORE', index, old)
+  if score then
+    redis.call('ZADD', index, 'GT', score, new)
+    redis.call('ZREM', index, old)
+  end
+end
+return 1
+"""
+
+
 class BadCursor(ValueError):
     """A `before` cursor that no page of the list ever gave."""
 
@@ -132,6 +162,7 @@ class Conversations:
         self._page = Script(redis, _PAGE_KEYS, _PAGE_ARGS, _PAGE)
         self._forget_if_idle = Script(redis, _FORGET_IF_IDLE_KEYS, _FORGET_IF_IDLE_ARGS,
                                       _FORGET_IF_IDLE)
+        self._adopt = Script(redis, _ADOPT_KEYS, _ADOPT_ARGS, _ADOPT)
 
     async def page(self, owner: str, limit: int,
                    before: str | None = None) -> tuple[list[ListedConversation], str | None]:
@@ -176,6 +207,16 @@ class Conversations:
                         thread_runs_key(thread_id))
             pipe.zrem(ACTIVITY_KEY, thread_id)
             await pipe.execute()
+
+    async def adopt(self, old: str, new: str, owner: str) -> bool:
+        """Moves `owner`'s thread from its bare id `old` to its stored id `new`
+        (shared.legacy_threads); False if Redis has nothing of it that is `owner`'s."""
+        return bool(await self._adopt(
+            old_record=agent_thread_key(old), new_record=agent_thread_key(new),
+            old_runs=thread_runs_key(old), new_runs=thread_runs_key(new),
+            old_info=thread_info_key(old), new_info=thread_info_key(new),
+            owner_threads=owner_threads_key(owner), agent_threads=agent_threads_key(owner),
+            activity=ACTIVITY_KEY, owner=owner, old=old, new=new))
 
     async def unsummarized(self, thread_ids: list[str]) -> list[str]:
         """Those of `thread_ids` the lists lack, or hold only in part."""

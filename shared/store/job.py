@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from shared.ids import shown_thread_id
 from shared.runs import run_of_record
 
 
@@ -104,5 +105,6 @@ class Job:
 
 def done_body(job: Job, response: str, interrupted: bool) -> dict[str, Any]:
     """The data of a job's `done` event (also rebuilt from its record)."""
-    return {"response": response, "thread_id": job.thread_id, "job_id": job.job_id,
+    return {"response": response, "thread_id": shown_thread_id(job.thread_id),
+            "job_id": job.job_id,
             "interrupted": interrupted}

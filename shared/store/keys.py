@@ -7,7 +7,9 @@ whose head job must wait (rate limit, retry backoff) is put on hold, so no
 other worker jumps the queue meanwhile.
 
 Every id that reaches a key here has passed `shared.ids.is_valid_id`, or is a
-digest: what a client sent never becomes part of a key unchecked.
+digest: what a client sent never becomes part of a key unchecked. A thread is
+named by its stored id (`shared.ids.stored_thread_id`: the client's id, behind
+its owner's digest when auth is on), so two keys' threads of one id are two.
 """
 
 from __future__ import annotations
@@ -70,11 +72,6 @@ def missed_key(thread_id: str) -> str:
 def kicked_key(thread_id: str) -> str:
     """Present for a while after the recovery sweep nudged the thread."""
     return _of_thread(thread_id, "kicked")
-
-
-def owner_key(thread_id: str) -> str:
-    """The digest of the API key that owns the thread (a cache of its storage)."""
-    return _of_thread(thread_id, "owner")
 
 
 def agent_thread_key(thread_id: str) -> str:

@@ -408,8 +408,6 @@ async def test_thread_search_shows_each_key_only_its_own(secure: Stack) -> None:
             await b.threads.get_state(mine["thread_id"])
         with pytest.raises(NotFoundError):
             await b.runs.create(mine["thread_id"], GRAPH, input=said("intrude"))
-        with pytest.raises(ConflictError):
-            await b.threads.create(thread_id=mine["thread_id"])
         with pytest.raises(NotFoundError):
             await b.runs.list(mine["thread_id"])
         with pytest.raises(httpx.HTTPStatusError) as refused:
@@ -427,6 +425,13 @@ async def test_thread_search_shows_each_key_only_its_own(secure: Stack) -> None:
             await b.threads.update_state(mine["thread_id"], {"messages": []})
         with pytest.raises(NotFoundError):
             await b.threads.get_state(mine["thread_id"])
+        # The id is A's own: B making a thread of it makes B's, and A's stays A's.
+        same = await b.threads.create(thread_id=mine["thread_id"], metadata={"team": "blue"})
+        assert same["thread_id"] == mine["thread_id"] and same["values"] is None
+        assert (await b.threads.get(mine["thread_id"]))["metadata"] == {"team": "blue"}
+        assert (await a.threads.get(mine["thread_id"]))["metadata"]["team"] == "red"
+        with pytest.raises(ConflictError):
+            await a.threads.create(thread_id=mine["thread_id"])
 
 
 # --- a worker killed mid-run --------------------------------------------------

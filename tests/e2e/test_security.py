@@ -19,7 +19,7 @@ import httpx
 import pytest
 import redis
 
-from shared.store.keys import idempotency_key, job_key, owner_key
+from shared.store.keys import job_key
 from tests import servers
 from tests.helpers import stack_of_its_own
 from tests.sse import read_events
@@ -170,51 +170,79 @@ def test_key_b_cannot_touch_key_a_thread_or_jobs(
     before = queued(store)
 
     for method, path, extra in every_endpoint(thread, job):
-        if "json" in extra:
-            extra = {"json": {**extra["json"], "message": words("b's intrusion")}}
+        if method == "POST" and not path.startswith("/chat/jobs"):
+            continue  # a post starts B's own thread of that id: the next test
         reply = secure.client.request(method, path, headers=B, **extra)
         assert reply.status_code == 404, (method, path, reply.text)
         assert thread_of_a["response"] not in reply.text
-    refused = secure.client.post("/chat", json={"message": words("b"), "thread_id": thread},
-                                 headers={**B, "Idempotency-Key": "b-retry"})
-    assert refused.status_code == 404
 
     assert queued(store) == before
     assert secure.llm_calls() == []
-    assert not list(store.scan_iter(idempotency_key("*")))
     # A's conversation is untouched and still A's.
     history = secure.client.get(f"/chat/history/{thread}", headers=A).json()
     assert [m["role"] for m in history["messages"]] == ["human", "assistant"]
     assert secure.client.get(f"/chat/jobs/{job}", headers=A).json()["status"] == "succeeded"
 
 
-def test_a_new_thread_belongs_to_the_first_key_that_posts_to_it(secure: Stack) -> None:
-    chosen = f"b-chose-{uuid.uuid4().hex}"
+def test_a_thread_id_is_private_to_its_key(secure: Stack, store: redis.Redis) -> None:
+    chosen = f"both-chose-{uuid.uuid4().hex}"
+    said = {"b": words("b's words"), "a": words("a's words")}
 
-    mine = secure.client.post("/chat", json={"message": words("b first"), "thread_id": chosen},
+    mine = secure.client.post("/chat", json={"message": said["b"], "thread_id": chosen},
                               headers=B)
-    theirs = secure.client.post("/chat", json={"message": words("a second"),
-                                               "thread_id": chosen}, headers=A)
+    theirs = secure.client.post("/chat", json={"message": said["a"], "thread_id": chosen},
+                                headers={**A, "Idempotency-Key": "same-name"})
 
     assert mine.status_code == 200, mine.text
-    assert theirs.status_code == 404
-    assert secure.client.get(f"/chat/history/{chosen}", headers=A).status_code == 404
-    assert len(secure.client.get(f"/chat/history/{chosen}", headers=B).json()["messages"]) == 2
+    assert theirs.status_code == 200, theirs.text
+    assert mine.json()["thread_id"] == theirs.json()["thread_id"] == chosen
+    for headers, own, other in ((B, said["b"], said["a"]), (A, said["a"], said["b"])):
+        history = secure.client.get(f"/chat/history/{chosen}", headers=headers)
+        assert history.status_code == 200, history.text
+        assert history.json()["thread_id"] == chosen
+        assert history.json()["messages"][0]["content"] == own
+        assert other not in history.text
+    # Either key deleting its thread leaves the other's.
+    assert secure.client.delete(f"/chat/history/{chosen}", headers=B).status_code == 204
+    assert secure.client.get(f"/chat/history/{chosen}", headers=B).status_code == 404
+    assert len(secure.client.get(f"/chat/history/{chosen}",
+                                 headers=A).json()["messages"]) == 2
+    # What a key is answered about an id it never used says nothing of the
+    # other key's use of it.
+    unused = f"nobody-chose-{uuid.uuid4().hex}"
+    for path in (f"/chat/history/{chosen}", f"/threads/{chosen}"):
+        taken = secure.client.get(path, headers=B)
+        free = secure.client.get(path.replace(chosen, unused), headers=B)
+        assert taken.status_code == free.status_code == 404
+        assert taken.json() == free.json()
+    # No Redis key names the id bare: each is the owner's.
+    assert not [k for k in store.scan_iter(f"*:{chosen}:*")]
 
 
-def test_ownership_is_kept_in_storage_when_redis_forgets(
-        secure: Stack, thread_of_a: dict[str, Any], store: redis.Redis) -> None:
-    thread = thread_of_a["thread_id"]
-    assert store.delete(owner_key(thread)) == 1
+def test_a_langgraph_thread_id_is_private_to_its_key(secure: Stack) -> None:
+    chosen = f"lg-both-{uuid.uuid4().hex}"
+    made = {name: secure.client.post("/threads", headers=headers, json={
+        "thread_id": chosen, "metadata": {"who": name}})
+        for name, headers in (("a", A), ("b", B))}
 
-    intruder = secure.client.post("/chat", json={"message": words("b"), "thread_id": thread},
-                                  headers=B)
-    owner = secure.client.post("/chat", json={"message": words("a"), "thread_id": thread},
-                               headers=A)
-
-    assert intruder.status_code == 404
-    assert owner.status_code == 200, owner.text
-    assert secure.client.get(f"/chat/history/{thread}", headers=B).status_code == 404
+    for name, headers in (("a", A), ("b", B)):
+        assert made[name].status_code == 200, made[name].text
+        assert made[name].json()["thread_id"] == chosen
+        got = secure.client.get(f"/threads/{chosen}", headers=headers).json()
+        assert got["metadata"]["who"] == name
+        found = secure.client.post("/threads/search", headers=headers,
+                                   json={"ids": [chosen]}).json()
+        assert [(t["thread_id"], t["metadata"]["who"]) for t in found] == [(chosen, name)]
+    # Each key's run stores into its own thread only.
+    run = secure.client.post(f"/threads/{chosen}/runs/wait", headers=A, json={
+        "assistant_id": "chat", "input": {"messages": [{"type": "human",
+                                                         "content": words("a runs")}]}})
+    assert run.status_code == 200, run.text
+    a_state = secure.client.get(f"/threads/{chosen}/state", headers=A).json()
+    b_state = secure.client.get(f"/threads/{chosen}/state", headers=B).json()
+    assert a_state["checkpoint"]["thread_id"] == chosen
+    assert len(a_state["values"]["messages"]) == 2
+    assert b_state["values"] == {} and b_state["checkpoint"] is None
 
 
 # --- Limits -----------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,9 +17,21 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from shared.ids import digest_id
+from shared.ids import digest_id, stored_thread_id
+from shared.settings import Settings
+from shared.storage import open_saver
 from shared.store.jobs import JobStore
-from shared.store.keys import agent_thread_key, events_key, inbox_key, job_key
+from shared.store.keys import (
+    ACTIVITY_KEY,
+    agent_thread_key,
+    agent_threads_key,
+    events_key,
+    inbox_key,
+    job_key,
+    owner_threads_key,
+    thread_info_key,
+    thread_runs_key,
+)
 from tests.helpers import a_job, accept, stack_of_its_own
 from tests.stack import Stack
 
@@ -55,19 +68,85 @@ def chat(stack: Stack, headers: dict[str, str], message: str) -> dict[str, Any]:
     return body
 
 
-def test_a_record_naming_another_key_opens_no_stored_conversation(
+def test_a_conversation_recorded_as_another_key_s_is_not_opened(
         tenants: Stack, store: redis.Redis) -> None:
     thread_id = chat(tenants, A, "a's secret")["thread_id"]
-    # What a record kept alive by key B while A's conversation was stored
-    # under the same id would look like.
+    # A mix-up no request can make: A's conversation, and a record naming
+    # A, where B's thread of that id would be stored.
+    asyncio.run(_copy(tenants, stored_thread_id(digest_id(KEY_A), thread_id),
+                      stored_thread_id(digest_id(KEY_B), thread_id)))
     now = str(time.time())
-    store.hset(agent_thread_key(thread_id), mapping={
-        "owner": digest_id(KEY_B), "created_at": now, "updated_at": now})
+    store.hset(agent_thread_key(stored_thread_id(digest_id(KEY_B), thread_id)), mapping={
+        "owner": digest_id(KEY_A), "created_at": now, "updated_at": now})
 
-    for path in (f"/threads/{thread_id}", f"/threads/{thread_id}/state"):
+    for path in (f"/threads/{thread_id}", f"/threads/{thread_id}/state",
+                 f"/chat/history/{thread_id}"):
         reply = tenants.client.get(path, headers=B)
         assert reply.status_code == 404, (path, reply.text)
         assert "secret" not in reply.text
+
+
+def _settings(stack: Stack) -> Settings:
+    return Settings(**{k: v for k, v in stack.env.items() if k in Settings.model_fields})
+
+
+async def _copy(stack: Stack, source: str, target: str, move: bool = False) -> None:
+    async with open_saver(_settings(stack)) as saver:
+        await saver.acopy_thread(source, target)
+        if move:
+            await saver.adelete_thread(source)
+
+
+async def _store_as_before(stack: Stack, store: redis.Redis, owner: str, bare: str) -> None:
+    """Puts the owner's thread where the code before private ids stored it:
+    under its bare id, in S3 and in Redis."""
+    stored = stored_thread_id(owner, bare)
+    await _copy(stack, stored, bare, move=True)
+    for key in (agent_thread_key, thread_runs_key, thread_info_key):
+        store.rename(key(stored), key(bare))
+    for index in (owner_threads_key(owner), agent_threads_key(owner), ACTIVITY_KEY):
+        score = store.zscore(index, stored)
+        assert score is not None, index
+        store.zrem(index, stored)
+        store.zadd(index, {bare: score})
+
+
+def test_a_thread_stored_under_its_bare_id_moves_to_its_key_s_on_first_read(
+        tenants: Stack, store: redis.Redis) -> None:
+    chosen = f"from-before-{uuid.uuid4().hex}"
+    owner = digest_id(KEY_A)
+    made = tenants.client.post("/threads", json={"thread_id": chosen, "metadata": {"kept": 1}},
+                               headers=A)
+    assert made.status_code == 200, made.text
+    said = tenants.client.post("/chat", json={"message": "said before", "thread_id": chosen},
+                               headers=A)
+    assert said.status_code == 200, said.text
+    stored = stored_thread_id(owner, chosen)
+    asyncio.run(_store_as_before(tenants, store, owner, chosen))
+    assert tenants.objects(chosen) and not tenants.objects(stored)
+
+    # Another key's read finds nothing of it, and moves nothing.
+    assert tenants.client.get(f"/chat/history/{chosen}", headers=B).status_code == 404
+    assert tenants.client.get(f"/threads/{chosen}", headers=B).status_code == 404
+    assert tenants.objects(chosen) and not tenants.objects(stored)
+    # Its owner's first read finds it, and moves it to the key's own place.
+    history = tenants.client.get(f"/chat/history/{chosen}", headers=A)
+    assert history.status_code == 200, history.text
+    assert [m["content"] for m in history.json()["messages"]][:1] == ["said before"]
+    assert tenants.objects(stored) and not tenants.objects(chosen)
+    assert not store.exists(agent_thread_key(chosen))
+    thread = tenants.client.get(f"/threads/{chosen}", headers=A).json()
+    assert thread["metadata"]["kept"] == 1
+    listed = tenants.client.get("/chat/threads", params={"limit": 100}, headers=A).json()
+    assert [t["thread_id"] for t in listed["threads"]].count(chosen) == 1
+    runs = tenants.client.get(f"/threads/{chosen}/runs", headers=A).json()
+    assert [r["thread_id"] for r in runs] == [chosen]
+    # And the conversation goes on there.
+    again = tenants.client.post("/chat", json={"message": "said after", "thread_id": chosen},
+                                headers=A)
+    assert again.status_code == 200, again.text
+    history = tenants.client.get(f"/chat/history/{chosen}", headers=A).json()
+    assert [m["content"] for m in history["messages"]][::2] == ["said before", "said after"]
 
 
 METADATA_CASES = [
@@ -184,13 +263,14 @@ def test_a_delete_ends_a_job_whose_commit_failed_so_nothing_comes_back(
         tenants: Stack, store: redis.Redis) -> None:
     answered = chat(tenants, A, "to be deleted")
     thread_id = answered["thread_id"]
-    job_id = asyncio.run(_a_job_whose_commit_failed(tenants.env["REDIS_URL"], thread_id))
+    stored = stored_thread_id(digest_id(KEY_A), thread_id)
+    job_id = asyncio.run(_a_job_whose_commit_failed(tenants.env["REDIS_URL"], stored))
 
     deleted = tenants.client.delete(f"/chat/history/{thread_id}", headers=A)
 
     assert deleted.status_code == 204, deleted.text
     assert store.hget(job_key(job_id), "status") == "cancelled"
-    assert store.llen(inbox_key(thread_id)) == 0
+    assert store.llen(inbox_key(stored)) == 0
     assert tenants.client.get(f"/chat/history/{thread_id}", headers=A).status_code == 404
     # Gone from Redis too: the reply at once, the rest of the job within a minute.
     job = tenants.client.get(f"/chat/jobs/{answered['job_id']}", headers=A)

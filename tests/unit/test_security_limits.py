@@ -5,7 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from shared.ids import is_valid_id
+from shared.ids import (
+    MAX_ID_LENGTH,
+    digest_id,
+    is_stored_thread_id,
+    is_valid_id,
+    shown_thread_id,
+    stored_thread_id,
+)
 from tests.helpers import app_client
 
 
@@ -46,3 +53,20 @@ def test_a_valid_request_id_is_echoed_and_any_other_replaced() -> None:
             given = client.get("/healthz", headers={"X-Request-ID": bad}).headers["x-request-id"]
             assert given != bad
             assert is_valid_id(given)
+
+
+def test_a_thread_id_is_stored_behind_its_owner_and_shown_without() -> None:
+    owner = digest_id("some-api-key-0123456789")
+    longest = "x" * MAX_ID_LENGTH
+
+    for thread_id in ("t", "conv-1", longest, "0123456789abcdef0123456789abcdef"):
+        stored = stored_thread_id(owner, thread_id)
+        assert stored == f"{owner}.{thread_id}"
+        assert shown_thread_id(stored) == thread_id
+        assert is_stored_thread_id(stored)
+        assert stored != stored_thread_id(digest_id("another-key-0123456789"), thread_id)
+        # With auth off (no owner) a thread is stored under its own id.
+        assert stored_thread_id("", thread_id) == shown_thread_id(thread_id) == thread_id
+    for bad in ("", "a.b", f"{owner}.", f"{owner}.a.b", "XYZ.t", f"{owner}x.t",
+                "x" * (MAX_ID_LENGTH + 1), "../t", None):
+        assert not is_stored_thread_id(bad), bad
