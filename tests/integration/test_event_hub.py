@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from redis.asyncio import Redis
@@ -18,6 +18,7 @@ from api.events import EventHub, Subscription
 from shared.job_events import Event
 from shared.redis_client import MAX_BLOCK_MS, make_redis
 from shared.store.keys import events_key
+from tests import servers
 
 # Well under a read's block: an event that waited for one to end is late.
 PROMPT = MAX_BLOCK_MS / 1000 / 3
@@ -162,3 +163,37 @@ async def test_subscribers_joining_blocked_reads_get_every_event_once_in_order(
         for key in keys:
             await redis.delete(key)
         await redis.aclose()
+
+
+async def _until(condition: Callable[[], bool], within: float = 5.0) -> None:
+    for _ in range(int(within / 0.02)):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"not so after {within}s")
+
+
+async def test_the_hub_is_unhealthy_while_reads_fail_and_catches_up_after(
+        redis_url: str) -> None:
+    proxy = servers.TcpProxy(int(redis_url.rsplit(":", 1)[1].split("/")[0])).start()
+    redis = make_redis(f"redis://127.0.0.1:{proxy.port}/0", 8)
+    direct = Redis.from_url(redis_url, decode_responses=True)
+    job_id = f"hub-{uuid.uuid4().hex}"
+    hub = EventHub(redis, capacity=10)
+    hub.start()
+    try:
+        async with hub.subscribe(job_id, "a") as sub:
+            await _until(lambda: hub._readers[None].blocked)
+            proxy.stop()
+            await _until(lambda: not hub.healthy)
+            written = await direct.xadd(events_key(job_id), {"type": "token", "data": "1"})
+            proxy.start()
+            event = await sub.next(5)
+            assert event is not None and event.id == written
+            assert hub.healthy
+    finally:
+        await hub.aclose()
+        await direct.delete(events_key(job_id))
+        await direct.aclose()
+        await redis.aclose()
+        proxy.stop()
