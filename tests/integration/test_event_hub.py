@@ -82,6 +82,12 @@ def _slot(job_id: str) -> int:
     return key_slot(events_key(job_id).encode())
 
 
+def _node(redis: RedisCluster, job_id: str) -> str:
+    node = redis.get_node_from_key(events_key(job_id))
+    assert node is not None
+    return node.name
+
+
 async def _jobs(redis: Redis | RedisCluster) -> tuple[list[str], str]:
     """Jobs whose streams lie in slots of their own, on every node of a
     cluster, and one more whose stream shares the first one's slot."""
@@ -94,14 +100,13 @@ async def _jobs(redis: Redis | RedisCluster) -> tuple[list[str], str]:
     while len(by_slot) < 6 or len(nodes) < 3:
         job_id = next(ids)
         by_slot.setdefault(_slot(job_id), job_id)
-        nodes = {redis.get_node_from_key(events_key(j)).name  # type: ignore[union-attr]
-                 for j in by_slot.values()}
+        nodes = {_node(redis, j) for j in by_slot.values()}
     jobs = list(by_slot.values())
     return jobs, next(j for j in ids if _slot(j) == _slot(jobs[0]))
 
 
 async def _take(sub: Subscription, count: int) -> list[Event]:
-    got = []
+    got: list[Event] = []
     for _ in range(count):
         event = await sub.next(PROMPT)
         assert event is not None, f"{sub.job_id}: {len(got)} of {count} events came in time"
