@@ -7,8 +7,17 @@ subscribers in memory. A thousand waiting clients cost one connection and
 one command per round, not a thousand connections (redis-py's pool would
 refuse them) and a thousand commands.
 
-A subscriber that joins while the read is blocked wakes it through a small
-stream of this process's own, so it waits for no one else's block to end.
+On a Redis Cluster a command may name keys of one hash slot only, and job
+streams are spread over every slot: there is one such reader per slot that
+has subscribed streams, each sent to the node holding its slot. That costs a
+connection per slot read, held for its block, and jobs' streams share a slot
+only by chance: redis-py's cluster pools do not wait, so the client given
+here needs room on each node for as many reads as jobs waited on there,
+beside its other commands.
+
+A subscriber that joins while a read is blocked wakes it through a small
+stream of this process's own (on a cluster, one in each slot read), so it
+waits for no one else's block to end.
 """
 
 from __future__ import annotations
@@ -19,15 +28,17 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
-from typing import cast
+from typing import Any, cast
 
 import structlog
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 
 from api.errors import BUSY_RETRY_AFTER, TooManyRequests, Unavailable
 from shared.job_events import Event, StreamReply, parse_events
 from shared.redis_client import MAX_BLOCK_MS
-from shared.store.keys import events_key, gateway_wake_key
+from shared.store.keys import events_key, gateway_wake_key, slot_tags
 
 log = structlog.get_logger("api.events")
 
@@ -81,28 +92,52 @@ class Subscription:
             return None
 
 
-class EventHub:
-    """Subscriptions to job event streams, served by one reader task."""
+class _Reader:
+    """The streams of one hash slot (on a single Redis, every stream), read by
+    one task, one blocking XREAD at a time, with a wake stream among them."""
 
-    def __init__(self, redis: Redis, capacity: int, per_client: int | None = None) -> None:
+    def __init__(self, slot: int | None, wake_key: str) -> None:
+        self.slot = slot
+        self.wake_key = wake_key
+        # By stream key: where the next read starts (its least advanced
+        # subscriber's position; the others skip what they have).
+        self.cursors = {wake_key: "0-0"}
+        self.blocked = False
+        self.waking: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def streams(self) -> int:
+        return len(self.cursors) - 1
+
+
+class EventHub:
+    """Subscriptions to job event streams, served by one reader task per hash
+    slot read on a Redis Cluster, one in all on a single Redis."""
+
+    def __init__(self, redis: Redis | RedisCluster, capacity: int,
+                 per_client: int | None = None) -> None:
         self.redis = redis
         self.capacity = capacity
         # One client's share: no key (or address) can hold every place.
         self.per_client = per_client or capacity
         self._by_client: Counter[str] = Counter()
-        # By stream key: who waits on it, and where the next read starts (its
-        # least advanced subscriber's position; the others skip what they have).
         self._subs: dict[str, set[Subscription]] = {}
-        self._cursors: dict[str, str] = {}
         self._count = 0
-        self._joined = asyncio.Event()
-        self._wake_key = gateway_wake_key(uuid.uuid4().hex)
-        self._cursors[self._wake_key] = "0-0"
-        self._blocked = False
-        self._waking: asyncio.Task[None] | None = None
-        self._wake_expires_at = 0.0
-        self._task: asyncio.Task[None] | None = None
-        self.healthy = True
+        if isinstance(redis, RedisCluster):
+            slot_tags()  # made now, not on the event loop in a client's request
+        self._process = uuid.uuid4().hex
+        self._readers: dict[int | None, _Reader] = {}
+        # The slots whose last read failed.
+        self._failing: set[int | None] = set()
+        # Wake streams written, each with when its expiry is next pushed back.
+        self._wake_renewals: dict[str, float] = {}
+        self._running = False
+
+    @property
+    def healthy(self) -> bool:
+        """False while a read of subscribed streams fails."""
+        return not self._failing
 
     def admit(self, client: str) -> None:
         """Raises Unavailable (503) when the gateway holds as many waits and
@@ -117,15 +152,21 @@ class EventHub:
                               headers={"Retry-After": str(BUSY_RETRY_AFTER)})
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="event-hub")
+        """Reads from now on: each slot's reader runs while it has streams."""
+        self._running = True
+        for reader in self._readers.values():
+            self._start(reader)
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        with contextlib.suppress(Exception):
-            await self.redis.delete(self._wake_key)
+        self._running = False
+        for reader in list(self._readers.values()):
+            if reader.task is not None:
+                reader.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader.task
+        if self._wake_renewals:
+            with contextlib.suppress(Exception):
+                await self.redis.delete(*self._wake_renewals)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, job_id: str, client: str,
@@ -133,13 +174,14 @@ class EventHub:
         """The job's events, for a wait or a stream counted as `client`'s."""
         key = events_key(job_id)
         sub = Subscription(job_id, after)
+        reader = self._reader_of(key)  # which lasts while it reads `key`
         self._subs.setdefault(key, set()).add(sub)
-        self._cursors[key] = _earlier(self._cursors.get(key, after), after)
+        reader.cursors[key] = _earlier(reader.cursors.get(key, after), after)
         self._count += 1
         self._by_client[client] += 1
-        self._joined.set()
-        if self._blocked and self._waking is None:
-            self._waking = asyncio.create_task(self._wake())
+        self._start(reader)
+        if reader.blocked and reader.waking is None:
+            reader.waking = asyncio.create_task(self._wake(reader.wake_key))
         try:
             yield sub
         finally:
@@ -150,61 +192,82 @@ class EventHub:
             subs = self._subs[key]
             subs.discard(sub)
             if not subs:
-                del self._subs[key], self._cursors[key]
+                del self._subs[key], reader.cursors[key]
 
-    async def _wake(self) -> None:
-        renew = time.monotonic() > self._wake_expires_at
+    def _reader_of(self, key: str) -> _Reader:
+        slot = key_slot(key.encode()) if isinstance(self.redis, RedisCluster) else None
+        reader = self._readers.get(slot)
+        if reader is None:
+            reader = self._readers[slot] = _Reader(slot, gateway_wake_key(self._process, slot))
+        return reader
+
+    def _start(self, reader: _Reader) -> None:
+        if self._running and reader.task is None:
+            reader.task = asyncio.create_task(self._run(reader),
+                                              name=f"event-hub-{reader.slot}")
+
+    async def _wake(self, key: str) -> None:
+        renew = time.monotonic() > self._wake_renewals.get(key, 0.0)
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.xadd(self._wake_key, {"type": "wake", "data": "{}"}, maxlen=10,
-                          approximate=True)
+                pipe.xadd(key, {"type": "wake", "data": "{}"}, maxlen=10, approximate=True)
                 if renew:
-                    pipe.expire(self._wake_key, WAKE_TTL_SECONDS)
+                    pipe.expire(key, WAKE_TTL_SECONDS)
                 await pipe.execute()
             if renew:
-                self._wake_expires_at = time.monotonic() + WAKE_RENEW_SECONDS
+                self._wake_renewals[key] = time.monotonic() + WAKE_RENEW_SECONDS
         except Exception as exc:  # the reader notices Redis is down by itself
             log.debug("event_hub_wake_failed", error=type(exc).__name__)
 
-    async def _run(self) -> None:
-        while True:
-            if not self._subs:
-                self._joined.clear()
-                await self._joined.wait()
-                continue
-            try:
-                await self._read_once()
-                self.healthy = True
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.healthy = False
-                log.warning("event_hub_read_failed", error=type(exc).__name__)
-                await asyncio.sleep(RETRY_SECONDS)
-                continue
-            # A read costs in proportion to the streams it names: with many,
-            # let events gather a moment, so each read carries more of them.
-            if len(self._cursors) > 100:
-                await asyncio.sleep(min(MAX_GATHER_SECONDS, len(self._cursors) * 5e-6))
+    async def _run(self, reader: _Reader) -> None:
+        try:
+            while reader.streams:
+                try:
+                    await self._read_once(reader)
+                    self._failing.discard(reader.slot)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self._failing.add(reader.slot)
+                    log.warning("event_hub_read_failed", slot=reader.slot,
+                                error=type(exc).__name__)
+                    await asyncio.sleep(RETRY_SECONDS)
+                    continue
+                # A read costs in proportion to the streams it names: with many,
+                # let events gather a moment, so each read carries more of them.
+                if reader.streams > 100:
+                    await asyncio.sleep(min(MAX_GATHER_SECONDS, reader.streams * 5e-6))
+        finally:
+            # No await since the last look at `streams`: no one joined meanwhile,
+            # and the next to join makes a new reader.
+            del self._readers[reader.slot]
+            self._failing.discard(reader.slot)
 
-    async def _read_once(self) -> None:
-        self._blocked, self._waking = True, None
+    async def _read_once(self, reader: _Reader) -> None:
+        reader.blocked, reader.waking = True, None
         # The command itself rather than `xread()`, which walks every reply
         # entry again for redis-py's own latency metrics.
-        started = dict(self._cursors)
+        started = dict(reader.cursors)
         keys = list(started)
+        route: dict[str, Any] = {"keys": keys}
+        if isinstance(self.redis, RedisCluster):
+            # Sent to the slot's node as redis-py's slot table has it: routed by
+            # its keys, an XREAD costs two COMMAND GETKEYS first. A slot moved
+            # since is still followed (MOVED), and a failed read reloads the table.
+            await self.redis.initialize()
+            route = {"target_nodes": self.redis.get_node_from_key(reader.wake_key)}
         try:
             reply = await self.redis.execute_command(
                 "XREAD", "COUNT", READ_COUNT, "BLOCK", MAX_BLOCK_MS, "STREAMS",
-                *keys, *started.values(), keys=keys)  # type: ignore[no-untyped-call]
+                *keys, *started.values(), **route)
         finally:
-            self._blocked = False
+            reader.blocked = False
         for key, events in parse_events(cast(StreamReply, reply)).items():
             # A subscriber that joined during the read from an earlier position
             # moved the cursor back: it stays there, so the next read brings
             # what this one did not, and this one's events wait for it.
-            if self._cursors.get(key) == started[key]:
-                self._cursors[key] = events[-1].id
+            if reader.cursors.get(key) == started[key]:
+                reader.cursors[key] = events[-1].id
             for sub in list(self._subs.get(key, ())):
                 if sub.follows(started[key]):
                     sub.deliver(events)

@@ -5,11 +5,19 @@ that finds them all busy waits up to POOL_WAIT_SECONDS for one instead of
 failing at once (redis-py's default pool raises past its size). Nothing holds
 a pooled connection for long: the gateway's waiting clients share one reader
 (api/events.py), so the pool's size bounds commands in flight, not clients.
+
+Asked for a Redis Cluster, it returns redis-py's cluster client instead, which
+finds the nodes from the one in the URL and sends each command to the node
+holding its keys' slot. Its pools are per node, of the same size, and do not
+wait: a command that finds a node's all busy fails at once (MaxConnectionsError).
 """
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 
 # Blocking reads (XREAD BLOCK) wait at most this long per call, so a dead
 # connection is noticed within SOCKET_TIMEOUT and a live one never times out.
@@ -18,11 +26,19 @@ MAX_BLOCK_MS = 5000
 POOL_WAIT_SECONDS = 5.0
 
 
-def make_redis(url: str, max_connections: int) -> Redis:
+@overload
+def make_redis(url: str, max_connections: int, cluster: Literal[False] = False) -> Redis: ...
+@overload
+def make_redis(url: str, max_connections: int, cluster: Literal[True]) -> RedisCluster: ...
+@overload
+def make_redis(url: str, max_connections: int, cluster: bool) -> Redis | RedisCluster: ...
+def make_redis(url: str, max_connections: int, cluster: bool = False) -> Redis | RedisCluster:
+    options = {"decode_responses": True, "socket_timeout": SOCKET_TIMEOUT,
+               "socket_connect_timeout": 2, "health_check_interval": 30}
+    if cluster:
+        return RedisCluster.from_url(url, max_connections=max_connections, **options)
     pool = BlockingConnectionPool.from_url(
-        url, max_connections=max_connections, timeout=POOL_WAIT_SECONDS,
-        decode_responses=True, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=2,
-        health_check_interval=30)
+        url, max_connections=max_connections, timeout=POOL_WAIT_SECONDS, **options)
     return Redis.from_pool(pool)  # the client owns the pool: aclose closes it
 
 

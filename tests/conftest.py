@@ -35,6 +35,13 @@ def redis_url(redis_proc: servers.Server) -> str:
 
 
 @pytest.fixture(scope="session")
+def redis_cluster(workdir: Path) -> Iterator[servers.RedisCluster]:
+    cluster = servers.redis_cluster(workdir / "redis-cluster").start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
 def s3_proc(workdir: Path) -> Iterator[servers.Server]:
     server = servers.s3_server(workdir / "s3").start()
     yield server

@@ -117,6 +117,76 @@ def redis_server(workdir: Path, port: int | None = None, persistent: bool = Fals
     return Server("redis", argv, port, workdir / f"redis-{port}.log")
 
 
+@dataclass
+class RedisCluster:
+    """Three redis-server masters joined into one Redis Cluster, every slot
+    covered, no replicas."""
+
+    nodes: list[Server]
+
+    @property
+    def ports(self) -> list[int]:
+        return [node.port for node in self.nodes if node.port is not None]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}"
+
+    def start(self, timeout: float = 30.0) -> RedisCluster:
+        try:
+            for node in self.nodes:
+                node.start(timeout)
+            subprocess.run(["redis-cli", "--cluster", "create",
+                            *(f"127.0.0.1:{port}" for port in self.ports),
+                            "--cluster-replicas", "0", "--cluster-yes"],
+                           capture_output=True, check=True, timeout=timeout)
+            self._wait_until_ok(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_until_ok(self, timeout: float) -> None:
+        # `--cluster create` returns once the slots are assigned; each node says
+        # ok only after gossip has told it of the others.
+        deadline = time.monotonic() + timeout
+        waiting = set(self.ports)
+        while waiting:
+            for port in list(waiting):
+                info = subprocess.run(["redis-cli", "-p", str(port), "cluster", "info"],
+                                      capture_output=True, text=True, check=False)
+                if "cluster_state:ok" in info.stdout:
+                    waiting.discard(port)
+            if waiting and time.monotonic() > deadline:
+                raise TimeoutError(f"Redis Cluster nodes {sorted(waiting)} not ok "
+                                   f"after {timeout}s")
+            if waiting:
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def redis_cluster(workdir: Path) -> RedisCluster:
+    """A Redis Cluster of three masters on free loopback ports; each node keeps
+    its cluster configuration file in `workdir` and nothing else on disk."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    nodes = []
+    for port in (free_port() for _ in range(3)):
+        # The bus port is set, not left at port + 10000, which may be taken or
+        # past 65535.
+        argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(workdir), "--cluster-enabled", "yes",
+                "--cluster-port", str(free_port()),
+                "--cluster-config-file", f"nodes-{port}.conf"]
+        nodes.append(Server("redis-cluster", argv, port, workdir / f"redis-{port}.log"))
+    return RedisCluster(nodes)
+
+
 RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 
 

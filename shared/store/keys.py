@@ -14,6 +14,10 @@ its owner's digest when auth is on), so two keys' threads of one id are two.
 
 from __future__ import annotations
 
+import functools
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
 PREFIX = "chat:"
 
 
@@ -27,9 +31,24 @@ def events_key(job_id: str) -> str:
     return f"{PREFIX}job:{job_id}:events"
 
 
-def gateway_wake_key(process: str) -> str:
-    """Stream a gateway process appends to, to wake its own blocked event reader."""
-    return f"{PREFIX}gateway:{process}:wake"
+def gateway_wake_key(process: str, slot: int | None = None) -> str:
+    """Stream a gateway process appends to, to wake its own blocked event reader.
+    On a Redis Cluster a read names keys of one hash slot only, so each reader
+    has its own, hash-tagged into the `slot` it reads."""
+    key = f"{PREFIX}gateway:{process}:wake"
+    return key if slot is None else f"{key}:{{{slot_tags()[slot]}}}"
+
+
+@functools.cache
+def slot_tags() -> tuple[str, ...]:
+    """For each of Redis Cluster's 16384 hash slots, a hash tag that falls in it:
+    the first decimal number that does (about 170,000 tries, some 0.1 s, once)."""
+    tags: dict[int, str] = {}
+    number = 0
+    while len(tags) < REDIS_CLUSTER_HASH_SLOTS:
+        tags.setdefault(key_slot(str(number).encode()), str(number))
+        number += 1
+    return tuple(tags[slot] for slot in range(REDIS_CLUSTER_HASH_SLOTS))
 
 
 # Pub/sub channel: the id of each running job asked to stop. Every worker
