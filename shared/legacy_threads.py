@@ -3,11 +3,14 @@
 Until then a thread was stored and keyed under its bare id, whichever key
 owned it (the owner was recorded with it). Now key X's thread T lives at
 `X.T` (shared.ids.stored_thread_id). When X's read of `X.T` finds no
-checkpoint, the thread may still be under `T`: if what is stored there is
-X's, it is moved (its checkpoints copied, then what Redis keeps of it, then
-the old objects deleted) and the read is made again. A crash part way is
-picked up by the next read that finds `X.T` without a checkpoint; the copy
-merges into what is there, so doing it twice loses nothing.
+checkpoint, the thread may still be under `T`: if Redis names X the owner of
+`T` (its info or its record; a full scan of S3 writes the info again if
+Redis lost it), it is moved (its checkpoints copied, then what Redis keeps of
+it, then the old objects deleted) and the read is made again. So a read that
+finds nothing costs one Redis round trip more. A crash after the copy leaves
+the rest to cleanup: `X.T` has its checkpoints, and the old objects are
+deleted when idle, as any other; the copy merges into what is there, so
+doing it twice loses nothing.
 
 Threads made with auth off have no owner and stay where they are, as do
 threads no key reads again: cleanup deletes those when idle, as any other.
@@ -48,7 +51,10 @@ class LegacyThreads:
         """Moves the thread `stored` names from its bare id if it is there and
         is its owner's; True if anything moved (read the thread again then)."""
         owner, _, bare = stored.rpartition(".")
-        if not owner:
+        # Cheap first: what the old code stored of an owner's thread, Redis
+        # names the owner of (its info or its record; a full scan of S3
+        # writes the info again if Redis lost it).
+        if not owner or owner not in await self.conversations.owners(bare):
             return False
         if self.inbox is None:
             return await self._move(owner, bare, stored)

@@ -188,7 +188,7 @@ class Conversations:
         owner = await self.redis.hget(thread_info_key(thread_id), OWNER)
         return cast(str | None, owner) or ""
 
-    async def _owners(self, thread_id: str) -> tuple[str, str]:
+    async def owners(self, thread_id: str) -> tuple[str, str]:
         """The owner in the thread's info, and in its record of the LangGraph API."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hget(thread_info_key(thread_id), OWNER)
@@ -199,7 +199,7 @@ class Conversations:
     async def forget(self, thread_id: str) -> None:
         """Takes a deleted thread out of its owner's lists and of cleanup's
         index, and deletes what Redis keeps of it beside its jobs."""
-        owner, agent_owner = await self._owners(thread_id)
+        owner, agent_owner = await self.owners(thread_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zrem(owner_threads_key(owner), thread_id)
             pipe.zrem(agent_threads_key(agent_owner), thread_id)
@@ -240,7 +240,7 @@ class Conversations:
     async def forget_if_idle(self, thread_id: str, cutoff: float) -> bool:
         """Forgets an expired thread as `forget` does, unless a turn touched it
         since it was read as idle (its activity is past `cutoff` now)."""
-        owner, agent_owner = await self._owners(thread_id)
+        owner, agent_owner = await self.owners(thread_id)
         return bool(await self._forget_if_idle(
             activity=ACTIVITY_KEY, owner_threads=owner_threads_key(owner),
             info=thread_info_key(thread_id), agent_threads=agent_threads_key(agent_owner),
