@@ -21,9 +21,10 @@ Cases:
   process, a 2 s LLM: when the last was answered, and the worker's memory.
 
 Run: `python -m bench.perf_bench [--cases sequential throughput ...]
-[--broker rabbitmq]`; with `--broker rabbitmq` every case's Celery broker is
-a rabbitmq-server started for the run (its CPU is counted as `broker`), and
-Redis holds the state alone.
+[--broker rabbitmq] [--api-key KEY]`; with `--broker rabbitmq` every case's
+Celery broker is a rabbitmq-server started for the run (its CPU is counted as
+`broker`), and Redis holds the state alone; with `--api-key` auth is on, so a
+thread is its key's (stored as `<owner>.<id>`).
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ from tests.stack import Stack, launch_all
 
 # The RabbitMQ every case's stack uses as its broker (--broker rabbitmq), else None.
 BROKER: servers.Server | None = None
+# The key every client sends, with auth on (`--api-key`); None: auth off.
+API_KEY: str | None = None
 
 
 @contextmanager
@@ -59,8 +62,14 @@ def rig(workdir: Path, workers: int, **env: str) -> Iterator[Stack]:
     default of turns at once unless `env` says otherwise (the tests' stack
     runs 2)."""
     default = str(Settings.model_fields["WORKER_CONCURRENCY"].default)
+    if API_KEY:
+        env = {"API_KEYS": API_KEY, **env}
     with launch_all(workdir, workers, **{"WORKER_CONCURRENCY": default, **env}) as stack:
         yield stack
+
+
+def headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {API_KEY}"} if API_KEY else {}
 
 
 def base_url(stack: Stack) -> str:
@@ -130,7 +139,7 @@ async def chats(base_url: str, clients: int, turns: int, tag: str,
     the wait of every turn (ms) and the seconds it all took."""
     waits: list[float] = []
     connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(base_url, connector=connector,
+    async with aiohttp.ClientSession(base_url, connector=connector, headers=headers(),
                                      timeout=aiohttp.ClientTimeout(total=600)) as session:
         async def client(c: int) -> None:
             thread = None
@@ -174,7 +183,7 @@ def case_throughput(tmp: Path, workers: int) -> None:
 def first_token_ms(stack: Stack, n: int) -> float:
     started = time.perf_counter()
     first = None
-    with stack.client.stream("POST", "/chat", params={"stream": "true"},
+    with stack.client.stream("POST", "/chat", params={"stream": "true"}, headers=headers(),
                              json={"message": f"first token {n}"}) as reply:
         for event in read_events(reply):
             if event.type == "token" and first is None:
@@ -187,7 +196,7 @@ def first_token_ms(stack: Stack, n: int) -> float:
 
 async def streams(base_url: str, count: int) -> int:
     """`count` streams at once; the tokens (events) they delivered."""
-    async with aiohttp.ClientSession(base_url) as session:
+    async with aiohttp.ClientSession(base_url, headers=headers()) as session:
         async def one(n: int) -> int:
             tokens = 0
             async with session.post("/chat", params={"stream": "true"},
@@ -260,7 +269,11 @@ def main() -> None:
                         help="WORKER_CONCURRENCY in the many-at-once case")
     parser.add_argument("--broker", choices=["redis", "rabbitmq"], default="redis",
                         help="Celery's broker: the state's Redis, or a RabbitMQ")
+    parser.add_argument("--api-key", help="run the stacks with auth on (API_KEYS=this key), "
+                                          "every client sending it")
     args = parser.parse_args()
+    global API_KEY
+    API_KEY = args.api_key
     print(f"{os.cpu_count()} CPUs; figures per turn; CPU is process time over the case; "
           f"broker: {args.broker}")
     with tempfile.TemporaryDirectory() as tmp:
