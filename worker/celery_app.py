@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
     from worker.heartbeat import Heartbeat
+    from worker.recovery import RecoveryTimer
 
 settings = get_settings()
 configure_logging(settings)
@@ -25,6 +27,18 @@ configure_logging(settings)
 load_registry(settings.LANGGRAPH_CONFIG, settings.CHAT_GRAPH_ID)
 app = make_celery(settings, "worker")
 app.conf.imports = ("worker.tasks",)
+
+
+@dataclass
+class _Started:
+    """What this process started beside Celery, each stopped at its end."""
+
+    heartbeat: Heartbeat | None = None
+    metrics: WSGIServer | None = None
+    recovery: RecoveryTimer | None = None
+
+
+_started = _Started()
 
 
 @worker_init.connect
@@ -42,12 +56,12 @@ def _open_runtime(**_: Any) -> None:
     if settings.WORKER_HEARTBEAT_FILE:
         from worker.heartbeat import Heartbeat
 
-        _heartbeat.append(Heartbeat(Path(settings.WORKER_HEARTBEAT_FILE), runtime.call_soon))
+        _started.heartbeat = Heartbeat(Path(settings.WORKER_HEARTBEAT_FILE), runtime.call_soon)
     if settings.WORKER_METRICS_PORT is not None:
         from worker import metrics_server
 
         try:
-            _metrics.append(metrics_server.serve(settings.WORKER_METRICS_PORT))
+            _started.metrics = metrics_server.serve(settings.WORKER_METRICS_PORT)
         except metrics_server.PortTaken as exc:
             # Celery logs and swallows a receiver's Exception; a worker that
             # Prometheus cannot see would be missed by the autoscaler.
@@ -55,20 +69,14 @@ def _open_runtime(**_: Any) -> None:
             raise SystemExit(2) from None
 
 
-_heartbeat: list[Heartbeat] = []
-
-
 @beat_init.connect
 def _trace_beat(**_: Any) -> None:
     setup_tracing("chat-beat")
-_metrics: list[WSGIServer] = []
-
-
 @heartbeat_sent.connect
 def _beat(**_: Any) -> None:
     # Connected at import: Celery's Heart checks for receivers once, when it starts.
-    for heartbeat in _heartbeat:
-        heartbeat.beat()
+    if _started.heartbeat is not None:
+        _started.heartbeat.beat()
 
 
 @worker_shutdown.connect
@@ -77,12 +85,9 @@ def _close_runtime(**_: Any) -> None:
     from worker.runtime import close_runtime
 
     close_runtime()
-    for server in _metrics:
-        metrics_server.stop(server)
+    if _started.metrics is not None:
+        metrics_server.stop(_started.metrics)
     metrics_server.process_ended()
-
-
-_recovery: list[Any] = []
 
 
 @worker_ready.connect
@@ -90,12 +95,11 @@ def _start_recovery(**_: Any) -> None:
     # In the main process, once the pool is up: every worker sweeps, one at a time.
     from worker.recovery import RecoveryTimer
 
-    timer = RecoveryTimer(app, settings)
-    timer.start()
-    _recovery.append(timer)
+    _started.recovery = RecoveryTimer(app, settings)
+    _started.recovery.start()
 
 
 @worker_shutdown.connect
 def _stop_recovery(**_: Any) -> None:
-    for timer in _recovery:
-        timer.stop()
+    if _started.recovery is not None:
+        _started.recovery.stop()
