@@ -123,7 +123,7 @@ class Cleanup:
         staying = 0
         while True:
             page = await self.index.idle_since(cutoff, staying, BATCH)
-            outcomes = await _bounded(self._delete_if_idle(t, cutoff) for t in page)
+            outcomes = await _concurrently(self._delete_if_idle(t, cutoff) for t in page)
             counts.update(outcomes)
             # Entries that left the range meanwhile make this skip a few: the next pass gets them.
             staying += sum(o in _STAYING for o in outcomes)
@@ -188,10 +188,10 @@ class Cleanup:
         added = 0
         bucket, prefix = self.settings.S3_BUCKET_NAME, self.settings.S3_PREFIX
         async for ids in list_thread_ids(self.saver.client, bucket, prefix):
-            await _bounded(self._list(t) for t in await self.index.unsummarized(ids))
+            await _concurrently(self._list(t) for t in await self.index.unsummarized(ids))
             missing = await self.index.unindexed(ids)
             if missing:
-                seen = await _bounded(self._last_activity(t) for t in missing)
+                seen = await _concurrently(self._last_activity(t) for t in missing)
                 # NX: a turn accepted meanwhile has the better time.
                 added += await self.index.index_activity(dict(zip(missing, seen, strict=True)))
             await _renew(lease)
@@ -240,7 +240,7 @@ async def last_modified(client: Any, bucket: str, prefix: str) -> float | None:
     return newest
 
 
-async def _bounded(work: Iterable[Awaitable[T]]) -> list[T]:
+async def _concurrently(work: Iterable[Awaitable[T]]) -> list[T]:
     """Awaits all of `work`, at most CONCURRENCY at a time, results in order."""
     gate = asyncio.Semaphore(CONCURRENCY)
 

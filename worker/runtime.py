@@ -92,7 +92,7 @@ class Runtime:
         `timeout`: cancel it after that many seconds (Celery's time limits
         need processes of their own, so a thread's task bounds itself here).
         """
-        future = asyncio.run_coroutine_threadsafe(_bounded(coro, timeout), self._loop)
+        future = asyncio.run_coroutine_threadsafe(_within(coro, timeout), self._loop)
         try:
             return future.result()
         except BaseException:
@@ -121,7 +121,7 @@ class Runtime:
             self._loop.close()
 
 
-async def _bounded(coro: Coroutine[Any, Any, T], seconds: float | None) -> T:
+async def _within(coro: Coroutine[Any, Any, T], seconds: float | None) -> T:
     async with asyncio.timeout(seconds):
         return await coro
 

@@ -108,7 +108,7 @@ async def test_last_modified_is_the_newest_object_of_all_pages() -> None:
     assert await last_modified(FakeClient([{}]), "b", "p/t1/") is None
 
 
-async def test_bounded_work_keeps_order_and_its_limit() -> None:
+async def test_concurrent_work_keeps_order_and_its_limit() -> None:
     running = peak = 0
 
     async def job(n: int) -> int:
@@ -119,5 +119,5 @@ async def test_bounded_work_keeps_order_and_its_limit() -> None:
         running -= 1
         return n
 
-    assert await cleanup._bounded(job(n) for n in range(50)) == list(range(50))
+    assert await cleanup._concurrently(job(n) for n in range(50)) == list(range(50))
     assert peak == cleanup.CONCURRENCY
