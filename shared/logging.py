@@ -158,7 +158,3 @@ def _route_stdlib(formatter: logging.Formatter) -> None:
         logging.getLogger(name).propagate = True
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    return structlog.get_logger(name)  # type: ignore[no-any-return]
