@@ -5,7 +5,7 @@ Server would make for it at start, with the same id (derived from the graph
 id); a graph id is taken wherever an assistant id is. Default assistants are
 shared by every key and set by langgraph.json, so no key may change them. A
 key makes assistants of its own (a graph with its config, context and
-metadata): api.agent.assistant_records keeps them.
+metadata): shared.store.assistants keeps them in Redis.
 """
 
 from __future__ import annotations

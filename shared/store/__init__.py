@@ -19,6 +19,8 @@ stored id (`shared.ids.stored_thread_id`), which says whose it is.
   owner, times), each owner's index of them, and each thread's runs.
 - `limits`: the moving windows of the per-client request limit and of the
   global LLM limit (its fair shares, and the pause a provider's 429 asks for).
+- `assistants`: the assistants a key makes through the LangGraph Server
+  API, every version of each, and each owner's index of them.
 - `idempotency`: the job an Idempotency-Key claimed.
 - `keys`: every key's name; only this package builds keys.
 """
