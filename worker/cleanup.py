@@ -164,7 +164,8 @@ class Cleanup:
             log.warning("thread_delete_failed", thread_id=thread_id, error=str(exc))
             return Outcome.FAILED
         await self.index.forget_if_idle(thread_id, cutoff)
-        log.info("thread_deleted", thread_id=thread_id, idle_seconds=round(time.time() - score))
+        idle = cutoff + self.settings.SESSION_TTL_SECONDS - score  # Redis's clock, both
+        log.info("thread_deleted", thread_id=thread_id, idle_seconds=round(idle))
         return Outcome.DELETED
 
     async def reconcile_if_due(self, lease: Lock | None = None) -> int:
@@ -212,9 +213,10 @@ class Cleanup:
     async def _last_activity(self, thread_id: str) -> float:
         key_prefix = f"{self.settings.S3_PREFIX}{thread_id}/"
         newest = await last_modified(self.saver.client, self.settings.S3_BUCKET_NAME, key_prefix)
-        # Nothing left to date it by: 'now' gives it the full TTL, never an early delete.
-        # S3 truncates to whole seconds: round up, so the TTL is never cut short.
-        return newest + 1 if newest is not None else time.time()
+        # Nothing left to date it by: 'now' (Redis's, as every score in the
+        # index) gives it the full TTL, never an early delete. S3 truncates to
+        # whole seconds: round up, so the TTL is never cut short.
+        return newest + 1 if newest is not None else await redis_now(self.redis)
 
 
 async def list_thread_ids(client: Any, bucket: str, prefix: str) -> AsyncIterator[list[str]]:

@@ -44,6 +44,8 @@ class MovingWindow:
 
     async def _wait(self, name: str) -> float:
         stats = await self._limiter.get_window_stats(self._item, name)
+        # The limits library stamps its windows with this process's clock, so
+        # the wait is counted on it too (not on Redis's, as the rest here).
         return max(0.05, stats.reset_time - time.time())
 
 
