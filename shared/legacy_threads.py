@@ -38,14 +38,13 @@ class LegacyThreads:
     """Moves a key's thread from its bare id to its stored id."""
 
     def __init__(self, saver: AsyncS3Saver, conversations: Conversations,
-                 inbox: Inbox | None = None, wait: float = 0.0) -> None:
+                 inbox: Inbox | None = None) -> None:
         self.saver = saver
         self.conversations = conversations
-        # The gateway takes the thread's lease (waiting up to `wait`), so no
+        # The gateway takes the thread's lease (if no turn holds it), so no
         # turn writes the thread while its old objects are copied in; a
         # worker holds it already while it runs a turn (inbox None).
         self.inbox = inbox
-        self.wait = wait
 
     async def adopt(self, stored: str) -> bool:
         """Moves the thread `stored` names from its bare id if it is there and
@@ -58,7 +57,7 @@ class LegacyThreads:
             return False
         if self.inbox is None:
             return await self._move(owner, bare, stored)
-        lease = self.inbox.lease(stored, MOVE_LEASE_SECONDS, wait=self.wait)
+        lease = self.inbox.lease(stored, MOVE_LEASE_SECONDS)
         if not await lease.acquire():
             return False  # a turn holds it: that turn's worker moves it
         try:
