@@ -23,10 +23,7 @@ DELETE_LEASE_SECONDS = 60
 async def stored_metadata(services: Services, stored: str) -> Mapping[str, Any] | None:
     """The metadata of the thread's latest checkpoint, or None; a thread still
     under its bare id is moved first (shared.legacy_threads)."""
-    metadata = await services.saver.aget_metadata(stored)
-    if metadata is None and await services.legacy.adopt(stored):
-        metadata = await services.saver.aget_metadata(stored)
-    return metadata
+    return await services.legacy.read(stored, lambda: services.saver.aget_metadata(stored))
 
 
 async def exists_for(services: Services, stored: str, owner: str) -> bool:

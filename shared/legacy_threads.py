@@ -19,6 +19,8 @@ threads no key reads again: cleanup deletes those when idle, as any other.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import structlog
 from redis.exceptions import LockError
@@ -29,6 +31,8 @@ from shared.store.conversations import Conversations
 from shared.store.inbox import Inbox
 
 log = structlog.get_logger("shared.legacy_threads")
+
+T = TypeVar("T")
 
 # How long a move may hold the thread: a copy of a long conversation.
 MOVE_LEASE_SECONDS = 60
@@ -45,6 +49,14 @@ class LegacyThreads:
         # turn writes the thread while its old objects are copied in; a
         # worker holds it already while it runs a turn (inbox None).
         self.inbox = inbox
+
+    async def read(self, stored: str, read: Callable[[], Awaitable[T | None]]) -> T | None:
+        """`read()` of the thread `stored` names; made again if it found
+        nothing and the thread was then moved from its bare id."""
+        found = await read()
+        if found is None and await self.adopt(stored):
+            found = await read()
+        return found
 
     async def adopt(self, stored: str) -> bool:
         """Moves the thread `stored` names from its bare id if it is there and

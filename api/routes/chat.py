@@ -212,9 +212,8 @@ async def get_history(stored: StoredThreadDep, services: ServicesDep, owner: Own
     """A page of the conversation: its newest messages before the cursor, oldest first."""
     structlog.contextvars.bind_contextvars(thread_id=stored)
     before = _position(query.before)
-    page = await services.saver.aget_transcript(stored, before=before, limit=query.limit)
-    if page is None and await services.legacy.adopt(stored):
-        page = await services.saver.aget_transcript(stored, before=before, limit=query.limit)
+    page = await services.legacy.read(stored, lambda: services.saver.aget_transcript(
+        stored, before=before, limit=query.limit))
     if page is None or (owner and stored_owner(page.metadata) != owner):
         raise NotFound(NO_SUCH_THREAD)
     # Only the current branch: after an edit, what was left behind is not shown.
