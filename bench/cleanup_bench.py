@@ -26,9 +26,12 @@ from shared.checkpoint import AsyncS3Saver
 from shared.ids import new_id
 from shared.logging import configure_logging
 from shared.settings import Settings
-from shared.store.keys import ACTIVITY_KEY, RECONCILED_KEY
+from shared.store.keys import RECONCILED_KEY, activity_keys
 from tests import servers
 from worker.cleanup import Cleanup
+
+# The bench runs on one Redis, which has one activity index.
+ACTIVITY = activity_keys()[0]
 
 T = TypeVar("T")
 
@@ -50,10 +53,10 @@ def seed_s3(endpoint: str, bucket: str, threads: list[str]) -> None:
 
 async def seed_index(redis: Redis, threads: list[str], expired: int) -> None:
     now = time.time()
-    await redis.delete(ACTIVITY_KEY)
-    await redis.zadd(ACTIVITY_KEY, {t: now - TTL - 600 for t in threads[:expired]})
+    await redis.delete(ACTIVITY)
+    await redis.zadd(ACTIVITY, {t: now - TTL - 600 for t in threads[:expired]})
     for start in range(expired, len(threads), 5000):
-        await redis.zadd(ACTIVITY_KEY, dict.fromkeys(threads[start:start + 5000], now))
+        await redis.zadd(ACTIVITY, dict.fromkeys(threads[start:start + 5000], now))
     await redis.set(RECONCILED_KEY, "1")
 
 
@@ -75,7 +78,7 @@ async def measure(redis_url: str, endpoint: str, bucket: str, threads: list[str]
         deleted, pass_ms = await timed(cleanup.run())
         again, idle_ms = await timed(cleanup.run())
         intact, scan_ms = await timed(cleanup.reconcile())
-        await redis.zrem(ACTIVITY_KEY, *threads[-lost:])
+        await redis.zrem(ACTIVITY, *threads[-lost:])
         rebuilt, rebuild_ms = await timed(cleanup.reconcile())
     await redis.aclose()
     print(f"{len(threads):,} threads in S3 and the index, {expired} expired (moto, loopback)")

@@ -7,6 +7,8 @@ import hmac
 import re
 import uuid
 
+from shared.store.keys import bucket_of_thread
+
 MAX_ID_LENGTH = 128
 ID_PATTERN = rf"^[A-Za-z0-9_-]{{1,{MAX_ID_LENGTH}}}$"
 _ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_ID_LENGTH}}}")
@@ -43,6 +45,14 @@ def is_stored_thread_id(value: object) -> bool:
 def new_id() -> str:
     """A new UUID in its usual dashed form, as the LangGraph Server's ids are."""
     return str(uuid.uuid4())
+
+
+def new_job_id(thread_id: str) -> str:
+    """A new job's id: a UUID whose last two hex digits name its thread's
+    bucket (shared.store.keys), so that on a Redis Cluster the job's keys,
+    found from its id alone, sit in the slot of its thread's."""
+    digits = uuid.uuid4().hex[:30] + f"{bucket_of_thread(thread_id):02x}"
+    return str(uuid.UUID(digits))
 
 
 def digest_id(value: str, key: bytes | None = None) -> str:

@@ -34,7 +34,7 @@ from redis.asyncio import Redis
 from api.chat_runs import chat_job
 from api.main import create_app
 from shared.checkpoint import AsyncS3Saver, RetryPolicy, S3Saver
-from shared.ids import new_id
+from shared.ids import new_id, new_job_id
 from shared.settings import Settings
 from shared.store.job import Job
 from shared.store.jobs import JobStore
@@ -58,7 +58,8 @@ def bearer(name: str) -> dict[str, str]:
 
 def a_job(thread_id: str | None = None, message: str = "hi", client: str = "") -> Job:
     """A chat job (a run of the chat graph), as POST /chat makes it."""
-    return chat_job("chat", new_id(), thread_id or new_id(), message, "English", "", client)
+    thread_id = thread_id or new_id()
+    return chat_job("chat", new_job_id(thread_id), thread_id, message, "English", "", client)
 
 
 async def accept(jobs: JobStore, job: Job) -> Job:

@@ -120,16 +120,19 @@ class Cleanup:
         # The index's scores are Redis's clock, and so must the cutoff be.
         cutoff = await redis_now(self.redis) - self.settings.SESSION_TTL_SECONDS
         counts: Counter[Outcome] = Counter()
-        staying = 0
-        while True:
-            page = await self.index.idle_since(cutoff, staying, BATCH)
-            outcomes = await _concurrently(self._delete_if_idle(t, cutoff) for t in page)
-            counts.update(outcomes)
-            # Entries that left the range meanwhile make this skip a few: the next pass gets them.
-            staying += sum(o in _STAYING for o in outcomes)
-            if len(page) < BATCH:
-                return counts
-            await _renew(lease)
+        for part in range(self.index.activity_parts()):
+            staying = 0
+            while True:
+                page = await self.index.idle_since(cutoff, staying, BATCH, part)
+                outcomes = await _concurrently(self._delete_if_idle(t, cutoff) for t in page)
+                counts.update(outcomes)
+                # Entries that left the range meanwhile make this skip a few:
+                # the next pass gets them.
+                staying += sum(o in _STAYING for o in outcomes)
+                await _renew(lease)
+                if len(page) < BATCH:
+                    break
+        return counts
 
     async def _delete_if_idle(self, thread_id: str, cutoff: float) -> Outcome:
         if not is_stored_thread_id(thread_id):

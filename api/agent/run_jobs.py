@@ -22,7 +22,7 @@ from api.deps import Services
 from api.errors import BadRequest, Conflict, NotFound
 from api.queueing import queue_job
 from api.sse import job_event_log
-from shared.ids import new_id, shown_thread_id, stored_thread_id
+from shared.ids import new_id, new_job_id, shown_thread_id, stored_thread_id
 from shared.runs import RunSpec
 from shared.scoped_saver import hidden_config
 from shared.store.job import Job, JobStatus
@@ -118,7 +118,7 @@ async def start(services: Services, records: ThreadRecords, owner: str, client: 
         # Every step's checkpoint, as the LangGraph Server keeps them (a client
         # edits or regenerates from them); held and written in one PUT anyway.
         durability=body.durability or "async", temporary=temporary)
-    job = Job(job_id=new_id(), thread_id=stored, title=first_text(graph_input),
+    job = Job(job_id=new_job_id(stored), thread_id=stored, title=first_text(graph_input),
               owner=owner, client=client, run=spec.to_json())
     # "reject": a thread holding any unfinished job refuses, in the same atomic
     # step that would queue it.

@@ -34,7 +34,7 @@ from api.schemas import (
 )
 from shared.checkpoint import TranscriptEntry
 from shared.conversation import CREATED_AT, message_time, role_of, stored_owner
-from shared.ids import new_id, shown_thread_id, stored_thread_id
+from shared.ids import new_id, new_job_id, shown_thread_id, stored_thread_id
 from shared.job_events import Event
 from shared.storage import MESSAGES_CHANNEL
 from shared.store.job import Job
@@ -93,7 +93,8 @@ async def post_chat(
     if query.wait or query.stream:
         # Refused before anything is queued, so a retry cannot make a second turn.
         services.hub.admit(client)
-    job_id = new_id()
+    stored = stored_thread_id(owner, body.thread_id or new_id())
+    job_id = new_job_id(stored)
     if idempotency_key is not None:
         canonical = json.dumps(body.model_dump(), sort_keys=True).encode()
         earlier = await idempotency.claim(services.redis, owner, idempotency_key,
@@ -103,7 +104,6 @@ async def post_chat(
             if job is None:
                 raise NotFound("the job of this Idempotency-Key has expired")
             return await _respond(services, job, query)
-    stored = stored_thread_id(owner, body.thread_id or new_id())
     job = chat_job(services.settings.CHAT_GRAPH_ID, job_id, stored, body.message,
                    body.language, owner, client, first=body.thread_id is None)
     structlog.contextvars.bind_contextvars(job_id=job_id, thread_id=stored)

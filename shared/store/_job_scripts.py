@@ -4,7 +4,9 @@ and ARGV (see _script.py).
 Status checks and writes must be one atomic step: a job that was cancelled
 or already finished must never be flipped back by a late worker. Times are
 Redis's clock (NOW), so every gateway and worker agrees on them. Field names
-and statuses come from job.py and conversations.py.
+and statuses come from job.py and conversations.py. Each script names keys
+of one hash slot (shared/store/keys.py): a job's and its thread's, or an
+owner's.
 """
 
 from __future__ import annotations
@@ -29,21 +31,24 @@ _ENDED = (f"status == '{JobStatus.SUCCEEDED}' or status == '{JobStatus.FAILED}'"
           f" or status == '{JobStatus.CANCELLED}'")
 
 # A new thread whose turns all ended without storing anything is no
-# conversation: it leaves its owner's list.
+# conversation: its info goes, and the caller takes it out of its owner's list.
 _FORGET_IF_EMPTY = f"""
-local function forget_if_empty(inbox, owner_threads, info, thread_id)
+local function forget_if_empty(inbox, info)
   if redis.call('HGET', info, '{conv.MESSAGES}') == '0' and redis.call('LLEN', inbox) == 0 then
-    redis.call('ZREM', owner_threads, thread_id)
     redis.call('DEL', info)
+    return 1
   end
+  return 0
 end
 """
 # Ends a job that is in one of `from_statuses` (",queued,running,"): records
 # the outcome (the field/value pairs after the named arguments), appends the
-# terminal event, takes it out of its thread's inbox and its client's jobs.
-# A `stored` ("1") turn marks the thread active and counts its two messages.
-# Returns the time it ended (Redis's clock), or 0 (already ended) or -1 (unknown).
-FINISH_KEYS = ("job", "events", "inbox", "client_jobs", "activity", "owner_threads", "info")
+# terminal event, takes it out of its thread's inbox. A `stored` ("1") turn
+# marks the thread active and counts its two messages. Returns {the time it
+# ended (Redis's clock), 1 if the thread is no conversation after all}, or
+# 0 (already ended) or -1 (unknown). The caller then does the owner's part
+# (JobStore._end).
+FINISH_KEYS = ("job", "events", "inbox", "activity", "info")
 FINISH_ARGS = ("ttl", "event", "data", "maxlen", "from_statuses", "stored", "title", "owner",
                 "job_id", "thread_id")
 FINISH = NOW + _FORGET_IF_EMPTY + f"""
@@ -55,19 +60,18 @@ redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', event, 'data', da
 redis.call('EXPIRE', job, ttl)
 redis.call('EXPIRE', events, ttl)
 redis.call('LREM', inbox, 0, job_id)
-redis.call('SREM', client_jobs, job_id)
+local forgot = 0
 if stored == '1' then
   redis.call('ZADD', activity, 'GT', now, thread_id)
-  redis.call('ZADD', owner_threads, 'GT', now, thread_id)
   redis.call('HSET', info, '{conv.OWNER}', owner)
   -- The turn stored two messages; the first stored one names the thread.
   if redis.call('HINCRBY', info, '{conv.MESSAGES}', 2) == 2 then
     redis.call('HSET', info, '{conv.TITLE}', title)
   end
 else
-  forget_if_empty(inbox, owner_threads, info, thread_id)
+  forgot = forget_if_empty(inbox, info)
 end
-return now
+return {{now, forgot}}
 """
 # Marks the job running and counts the attempt; a finished job is left as it is.
 START_KEYS, START_ARGS = ("job", "events"), ("ttl", "maxlen", "task_id")
@@ -88,28 +92,38 @@ if attempt > 1 then
 end
 return redis.call('HGETALL', job)
 """
-# Accepts a job (its record: the field/value pairs after the named
-# arguments) unless its thread's inbox or its client's jobs are full, or it
-# starts a thread its owner has no room for (`max_threads` "0": no limit).
-# `new_thread` "1": the gateway made the thread's id.
-CREATE_KEYS = ("job", "inbox", "pending", "activity", "client_jobs", "owner_threads", "info",
-                "indexed")
-CREATE_ARGS = ("ttl", "job_id", "thread_id", "max_in_thread", "max_for_client", "title",
-                "owner", "new_thread", "max_threads")
+# The owner's part of accepting a job, first: unless its client's unfinished
+# jobs are full, or it starts a thread its owner has no room for
+# (`max_threads` "0": no limit), counts it among the client's jobs and puts
+# its thread first in its owner's list. {'ok', 1 if the thread was not in
+# the list}, or {what refused}.
+RESERVE_KEYS = ("client_jobs", "owner_threads")
+RESERVE_ARGS = ("ttl", "job_id", "thread_id", "max_for_client", "max_threads")
+RESERVE = NOW + """
+if redis.call('SCARD', client_jobs) >= tonumber(max_for_client) then return {'client'} end
+local listed = redis.call('ZSCORE', owner_threads, thread_id)
+if max_threads ~= '0' and not listed
+    and redis.call('ZCARD', owner_threads) >= tonumber(max_threads) then return {'threads'} end
+redis.call('SADD', client_jobs, job_id)
+redis.call('EXPIRE', client_jobs, ttl)
+redis.call('ZADD', owner_threads, 'GT', now, thread_id)
+if listed then return {'ok', 0} end
+return {'ok', 1}
+"""
+# The thread's part: appends the job (its record: the field/value pairs
+# after the named arguments) to the thread's inbox unless it is full
+# ({'thread'}); {'ok', the time}. `new_thread` "1": the gateway made the
+# thread's id; `indexed`, the bucket's mark of a complete index of threads.
+CREATE_KEYS = ("job", "inbox", "pending", "activity", "info", "indexed")
+CREATE_ARGS = ("ttl", "job_id", "thread_id", "max_in_thread", "title", "owner", "new_thread")
 CREATE = NOW + f"""
 if redis.call('LLEN', inbox) >= tonumber(max_in_thread) then return {{'thread'}} end
-if redis.call('SCARD', client_jobs) >= tonumber(max_for_client) then return {{'client'}} end
-if max_threads ~= '0' and not redis.call('ZSCORE', owner_threads, thread_id)
-    and redis.call('ZCARD', owner_threads) >= tonumber(max_threads) then return {{'threads'}} end
 redis.call('HSET', job, '{CREATED_AT}', now, unpack(ARGV, REST))
 redis.call('EXPIRE', job, ttl)
 redis.call('RPUSH', inbox, job_id)
 redis.call('EXPIRE', inbox, ttl)
 redis.call('SADD', pending, thread_id)
 redis.call('ZADD', activity, 'GT', now, thread_id)
-redis.call('SADD', client_jobs, job_id)
-redis.call('EXPIRE', client_jobs, ttl)
-redis.call('ZADD', owner_threads, 'GT', now, thread_id)
 if redis.call('HSETNX', info, '{conv.OWNER}', owner) == 1 then
   redis.call('HSET', info, '{conv.TITLE}', title)
   if new_thread == '1' or redis.call('EXISTS', indexed) == 1 then
@@ -122,16 +136,16 @@ if redis.call('HSETNX', info, '{conv.OWNER}', owner) == 1 then
 end
 return {{'ok', now}}
 """
-# Takes back a job no worker has started, as if never accepted. 1 if it did.
-WITHDRAW_KEYS = ("job", "events", "inbox", "client_jobs", "owner_threads", "info")
-WITHDRAW_ARGS = ("job_id", "thread_id")
+# Takes back a job no worker has started, as if never accepted: {1, 1 if
+# the thread is no conversation after all}, or {0}. The caller then does
+# the owner's part.
+WITHDRAW_KEYS = ("job", "events", "inbox", "info")
+WITHDRAW_ARGS = ("job_id",)
 WITHDRAW = _FORGET_IF_EMPTY + f"""
-if redis.call('HGET', job, '{STATUS}') ~= '{JobStatus.QUEUED}' then return 0 end
+if redis.call('HGET', job, '{STATUS}') ~= '{JobStatus.QUEUED}' then return {{0}} end
 redis.call('DEL', job, events)
 redis.call('LREM', inbox, 0, job_id)
-redis.call('SREM', client_jobs, job_id)
-forget_if_empty(inbox, owner_threads, info, thread_id)
-return 1
+return {{1, forget_if_empty(inbox, info)}}
 """
 # Back to `queued` while a retry waits; a finished job is left as it is.
 REQUEUE = f"""

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from shared.store._script import NOW, Script
 from shared.store.job import Job
 from shared.store.keys import (
-    ACTIVITY_KEY,
+    activity_key,
     agent_thread_key,
     agent_threads_key,
     inbox_key,
@@ -43,37 +43,33 @@ OWNER, CREATED_AT, UPDATED_AT = "owner", "created_at", "updated_at"
 # What an upsert did.
 WROTE, UNCHANGED, TOO_LARGE, NO_ROOM = 1, 0, -1, -2
 
-# Creates, updates or touches a thread's record, its place in its owner's
-# index and in cleanup's activity index; the metadata comes as field/value
-# pairs after the named arguments. Mode "create" does nothing to an existing
-# record, "update" nothing to a missing one, "ensure" either. `max_keys` and
-# `max_bytes`: the most metadata the record may hold once merged ("0": no
-# limit); `max_threads`: the most threads the owner's index may hold for a
-# new one ("0": no limit). Returns WROTE, UNCHANGED, TOO_LARGE (the metadata
-# would pass its limits) or NO_ROOM (the owner has no room for another
-# thread); nothing is written but for WROTE.
+# Creates, updates or touches a thread's record and its place in cleanup's
+# activity index; the metadata comes as field/value pairs after the named
+# arguments. Mode "create" does nothing to an existing record, "update"
+# nothing to a missing one, "ensure" either. `max_keys` and `max_bytes`: the
+# most metadata the record may hold once merged ("0": no limit); `room`
+# "0": the owner has no room for another thread. Returns {WROTE, the time},
+# or {UNCHANGED}, {TOO_LARGE} (the metadata would pass its limits) or
+# {NO_ROOM}; nothing is written but for WROTE. The caller then moves the
+# thread up in its owner's index, in the owner's slot (AgentThreads._list).
 # Makes or updates the record (`exists`: it was there), merging the
-# metadata pairs from REST on, and moves the thread up in both indexes.
+# metadata pairs from REST on, and marks the thread active.
 _WRITE = f"""
 if not exists then
   redis.call('HSET', record, '{CREATED_AT}', now, '{OWNER}', owner)
 end
 if #ARGV >= REST then redis.call('HSET', record, unpack(ARGV, REST)) end
 redis.call('HSET', record, '{UPDATED_AT}', now)
-redis.call('ZADD', owner_index, now, thread_id)
 redis.call('ZADD', activity, 'GT', now, thread_id)
 """
-_UPSERT_KEYS = ("record", "owner_index", "activity")
-_UPSERT_ARGS = ("owner", "thread_id", "mode", "max_keys", "max_bytes", "max_threads")
+_UPSERT_KEYS = ("record", "activity")
+_UPSERT_ARGS = ("owner", "thread_id", "mode", "max_keys", "max_bytes", "room")
 _UPSERT = NOW + f"""
 local exists = redis.call('EXISTS', record) == 1
 if (exists and mode == 'create') or (not exists and mode == 'update') then
-  return {UNCHANGED}
+  return {{{UNCHANGED}}}
 end
-if not exists and max_threads ~= '0'
-    and redis.call('ZCARD', owner_index) >= tonumber(max_threads) then
-  return {NO_ROOM}
-end
+if not exists and room == '0' then return {{{NO_ROOM}}} end
 if max_keys ~= '0' then
   local sizes = {{}}
   if exists then
@@ -87,20 +83,22 @@ if max_keys ~= '0' then
   for i = REST, #ARGV, 2 do sizes[ARGV[i]] = #ARGV[i] + #ARGV[i + 1] end
   local count, bytes = 0, 0
   for _, size in pairs(sizes) do count = count + 1; bytes = bytes + size end
-  if count > tonumber(max_keys) or bytes > tonumber(max_bytes) then return {TOO_LARGE} end
+  if count > tonumber(max_keys) or bytes > tonumber(max_bytes) then return {{{TOO_LARGE}}} end
 end
-""" + _WRITE + f"return {WROTE}\n"
+""" + _WRITE + f"return {{{WROTE}, now}}\n"
 
 
 # A queued job listed among its thread's runs, the record made or merged
 # with the server's own metadata (no client limits apply), in one step.
-_ADD_RUN_KEYS = ("record", "owner_index", "activity", "runs")
+# The time, for the owner's index.
+_ADD_RUN_KEYS = ("record", "activity", "runs")
 _ADD_RUN_ARGS = ("owner", "thread_id", "run_id", "created_at", "ttl")
 _ADD_RUN = NOW + """
 local exists = redis.call('EXISTS', record) == 1
 """ + _WRITE + """
 redis.call('ZADD', runs, created_at, run_id)
 redis.call('EXPIRE', runs, ttl)
+return now
 """
 
 
@@ -165,12 +163,29 @@ class AgentThreads:
                      max_bytes: int = 0, max_threads: int = 0) -> int:
         """Writes a client's change to the record as `mode` says (see
         _UPSERT), merging metadata key by key as the LangGraph Server API
-        does: WROTE, UNCHANGED, TOO_LARGE or NO_ROOM."""
-        return cast(int, await self._upsert(
-            record=agent_thread_key(thread_id), owner_index=agent_threads_key(owner),
-            activity=ACTIVITY_KEY, owner=owner, thread_id=thread_id, mode=mode,
-            max_keys=max_keys, max_bytes=max_bytes, max_threads=max_threads if owner else 0,
-            rest=_pairs(metadata)))
+        does: WROTE, UNCHANGED, TOO_LARGE or NO_ROOM.
+
+        The owner's room for a new thread is read first, in the owner's
+        slot: two keys' creates at once may pass `max_threads` by one each."""
+        room = True
+        if max_threads and owner:
+            index = agent_threads_key(owner)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zscore(index, thread_id)
+                pipe.zcard(index)
+                listed, count = await pipe.execute()
+            room = listed is not None or count < max_threads
+        reply = await self._upsert(
+            record=agent_thread_key(thread_id), activity=activity_key(thread_id), owner=owner,
+            thread_id=thread_id, mode=mode, max_keys=max_keys, max_bytes=max_bytes,
+            room=int(room), rest=_pairs(metadata))
+        if reply[0] == WROTE:
+            await self._list(owner, thread_id, reply[1])
+        return cast(int, reply[0])
+
+    async def _list(self, owner: str, thread_id: str, at: str) -> None:
+        """Moves the thread up in its owner's index (by last update)."""
+        await self.redis.zadd(agent_threads_key(owner), {thread_id: at})
 
     async def get(self, thread_id: str) -> ThreadRecord | None:
         return (await self.get_many([thread_id]))[0]
@@ -210,13 +225,11 @@ class AgentThreads:
         """Lists the queued job among its thread's runs (for `ttl` seconds,
         as long as jobs are kept), and merges `metadata` into the thread's
         record, making it if the thread has none."""
-        # One script, not a pipeline: redis-py checks a pipeline's scripts
-        # with a SCRIPT EXISTS first, a round trip more on every message.
-        await self._add_run(
-            record=agent_thread_key(job.thread_id), owner_index=agent_threads_key(job.owner),
-            activity=ACTIVITY_KEY, runs=thread_runs_key(job.thread_id), owner=job.owner,
-            thread_id=job.thread_id, run_id=job.job_id, created_at=job.created_at, ttl=ttl,
-            rest=_pairs(metadata))
+        at = await self._add_run(
+            record=agent_thread_key(job.thread_id), activity=activity_key(job.thread_id),
+            runs=thread_runs_key(job.thread_id), owner=job.owner, thread_id=job.thread_id,
+            run_id=job.job_id, created_at=job.created_at, ttl=ttl, rest=_pairs(metadata))
+        await self._list(job.owner, job.thread_id, at)
 
 
 def _pairs(metadata: dict[str, Any] | None) -> list[str]:

@@ -11,8 +11,9 @@ turn), by which cleanup (worker/cleanup.py) finds idle conversations.
 
 Redis can lose them. A full scan of S3 (cleanup's reconcile) then
 summarises each stored thread from its transcript
-(shared.conversation.summarize), and leaves THREADS_INDEXED_KEY behind;
-until that mark exists, a thread the lists do not know is marked `partial`
+(shared.conversation.summarize), and leaves a mark of a complete index behind
+(one per bucket of threads, on a Redis Cluster: keys.threads_indexed_key);
+until a thread's bucket has its mark, a thread the lists do not know is marked `partial`
 (unless the gateway has just made its id), as its stored messages are not
 counted here, and the scan summarises it again.
 """
@@ -33,16 +34,18 @@ from shared.ids import STORED_THREAD
 from shared.store import agent_threads
 from shared.store._script import Script
 from shared.store.keys import (
-    ACTIVITY_KEY,
     CLEANUP_LOCK_KEY,
     RECONCILED_KEY,
-    THREADS_INDEXED_KEY,
     THREADS_REBUILD_ASKED_KEY,
+    activity_key,
+    activity_keys,
     agent_thread_key,
     agent_threads_key,
+    hash_tagged,
     owner_threads_key,
     thread_info_key,
     thread_runs_key,
+    threads_indexed_keys,
 )
 
 # The fields of a thread's info hash.
@@ -80,16 +83,13 @@ return out
 """
 # Forgets an expired thread, only if no turn touched it since it was read
 # as expired (its activity is still at most `cutoff`): its place in the
-# activity index and its owner's lists, its info, and its record and runs
-# of the LangGraph API.
-_FORGET_IF_IDLE_KEYS = ("activity", "owner_threads", "info", "agent_threads", "agent_record",
-                        "runs")
+# activity index, its info, and its record and runs of the LangGraph API.
+# 1 if it did; the caller then takes it out of its owner's lists.
+_FORGET_IF_IDLE_KEYS = ("activity", "info", "agent_record", "runs")
 _FORGET_IF_IDLE_ARGS = ("thread_id", "cutoff")
 _FORGET_IF_IDLE = """
 local score = redis.call('ZSCORE', activity, thread_id)
 if score and tonumber(score) <= tonumber(cutoff) then
-  redis.call('ZREM', owner_threads, thread_id)
-  redis.call('ZREM', agent_threads, thread_id)
   redis.call('DEL', info, agent_record, runs)
   return redis.call('ZREM', activity, thread_id)
 end
@@ -100,7 +100,9 @@ return 0
 # Moves what Redis keeps of an owner's thread from its bare id (`old`, as
 # threads were stored before their ids were private to their key) to its
 # stored id (`new`), if the record or the info names `owner`: each key, unless
-# the new place has one already, and its place in the indexes.
+# the new place has one already, and its place in the indexes. Only on one
+# Redis: a Redis Cluster came after ids were private to their key, so no
+# thread on it has a bare id (and `old` and `new` are in two slots there).
 _ADOPT_KEYS = ("old_record", "new_record", "old_runs", "new_runs", "old_info", "new_info",
                "owner_threads", "agent_threads", "activity")
 _ADOPT_ARGS = ("owner", "old", "new")
@@ -197,26 +199,35 @@ class Conversations:
         return owner or "", agent_owner or ""
 
     async def forget(self, thread_id: str) -> None:
-        """Takes a deleted thread out of its owner's lists and of cleanup's
-        index, and deletes what Redis keeps of it beside its jobs."""
+        """Takes a deleted thread out of cleanup's index and deletes what Redis
+        keeps of it beside its jobs, then takes it out of its owner's lists."""
         owner, agent_owner = await self.owners(thread_id)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zrem(owner_threads_key(owner), thread_id)
-            pipe.zrem(agent_threads_key(agent_owner), thread_id)
             pipe.delete(thread_info_key(thread_id), agent_thread_key(thread_id),
                         thread_runs_key(thread_id))
-            pipe.zrem(ACTIVITY_KEY, thread_id)
+            pipe.zrem(activity_key(thread_id), thread_id)
+            await pipe.execute()
+        await self._unlist(thread_id, owner, agent_owner)
+
+    async def _unlist(self, thread_id: str, owner: str, agent_owner: str) -> None:
+        """Takes a thread out of its owner's lists: a step of its own, as on a
+        Redis Cluster they are in the owner's slot, not the thread's."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(owner_threads_key(owner), thread_id)
+            pipe.zrem(agent_threads_key(agent_owner), thread_id)
             await pipe.execute()
 
     async def adopt(self, old: str, new: str, owner: str) -> bool:
         """Moves `owner`'s thread from its bare id `old` to its stored id `new`
         (shared.legacy_threads); False if Redis has nothing of it that is `owner`'s."""
+        if hash_tagged():
+            return False  # see _ADOPT
         return bool(await self._adopt(
             old_record=agent_thread_key(old), new_record=agent_thread_key(new),
             old_runs=thread_runs_key(old), new_runs=thread_runs_key(new),
             old_info=thread_info_key(old), new_info=thread_info_key(new),
             owner_threads=owner_threads_key(owner), agent_threads=agent_threads_key(owner),
-            activity=ACTIVITY_KEY, owner=owner, old=old, new=new))
+            activity=activity_key(old), owner=owner, old=old, new=new))
 
     async def unsummarized(self, thread_ids: list[str]) -> list[str]:
         """Those of `thread_ids` the lists lack, or hold only in part."""
@@ -229,7 +240,9 @@ class Conversations:
 
     async def record(self, thread_id: str, summary: Summary) -> None:
         """Puts a stored thread in its owner's list, as its transcript says."""
-        async with self.redis.pipeline(transaction=True) as pipe:
+        # Not a transaction: the info is in the thread's slot, the list in the
+        # owner's, and either alone is put right by the next scan.
+        async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(thread_info_key(thread_id), mapping={
                 OWNER: summary.owner, TITLE: summary.title, MESSAGES: summary.messages})
             pipe.hdel(thread_info_key(thread_id), PARTIAL)
@@ -241,39 +254,50 @@ class Conversations:
         """Forgets an expired thread as `forget` does, unless a turn touched it
         since it was read as idle (its activity is past `cutoff` now)."""
         owner, agent_owner = await self.owners(thread_id)
-        return bool(await self._forget_if_idle(
-            activity=ACTIVITY_KEY, owner_threads=owner_threads_key(owner),
-            info=thread_info_key(thread_id), agent_threads=agent_threads_key(agent_owner),
+        forgot = bool(await self._forget_if_idle(
+            activity=activity_key(thread_id), info=thread_info_key(thread_id),
             agent_record=agent_thread_key(thread_id), runs=thread_runs_key(thread_id),
             thread_id=thread_id, cutoff=repr(cutoff)))
+        if forgot:
+            await self._unlist(thread_id, owner, agent_owner)
+        return forgot
 
     # The activity index: thread id -> time of its last accepted or finished
-    # turn (Redis's clock). The job scripts move it; cleanup reads it.
+    # turn (Redis's clock), in parts (one per bucket of threads on a Redis
+    # Cluster, keys.py). The job scripts move it; cleanup reads it.
 
-    async def idle_since(self, cutoff: float, skip: int, count: int) -> list[str]:
-        """Up to `count` threads last active at or before `cutoff`, oldest
-        first, past the first `skip` of them."""
+    @staticmethod
+    def activity_parts() -> int:
+        return len(activity_keys())
+
+    async def idle_since(self, cutoff: float, skip: int, count: int, part: int = 0) -> list[str]:
+        """Up to `count` threads of the index's `part` last active at or
+        before `cutoff`, oldest first, past the first `skip` of them."""
         return cast(list[str], await self.redis.zrangebyscore(
-            ACTIVITY_KEY, "-inf", cutoff, start=skip, num=count))
+            activity_keys()[part], "-inf", cutoff, start=skip, num=count))
 
     async def last_active(self, thread_id: str) -> float | None:
-        return await self.redis.zscore(ACTIVITY_KEY, thread_id)
+        return await self.redis.zscore(activity_key(thread_id), thread_id)
 
     async def drop_activity(self, thread_id: str) -> None:
-        await self.redis.zrem(ACTIVITY_KEY, thread_id)
+        await self.redis.zrem(activity_key(thread_id), thread_id)
 
     async def unindexed(self, thread_ids: list[str]) -> list[str]:
         """Those of `thread_ids` the activity index lacks."""
-        if not thread_ids:
-            return []
-        scores = await self.redis.zmscore(ACTIVITY_KEY, thread_ids)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for thread_id in thread_ids:
+                pipe.zscore(activity_key(thread_id), thread_id)
+            scores = await pipe.execute()
         return [t for t, score in zip(thread_ids, scores, strict=True) if score is None]
 
     async def index_activity(self, seen: dict[str, float]) -> int:
         """Adds threads to the activity index at the times given; a thread
         already there keeps its time (a turn accepted meanwhile has the better
         one). How many it added."""
-        return cast(int, await self.redis.zadd(ACTIVITY_KEY, seen, nx=True))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for thread_id, at in seen.items():
+                pipe.zadd(activity_key(thread_id), {thread_id: at}, nx=True)
+            return sum(await pipe.execute())
 
     def cleanup_lease(self, seconds: float) -> Lock:
         """The lease of the one cleanup pass running at a time (not yet acquired;
@@ -283,8 +307,12 @@ class Conversations:
     # The marks of a complete index (see the module's docstring).
 
     async def complete(self) -> bool:
-        """Whether the lists hold every stored thread (the last full scan's mark is there)."""
-        return bool(await self.redis.exists(THREADS_INDEXED_KEY))
+        """Whether the lists hold every stored thread (the last full scan's
+        marks are there)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for mark in threads_indexed_keys():
+                pipe.exists(mark)
+            return all(await pipe.execute())
 
     async def ask_rebuild(self, seconds: int) -> bool:
         """True for the first to ask in `seconds`: that one asks for the scan."""
@@ -295,15 +323,19 @@ class Conversations:
         index or the lists are gone."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.exists(RECONCILED_KEY)
-            pipe.zcard(ACTIVITY_KEY)
-            pipe.exists(THREADS_INDEXED_KEY)
-            marked, indexed, listed = await pipe.execute()
-        return not (marked and indexed and listed)
+            for key in activity_keys():
+                pipe.zcard(key)
+            for mark in threads_indexed_keys():
+                pipe.exists(mark)
+            marked, *counts = await pipe.execute()
+        parts = len(activity_keys())
+        return not (marked and sum(counts[:parts]) and all(counts[parts:]))
 
     async def scanned(self, next_in: int) -> None:
         """Marks a full scan done: the lists are complete, and the next scan
         is due in `next_in` seconds."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(RECONCILED_KEY, str(time.time()), ex=next_in)
-            pipe.set(THREADS_INDEXED_KEY, str(time.time()))
+            for mark in threads_indexed_keys():
+                pipe.set(mark, str(time.time()))
             await pipe.execute()

@@ -4,8 +4,9 @@ The inbox is a list of the thread's unfinished job ids, oldest first (the
 job scripts in jobs.py append and remove them); the lease is held by
 whoever runs the thread's turn or deletes it, the hold while its head job's
 retry waits, the missed mark when a nudge was turned away, and the kicked
-mark for a while after the recovery sweep nudged it; the pending set names
-the threads whose inbox is not empty. Every step that reads and changes
+mark for a while after the recovery sweep nudged it; the pending set (one per
+bucket of threads on a Redis Cluster, keys.py) names the threads whose
+inbox is not empty. Every step that reads and changes
 them together is one Lua script, so two workers never see them half-changed.
 """
 
@@ -23,12 +24,13 @@ from shared.store._script import Script
 from shared.store.job import Job, JobStatus
 from shared.store.jobs import JobStore
 from shared.store.keys import (
-    PENDING_KEY,
     RECOVERY_LOCK_KEY,
     hold_key,
     inbox_key,
     kicked_key,
     missed_key,
+    pending_key,
+    pending_keys,
     thread_lock_key,
 )
 
@@ -122,8 +124,9 @@ class Inbox:
 
     async def _next_after(self, thread_id: str, token: str) -> tuple[bool, str | None, bool]:
         released, head, missed = await self._next(
-            inbox=inbox_key(thread_id), pending=PENDING_KEY, lock=thread_lock_key(thread_id),
-            missed=missed_key(thread_id), thread_id=thread_id, token=token)
+            inbox=inbox_key(thread_id), pending=pending_key(thread_id),
+            lock=thread_lock_key(thread_id), missed=missed_key(thread_id), thread_id=thread_id,
+            token=token)
         return released == 1, cast(str | None, head), missed == 1
 
     async def head(self, thread_id: str) -> Job | None:
@@ -179,34 +182,41 @@ class Inbox:
         """
         found = Sweep()
         now = await redis_now(self.redis)  # the clock of created_at and cancel_requested
-        cursor = 0
-        while True:
-            # A batch of threads costs two round trips, not two per thread:
-            # the sweep runs beside the turns, in the same process.
-            cursor, batch = await self.redis.sscan(PENDING_KEY, cursor, count=SWEEP_BATCH)
-            thread_ids = cast(list[str], batch)
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for thread_id in thread_ids:
-                    pipe.exists(thread_lock_key(thread_id), hold_key(thread_id))
-                    pipe.lindex(inbox_key(thread_id), 0)
-                looks = await pipe.execute()
-            heads = {thread_id: (busy, head_id) for thread_id, busy, head_id
-                     in zip(thread_ids, looks[::2], looks[1::2], strict=True)}
-            for thread_id in [t for t, (_, head_id) in heads.items() if head_id is None]:
-                await self.next_id(thread_id)
-                del heads[thread_id]
-            jobs = await self.jobs.get_many([head_id for _, head_id in heads.values()])
-            for (thread_id, (busy, _)), job in zip(heads.items(), jobs, strict=True):
-                if job is None or job.finished:
-                    await self.head(thread_id)  # drops it, so the next one is seen next time
-                elif (job.status == JobStatus.RUNNING and job.cancel_requested is not None
-                        and now - job.cancel_requested > cancel_grace):
-                    found.unstoppable.append(job)
-                elif (not busy and (job.status == JobStatus.RUNNING
-                                    or (not backlog and now - job.created_at > stall_seconds)
-                                    or now - job.created_at > lost_after)
-                      and await self.redis.set(kicked_key(thread_id), "1", nx=True,
-                                               ex=KICK_SECONDS)):
-                    found.stalled.append(job.job_id)
-            if cursor == 0:
-                return found
+        for key in pending_keys():  # one per bucket of threads on a Redis Cluster
+            cursor = 0
+            while True:
+                cursor, batch = await self.redis.sscan(key, cursor, count=SWEEP_BATCH)
+                await self._sweep_batch(cast(list[str], batch), now, found, stall_seconds,
+                                        cancel_grace, lost_after, backlog)
+                if cursor == 0:
+                    break
+        return found
+
+    async def _sweep_batch(self, thread_ids: list[str], now: float, found: Sweep,
+                           stall_seconds: float, cancel_grace: float, lost_after: float,
+                           backlog: int) -> None:
+        # A batch of threads costs two round trips, not two per thread: the
+        # sweep runs beside the turns, in the same process.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for thread_id in thread_ids:
+                pipe.exists(thread_lock_key(thread_id), hold_key(thread_id))
+                pipe.lindex(inbox_key(thread_id), 0)
+            looks = await pipe.execute()
+        heads = {thread_id: (busy, head_id) for thread_id, busy, head_id
+                 in zip(thread_ids, looks[::2], looks[1::2], strict=True)}
+        for thread_id in [t for t, (_, head_id) in heads.items() if head_id is None]:
+            await self.next_id(thread_id)
+            del heads[thread_id]
+        jobs = await self.jobs.get_many([head_id for _, head_id in heads.values()])
+        for (thread_id, (busy, _)), job in zip(heads.items(), jobs, strict=True):
+            if job is None or job.finished:
+                await self.head(thread_id)  # drops it, so the next one is seen next time
+            elif (job.status == JobStatus.RUNNING and job.cancel_requested is not None
+                    and now - job.cancel_requested > cancel_grace):
+                found.unstoppable.append(job)
+            elif (not busy and (job.status == JobStatus.RUNNING
+                                or (not backlog and now - job.created_at > stall_seconds)
+                                or now - job.created_at > lost_after)
+                  and await self.redis.set(kicked_key(thread_id), "1", nx=True,
+                                           ex=KICK_SECONDS)):
+                found.stalled.append(job.job_id)

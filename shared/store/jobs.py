@@ -34,16 +34,16 @@ from shared.store.job import (
     done_body,
 )
 from shared.store.keys import (
-    ACTIVITY_KEY,
     CANCELS_CHANNEL,
-    PENDING_KEY,
-    THREADS_INDEXED_KEY,
+    activity_key,
     client_jobs_key,
     events_key,
     inbox_key,
     job_key,
     owner_threads_key,
+    pending_key,
     thread_info_key,
+    threads_indexed_key,
 )
 
 STREAM_MAXLEN = 20_000
@@ -72,6 +72,7 @@ class JobStore:
         self._finish = Script(redis, lua.FINISH_KEYS, lua.FINISH_ARGS, lua.FINISH)
         self._start = Script(redis, lua.START_KEYS, lua.START_ARGS, lua.START)
         self._requeue = Script(redis, ("job",), (), lua.REQUEUE)
+        self._reserve = Script(redis, lua.RESERVE_KEYS, lua.RESERVE_ARGS, lua.RESERVE)
         self._create = Script(redis, lua.CREATE_KEYS, lua.CREATE_ARGS, lua.CREATE)
         self._withdraw = Script(redis, lua.WITHDRAW_KEYS, lua.WITHDRAW_ARGS, lua.WITHDRAW)
         self._commit = Script(redis, ("job",), (), lua.COMMIT)
@@ -93,39 +94,72 @@ class JobStore:
         `created_at` order. `new_thread`: the gateway made the thread's id,
         so nothing of it can be stored yet. The caller then sends the job's
         nudge (the gateway's api/publisher.py).
+
+        Two steps, as on a Redis Cluster the owner's keys and the thread's are
+        in two slots: the owner's first (the client's count and the list;
+        taken back if the thread's inbox is full), then the thread's.
         """
+        reserved = await self._reserve(
+            client_jobs=client_jobs_key(job.owner, job.client),
+            owner_threads=owner_threads_key(job.owner), ttl=self.ttl, job_id=job.job_id,
+            thread_id=job.thread_id, max_for_client=max_for_client,
+            max_threads=max_threads if job.owner else 0)
+        if reserved[0] != "ok":
+            raise Refused(reserved[0])
         fields = [item for pair in job.to_redis().items() if pair[0] != CREATED_AT
                   for item in pair]
         reply = await self._create(
-            job=job_key(job.job_id), inbox=inbox_key(job.thread_id), pending=PENDING_KEY,
-            activity=ACTIVITY_KEY, client_jobs=client_jobs_key(job.client),
-            owner_threads=owner_threads_key(job.owner), info=thread_info_key(job.thread_id),
-            indexed=THREADS_INDEXED_KEY,
+            job=job_key(job.job_id), inbox=inbox_key(job.thread_id),
+            pending=pending_key(job.thread_id), activity=activity_key(job.thread_id),
+            info=thread_info_key(job.thread_id), indexed=threads_indexed_key(job.thread_id),
             ttl=self.ttl, job_id=job.job_id, thread_id=job.thread_id,
-            max_in_thread=max_in_thread, max_for_client=max_for_client,
-            title=title_of(job.title), owner=job.owner, new_thread="1" if new_thread else "0",
-            max_threads=max_threads if job.owner else 0, rest=fields)
+            max_in_thread=max_in_thread, title=title_of(job.title), owner=job.owner,
+            new_thread="1" if new_thread else "0", rest=fields)
         if reply[0] != "ok":
+            await self._owner_after(job, forgot=reserved[1] == 1)
             raise Refused(reply[0])
         return dataclasses.replace(job, created_at=float(reply[1]))
+
+    async def _owner_after(self, job: Job, forgot: bool = False,
+                           stored_at: str | None = None) -> None:
+        """The owner's part of a job's end (or of its refusal, or withdrawal):
+        it leaves its client's unfinished jobs; its thread moves up in its
+        owner's list (`stored_at`: a turn was stored then), or leaves it
+        (`forgot`: the thread is no conversation after all).
+
+        On a Redis Cluster these keys sit in another slot than the thread's,
+        so this is a second step: a process dying between the two leaves the
+        job counted among its client's for as long as the client keeps
+        queueing (the set expires a job lifetime after its last change), or
+        the thread in the list until cleanup or a delete."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.srem(client_jobs_key(job.owner, job.client), job.job_id)
+            if stored_at is not None:
+                pipe.zadd(owner_threads_key(job.owner), {job.thread_id: stored_at}, gt=True)
+            elif forgot:
+                pipe.zrem(owner_threads_key(job.owner), job.thread_id)
+            await pipe.execute()
 
     async def delete(self, job: Job) -> None:
         """Forgets a job that could not be queued."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(job_key(job.job_id), events_key(job.job_id))
             pipe.lrem(inbox_key(job.thread_id), 0, job.job_id)
-            pipe.srem(client_jobs_key(job.client), job.job_id)
             await pipe.execute()
+        await self._owner_after(job)
 
     async def withdraw(self, job: Job) -> bool:
         """Takes back a job whose nudge could not be sent, as if it had never
         been accepted: False if a worker has started it already (the thread's
         previous turn passed it on), and then it stays accepted."""
-        return cast(int, await self._withdraw(
+        reply = await self._withdraw(
             job=job_key(job.job_id), events=events_key(job.job_id),
-            inbox=inbox_key(job.thread_id), client_jobs=client_jobs_key(job.client),
-            owner_threads=owner_threads_key(job.owner), info=thread_info_key(job.thread_id),
-            job_id=job.job_id, thread_id=job.thread_id)) == 1
+            inbox=inbox_key(job.thread_id), info=thread_info_key(job.thread_id),
+            job_id=job.job_id)
+        if reply[0] != 1:
+            return False
+        await self._owner_after(job, forgot=reply[1] == 1)
+        return True
 
     async def forget_words(self, job_ids: list[str]) -> None:
         """For ended jobs of a deleted conversation: their reply and title go
@@ -246,7 +280,7 @@ class JobStore:
                    from_statuses: tuple[str, ...] = (), active: bool = False,
                    ttl: int | None = None, **fields: str | int) -> bool:
         """Records the outcome, appends the terminal event and takes the job out
-        of its thread's inbox and its client's count, in one step.
+        of its thread's inbox, in one step; then out of its client's count.
 
         Only a job in one of `from_statuses` (default: any unfinished one) is
         changed; returns False otherwise: the first outcome stands. `active`
@@ -259,16 +293,17 @@ class JobStore:
         for name, value in fields.items():
             pairs += [name, value]
         ending = "," + ",".join(from_statuses) + ","
-        ended = await self._finish(
+        reply = await self._finish(
             job=job_key(job.job_id), events=events_key(job.job_id),
-            inbox=inbox_key(job.thread_id), client_jobs=client_jobs_key(job.client),
-            activity=ACTIVITY_KEY, owner_threads=owner_threads_key(job.owner),
+            inbox=inbox_key(job.thread_id), activity=activity_key(job.thread_id),
             info=thread_info_key(job.thread_id),
             ttl=ttl or self.ttl, event=event, data=json.dumps(body), maxlen=STREAM_MAXLEN,
             from_statuses=ending, stored="1" if active else "0", title=title_of(job.title),
             owner=job.owner, job_id=job.job_id, thread_id=job.thread_id, rest=pairs)
-        if not isinstance(ended, str):  # 0 or -1: another outcome came first, or no job
+        if not isinstance(reply, list):  # 0 or -1: another outcome came first, or no job
             return False
+        ended, forgot = reply
+        await self._owner_after(job, forgot=forgot == 1, stored_at=ended if active else None)
         metrics.TURNS.labels(status.value).inc()
         if job.started_at is not None:  # both on Redis's clock
             metrics.TURN_DURATION.labels(status.value).observe(

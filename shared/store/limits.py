@@ -21,7 +21,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
 
 from shared.store._script import Script
-from shared.store.keys import CLIENT_LIMIT_PREFIX, LLM_LIMIT_PREFIX, LLM_PAUSE_KEY
+from shared.store.keys import CLIENT_LIMIT_PREFIX, llm_limit_prefix, llm_pause_key
 
 
 class MovingWindow:
@@ -128,15 +128,15 @@ class LlmWindow(FairWindow):
     provider's 429 puts on every worker."""
 
     def __init__(self, redis: Redis, calls: int, period: int) -> None:
-        super().__init__(redis, LLM_LIMIT_PREFIX, calls, period)
+        super().__init__(redis, llm_limit_prefix(), calls, period)
         self._redis = redis
         self._pause = Script(redis, _PAUSE_KEYS, _PAUSE_ARGS, _PAUSE)
 
     async def paused_for(self) -> float:
         """The seconds left of the pause (0.0: none)."""
-        ms = await self._redis.pttl(LLM_PAUSE_KEY)
+        ms = await self._redis.pttl(llm_pause_key())
         return ms / 1000 if ms > 0 else 0.0
 
     async def pause(self, seconds: float) -> None:
         """Stops every worker's LLM calls for `seconds` (a provider's Retry-After)."""
-        await self._pause(pause=LLM_PAUSE_KEY, ms=max(1, math.ceil(seconds * 1000)))
+        await self._pause(pause=llm_pause_key(), ms=max(1, math.ceil(seconds * 1000)))

@@ -17,7 +17,7 @@ import redis
 from celery import Celery
 
 from shared.queue import CLEANUP_TASK, QUEUE
-from shared.store.keys import ACTIVITY_KEY, agent_thread_key, thread_runs_key
+from shared.store.keys import activity_key, agent_thread_key, thread_runs_key
 from tests import servers
 from tests.stack import Stack, launch
 
@@ -157,7 +157,7 @@ def test_a_thread_missing_from_the_index_is_found_by_the_scan(
         cleanup_stack: Stack, index: redis.Redis) -> None:
     thread = new_thread(cleanup_stack)
     seen = len(worker_log(cleanup_stack))
-    index.zrem(ACTIVITY_KEY, thread)
+    index.zrem(activity_key(thread), thread)
 
     wait_gone(cleanup_stack, thread, within=TTL + RECONCILE + INTERVAL + SLACK)
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 import redis
 
-from shared.store.keys import LLM_LIMIT_PREFIX, LLM_PAUSE_KEY, job_key
+from shared.store.keys import job_key, llm_limit_prefix, llm_pause_key
 from tests.sse import SseEvent, read_events, reply_of
 from tests.stack import Stack, launch, launch_faulty
 
@@ -70,9 +70,9 @@ def fresh_window(limited: Stack) -> Stack:
     """The limited stack with no LLM call counted and no pause: each test
     starts from an empty window, whatever ran before it."""
     with redis.Redis.from_url(limited.env["REDIS_URL"]) as store:
-        for key in store.scan_iter(f"{LLM_LIMIT_PREFIX}*"):
+        for key in store.scan_iter(f"{llm_limit_prefix()}*"):
             store.delete(key)
-        store.delete(LLM_PAUSE_KEY)
+        store.delete(llm_pause_key())
     limited.groq_client.delete("/_calls")
     return limited
 

@@ -22,7 +22,7 @@ from shared.settings import Settings
 from shared.storage import open_saver
 from shared.store.jobs import JobStore
 from shared.store.keys import (
-    ACTIVITY_KEY,
+    activity_key,
     agent_thread_key,
     agent_threads_key,
     events_key,
@@ -104,7 +104,7 @@ async def _store_as_before(stack: Stack, store: redis.Redis, owner: str, bare: s
     await _copy(stack, stored, bare, move=True)
     for key in (agent_thread_key, thread_runs_key, thread_info_key):
         store.rename(key(stored), key(bare))
-    for index in (owner_threads_key(owner), agent_threads_key(owner), ACTIVITY_KEY):
+    for index in (owner_threads_key(owner), agent_threads_key(owner), activity_key(bare)):
         score = store.zscore(index, stored)
         assert score is not None, index
         store.zrem(index, stored)

@@ -10,7 +10,7 @@ from api.agent.records import ThreadRecords
 from shared.store.agent_threads import SCAN_BATCH, ThreadRecord
 from shared.store.job import Job
 from shared.store.keys import (
-    ACTIVITY_KEY,
+    activity_key,
     agent_thread_key,
     agent_threads_key,
     inbox_key,
@@ -41,7 +41,7 @@ async def test_create_once_update_only_what_exists_merge_metadata(
     # It lives as long as the conversation: no expiry of its own, but a place
     # in the activity index by which cleanup deletes idle conversations.
     assert await records.redis.ttl(agent_thread_key("t")) == -1
-    assert await records.redis.zscore(ACTIVITY_KEY, "t") == pytest.approx(record.updated_at)
+    assert await records.redis.zscore(activity_key("t"), "t") == pytest.approx(record.updated_at)
 
 
 async def test_search_pages_newest_first_and_forgets_deleted_threads(

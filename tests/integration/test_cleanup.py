@@ -18,9 +18,9 @@ from shared.ids import new_id
 from shared.settings import Settings
 from shared.store import inbox
 from shared.store.keys import (
-    ACTIVITY_KEY,
     CLEANUP_LOCK_KEY,
     RECONCILED_KEY,
+    activity_keys,
     inbox_key,
     owner_threads_key,
     thread_info_key,
@@ -28,6 +28,9 @@ from shared.store.keys import (
 )
 from worker import cleanup
 from worker.cleanup import Cleanup, Outcome, cleanup_idle_threads
+
+# These tests run on one Redis, which has one activity index.
+ACTIVITY = activity_keys()[0]
 
 PREFIX = "chat_histories/"
 OLD = 10_000.0  # seconds idle: far past any TTL used here
@@ -94,7 +97,7 @@ async def threads(bucket: Bucket, redis: Redis, count: int, idle: float) -> list
     """`count` stored threads, indexed as last active `idle` seconds ago."""
     ids = [new_id() for _ in range(count)]
     await asyncio.gather(*(bucket.store(t) for t in ids))
-    await redis.zadd(ACTIVITY_KEY, {t: time.time() - idle for t in ids})
+    await redis.zadd(ACTIVITY, {t: time.time() - idle for t in ids})
     await redis.set(RECONCILED_KEY, "1")
     return ids
 
@@ -126,7 +129,7 @@ async def test_a_pass_deletes_expired_threads_and_keeps_the_rest(
     assert await make().run() == 5
 
     assert await bucket.thread_ids() == set(fresh)
-    assert set(await redis.zrange(ACTIVITY_KEY, 0, -1)) == set(fresh)
+    assert set(await redis.zrange(ACTIVITY, 0, -1)) == set(fresh)
     assert set(await redis.zrange(owner_threads_key("o"), 0, -1)) == set(fresh)
     assert not await redis.exists(*map(thread_info_key, expired))
     assert not await redis.exists(CLEANUP_LOCK_KEY, *map(thread_lock_key, expired))
@@ -153,7 +156,7 @@ async def test_a_turn_accepted_after_the_page_was_read_keeps_its_thread(
 
     class AcceptedMeanwhile(Lock):
         async def acquire(self, *args: Any, **kwargs: Any) -> bool:
-            await redis.zadd(ACTIVITY_KEY, {thread: time.time()})
+            await redis.zadd(ACTIVITY, {thread: time.time()})
             return await super().acquire(*args, **kwargs)
 
     monkeypatch.setattr(inbox, "Lock", AcceptedMeanwhile)  # the thread lease
@@ -170,13 +173,13 @@ async def test_a_turn_accepted_during_the_delete_keeps_its_index_entry(
     accepted = time.time()
 
     async def accept(thread_id: str) -> None:
-        await redis.zadd(ACTIVITY_KEY, {thread_id: accepted})
+        await redis.zadd(ACTIVITY, {thread_id: accepted})
 
     counting(saver, monkeypatch, before=accept)
     assert await make().run() == 1
 
     # Its turn waits for the lock, then runs on a fresh thread that cleanup must still see.
-    assert await redis.zscore(ACTIVITY_KEY, thread) == accepted
+    assert await redis.zscore(ACTIVITY, thread) == accepted
 
 
 async def test_a_turn_turned_away_during_the_delete_is_handed_on(
@@ -189,7 +192,7 @@ async def test_a_turn_turned_away_during_the_delete_is_handed_on(
     async def accept(thread_id: str) -> None:
         if thread_id == thread:  # as JobStore.create does; its nudge finds the lock taken
             await redis.rpush(inbox_key(thread), job_id)
-            await redis.zadd(ACTIVITY_KEY, {thread: time.time()})
+            await redis.zadd(ACTIVITY, {thread: time.time()})
 
     counting(saver, monkeypatch, before=accept)
     report = await cleanup_idle_threads(make().settings, redis, saver)
@@ -197,7 +200,7 @@ async def test_a_turn_turned_away_during_the_delete_is_handed_on(
     assert report.deleted == 2
     assert report.waiting_jobs == [job_id]
     assert await bucket.thread_ids() == set()
-    assert await redis.zscore(ACTIVITY_KEY, other) is None
+    assert await redis.zscore(ACTIVITY, other) is None
 
 
 async def test_a_failed_delete_is_retried_by_the_next_pass(
@@ -214,7 +217,7 @@ async def test_a_failed_delete_is_retried_by_the_next_pass(
 
     assert await make().run() == 2
     assert await bucket.thread_ids() == {flaky}
-    assert await redis.zscore(ACTIVITY_KEY, flaky) is not None
+    assert await redis.zscore(ACTIVITY, flaky) is not None
     assert await make().run() == 1
     assert await bucket.thread_ids() == set()
 
@@ -269,7 +272,7 @@ async def test_the_scan_indexes_stored_threads_the_index_lost(
 
     assert await make().reconcile_if_due() == 2
 
-    scores = dict(await redis.zrange(ACTIVITY_KEY, 0, -1, withscores=True))
+    scores = dict(await redis.zrange(ACTIVITY, 0, -1, withscores=True))
     assert set(scores) == set(lost)
     # Dated by their objects' LastModified, rounded up to the next whole second.
     assert all(before - 1 < s <= time.time() + 1 for s in scores.values())
@@ -285,12 +288,12 @@ async def test_the_scan_runs_when_due_or_when_the_index_is_empty(
     assert await make().reconcile_if_due() == 1  # marked done, but the index is empty
 
     [known] = await threads(bucket, redis, 1, idle=1)  # sets the mark again
-    await redis.zrem(ACTIVITY_KEY, lost)
+    await redis.zrem(ACTIVITY, lost)
     assert await make().reconcile_if_due() == 0  # marked done, index not empty
 
     await redis.delete(RECONCILED_KEY)
     assert await make().reconcile_if_due() == 1
-    assert set(await redis.zrange(ACTIVITY_KEY, 0, -1)) == {lost, known}
+    assert set(await redis.zrange(ACTIVITY, 0, -1)) == {lost, known}
 
 
 async def test_a_thread_found_by_the_scan_gets_the_full_ttl_then_goes(
@@ -309,4 +312,4 @@ async def test_a_thread_found_by_the_scan_gets_the_full_ttl_then_goes(
     assert deleted == 1
     assert time.time() > stored_at + 2.9  # the whole TTL, give or take the clock
     assert await bucket.thread_ids() == set()
-    assert await redis.zcard(ACTIVITY_KEY) == 0
+    assert await redis.zcard(ACTIVITY) == 0

@@ -12,14 +12,15 @@ from shared.ids import new_id
 from shared.store.conversations import Conversations
 from shared.store.job import Job
 from shared.store.jobs import JobStore
-from shared.store.keys import THREADS_INDEXED_KEY, owner_threads_key, thread_info_key
+from shared.store.keys import owner_threads_key, thread_info_key, threads_indexed_keys
 from tests.helpers import a_job, accept, empty_database
 
 
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[Redis]:
     async with empty_database(redis_url, 6) as client:
-        await client.set(THREADS_INDEXED_KEY, "1")
+        for mark in threads_indexed_keys():
+            await client.set(mark, "1")
         yield client
 
 
@@ -82,7 +83,7 @@ async def test_a_failed_turn_on_a_stored_thread_keeps_it(redis: Redis) -> None:
 
 async def test_without_the_mark_an_unknown_thread_is_partial(redis: Redis) -> None:
     jobs, index = JobStore(redis, ttl=600), Conversations(redis)
-    await redis.delete(THREADS_INDEXED_KEY)
+    await redis.delete(*threads_indexed_keys())
     job = await accept(jobs, owned(a_job(message="after a loss"), "me"))
 
     made = await jobs.create(owned(a_job(message="new id"), "me"), 10, 10, new_thread=True)
@@ -90,7 +91,8 @@ async def test_without_the_mark_an_unknown_thread_is_partial(redis: Redis) -> No
 
     assert await index.unsummarized([job.thread_id, unknown]) == [job.thread_id, unknown]
     assert await index.unsummarized([made.thread_id]) == []
-    await redis.set(THREADS_INDEXED_KEY, "1")
+    for mark in threads_indexed_keys():
+        await redis.set(mark, "1")
     known = await accept(jobs, owned(a_job(message="after the scan"), "me"))
     assert await index.unsummarized([known.thread_id]) == []
 

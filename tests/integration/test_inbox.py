@@ -10,7 +10,7 @@ from redis.asyncio.lock import Lock
 from shared.store.inbox import Inbox
 from shared.store.job import Job
 from shared.store.jobs import JobStore
-from shared.store.keys import PENDING_KEY, hold_key, inbox_key, job_key, thread_lock_key
+from shared.store.keys import hold_key, inbox_key, job_key, pending_key, thread_lock_key
 from tests import helpers
 from tests.helpers import empty_database
 
@@ -37,11 +37,11 @@ async def test_the_head_is_the_oldest_unfinished_job(queue: Inbox) -> None:
 
 async def test_an_empty_inbox_stops_being_pending(queue: Inbox) -> None:
     (job,) = await accept(queue, "t")
-    assert await queue.redis.sismember(PENDING_KEY, "t")
+    assert await queue.redis.sismember(pending_key("t"), "t")
     await queue.jobs.succeed(job, "done")
 
     assert await queue.next_id("t") is None
-    assert not await queue.redis.sismember(PENDING_KEY, "t")
+    assert not await queue.redis.sismember(pending_key("t"), "t")
 
 
 def a_lease(queue: Inbox, thread: str) -> Lock:

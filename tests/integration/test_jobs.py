@@ -10,7 +10,7 @@ import pytest
 from shared.ids import new_id
 from shared.store.job import JobStatus
 from shared.store.jobs import CANCELLED_TTL_SECONDS, JobStore, Refused
-from shared.store.keys import ACTIVITY_KEY, client_jobs_key, events_key, inbox_key, job_key
+from shared.store.keys import activity_key, client_jobs_key, events_key, inbox_key, job_key
 from tests.helpers import a_job, accept
 
 
@@ -30,7 +30,7 @@ async def test_a_job_goes_from_queued_to_succeeded(jobs: JobStore) -> None:
     assert await jobs.redis.ttl(job_key(job.job_id)) > 86000
     assert await jobs.redis.ttl(events_key(job.job_id)) > 86000
     # Accepting and storing a turn both mark the thread active, on Redis's clock.
-    assert await jobs.redis.zscore(ACTIVITY_KEY, job.thread_id) == done.finished_at
+    assert await jobs.redis.zscore(activity_key(job.thread_id), job.thread_id) == done.finished_at
 
 
 async def test_the_first_outcome_stands(jobs: JobStore) -> None:
@@ -93,7 +93,7 @@ async def test_a_full_thread_or_client_refuses_and_records_nothing(jobs: JobStor
 
     assert not await jobs.redis.exists(job_key(refused.job_id))
     assert await jobs.redis.llen(inbox_key(thread)) == 2
-    assert await jobs.redis.scard(client_jobs_key(client)) == 2
+    assert await jobs.redis.scard(client_jobs_key("", client)) == 2
 
 
 async def test_an_ended_job_frees_its_clients_place(jobs: JobStore) -> None:
