@@ -1,6 +1,7 @@
 """The store against a real Redis Cluster (three masters), keys hash-tagged
 as with REDIS_CLUSTER=1: a job's whole life on threads spread over every
-master, the owners' lists, the sweeps over every bucket, and the LLM window.
+master, the owners' lists, the sweeps over every bucket, the LLM window and
+the assistants' WATCH transactions.
 A script or transaction naming keys of two slots fails here (CROSSSLOT)."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from shared.ids import new_id, new_job_id, stored_thread_id
 from shared.redis_client import make_redis
 from shared.store import conversations, keys
 from shared.store.agent_threads import WROTE, AgentThreads
+from shared.store.assistants import Assistants
 from shared.store.conversations import Conversations
 from shared.store.inbox import Inbox
 from shared.store.job import Job, JobStatus
@@ -159,3 +161,16 @@ async def test_a_job_id_made_for_a_thread_finds_its_record(cluster: RedisCluster
     job = await jobs.create(_owned_job(thread), 5, 100)
     assert job.job_id[-2:] == f"{keys.bucket_of_thread(thread):02x}"
     assert (await jobs.get_many([job.job_id, new_job_id(thread)]))[0] is not None
+
+
+async def test_assistants_transactions(cluster: RedisCluster) -> None:
+    assistants = Assistants(cluster)
+    ids = [new_id() for _ in range(5)]
+    for number, assistant_id in enumerate(ids):
+        assert await assistants.create(OWNER, assistant_id, number, f"a{number}", "v1")
+    assert not await assistants.create("other", ids[0], 9, "x", "v1")
+    assert await assistants.add_version(OWNER, ids[0], lambda _, n: (f"a0v{n}", f"v{n}")) == "a0v2"
+    assert await assistants.use_version(OWNER, ids[0], 1, lambda _, v: f"back to {v}") == (
+        True, "back to v1")
+    assert await assistants.delete(OWNER, ids[1])
+    assert await assistants.all_current(OWNER) == ["back to v1", "a2", "a3", "a4"]
