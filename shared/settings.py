@@ -139,14 +139,6 @@ class Settings(BaseSettings):
             decode_key(value.get_secret_value())
         return value
 
-    @field_validator("REDIS_CLUSTER")
-    @classmethod
-    def _no_cluster_yet(cls, value: bool) -> bool:
-        if value:
-            raise ValueError("Redis Cluster is not supported yet: point REDIS_URL at one "
-                             "Redis (with a replica for failover), see README, Settings")
-        return value
-
     @field_validator("API_KEYS")
     @classmethod
     def _keys_are_long(cls, value: str | None) -> str | None:

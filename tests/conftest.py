@@ -1,4 +1,5 @@
-"""Session-wide servers shared by the integration and end-to-end tests."""
+"""Session-wide servers shared by the integration and end-to-end tests, and
+the key layout of a Redis Cluster for the tests that need it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from shared.settings import get_settings
+from shared.store.keys import hash_tagged
 from tests import servers
 
 # Tests never reach AWS: fixed dummy credentials for every client they build.
@@ -39,6 +42,21 @@ def redis_cluster(workdir: Path) -> Iterator[servers.RedisCluster]:
     cluster = servers.redis_cluster(workdir / "redis-cluster").start()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture
+def cluster_keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Keys laid out for a Redis Cluster (hash-tagged), as with REDIS_CLUSTER=1."""
+    monkeypatch.setenv("REDIS_CLUSTER", "1")
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
+    get_settings.cache_clear()
+    hash_tagged.cache_clear()
+    try:
+        yield
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        hash_tagged.cache_clear()
 
 
 @pytest.fixture(scope="session")

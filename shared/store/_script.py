@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.typing import EncodableT
 
 # Redis's clock, for a script that stamps or compares a time: every gateway
@@ -43,10 +42,9 @@ class Script:
                   + f"local REST = {len(self.args) + 1}\n" + body)
         self._script = redis.register_script(source)
 
-    async def __call__(self, rest: Sequence[EncodableT] = (), pipeline: Pipeline | None = None,
-                       **named: EncodableT) -> Any:
-        """Runs the script (queued on `pipeline`, if given)."""
+    async def __call__(self, rest: Sequence[EncodableT] = (), **named: EncodableT) -> Any:
+        """Runs the script."""
         if named.keys() != self._names:
             raise TypeError(f"the script takes {self.keys + self.args}, got {tuple(named)}")
         return await self._script(keys=[str(named[k]) for k in self.keys],
-                                  args=[*(named[a] for a in self.args), *rest], client=pipeline)
+                                  args=[*(named[a] for a in self.args), *rest])

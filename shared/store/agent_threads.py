@@ -25,6 +25,7 @@ from shared.store.keys import (
     activity_key,
     agent_thread_key,
     agent_threads_key,
+    hash_tagged,
     inbox_key,
     thread_runs_key,
 )
@@ -90,7 +91,7 @@ end
 
 # A queued job listed among its thread's runs, the record made or merged
 # with the server's own metadata (no client limits apply), in one step.
-# The time, for the owner's index.
+# Returns the time, for the owner's index.
 _ADD_RUN_KEYS = ("record", "activity", "runs")
 _ADD_RUN_ARGS = ("owner", "thread_id", "run_id", "created_at", "ttl")
 _ADD_RUN = NOW + """
@@ -98,8 +99,9 @@ local exists = redis.call('EXISTS', record) == 1
 """ + _WRITE + """
 redis.call('ZADD', runs, created_at, run_id)
 redis.call('EXPIRE', runs, ttl)
-return now
 """
+# The same, and the owner's index, in one step where every key is on one Redis.
+_ADD_RUN_LISTED = _ADD_RUN + "redis.call('ZADD', owner_index, now, thread_id)\n"
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,9 @@ class AgentThreads:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self._upsert = Script(redis, _UPSERT_KEYS, _UPSERT_ARGS, _UPSERT)
-        self._add_run = Script(redis, _ADD_RUN_KEYS, _ADD_RUN_ARGS, _ADD_RUN)
+        self._add_run = Script(redis, _ADD_RUN_KEYS, _ADD_RUN_ARGS, _ADD_RUN + "return now\n")
+        self._add_run_listed = Script(redis, (*_ADD_RUN_KEYS, "owner_index"), _ADD_RUN_ARGS,
+                                      _ADD_RUN_LISTED)
 
     async def upsert(self, thread_id: str, owner: str,
                      mode: Literal["create", "update", "ensure"],
@@ -225,11 +229,17 @@ class AgentThreads:
         """Lists the queued job among its thread's runs (for `ttl` seconds,
         as long as jobs are kept), and merges `metadata` into the thread's
         record, making it if the thread has none."""
-        at = await self._add_run(
-            record=agent_thread_key(job.thread_id), activity=activity_key(job.thread_id),
-            runs=thread_runs_key(job.thread_id), owner=job.owner, thread_id=job.thread_id,
-            run_id=job.job_id, created_at=job.created_at, ttl=ttl, rest=_pairs(metadata))
-        await self._list(job.owner, job.thread_id, at)
+        names: dict[str, Any] = {
+            "record": agent_thread_key(job.thread_id), "activity": activity_key(job.thread_id),
+            "runs": thread_runs_key(job.thread_id), "owner": job.owner,
+            "thread_id": job.thread_id, "run_id": job.job_id, "created_at": job.created_at,
+            "ttl": ttl}
+        if hash_tagged():  # the owner's index is in another slot (keys.py)
+            at = await self._add_run(**names, rest=_pairs(metadata))
+            await self._list(job.owner, job.thread_id, at)
+        else:
+            await self._add_run_listed(**names, owner_index=agent_threads_key(job.owner),
+                                       rest=_pairs(metadata))
 
 
 def _pairs(metadata: dict[str, Any] | None) -> list[str]:

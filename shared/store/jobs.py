@@ -38,6 +38,7 @@ from shared.store.keys import (
     activity_key,
     client_jobs_key,
     events_key,
+    hash_tagged,
     inbox_key,
     job_key,
     owner_threads_key,
@@ -69,11 +70,18 @@ class JobStore:
     def __init__(self, redis: Redis, ttl: int) -> None:
         self.redis = redis
         self.ttl = ttl
+        # On one Redis, accepting and ending a job are one script each; on a
+        # Redis Cluster, the owner's part is a step of its own (keys.py).
+        self._one_slot = not hash_tagged()
         self._finish = Script(redis, lua.FINISH_KEYS, lua.FINISH_ARGS, lua.FINISH)
+        self._finish_all = Script(redis, lua.FINISH_ALL_KEYS, lua.FINISH_ARGS, lua.FINISH_ALL)
+        self._owner_after_script = Script(redis, lua.OWNER_AFTER_KEYS, lua.OWNER_AFTER_ARGS,
+                                          lua.OWNER_AFTER)
         self._start = Script(redis, lua.START_KEYS, lua.START_ARGS, lua.START)
         self._requeue = Script(redis, ("job",), (), lua.REQUEUE)
         self._reserve = Script(redis, lua.RESERVE_KEYS, lua.RESERVE_ARGS, lua.RESERVE)
         self._create = Script(redis, lua.CREATE_KEYS, lua.CREATE_ARGS, lua.CREATE)
+        self._accept = Script(redis, lua.ACCEPT_KEYS, lua.ACCEPT_ARGS, lua.ACCEPT)
         self._withdraw = Script(redis, lua.WITHDRAW_KEYS, lua.WITHDRAW_ARGS, lua.WITHDRAW)
         self._commit = Script(redis, ("job",), (), lua.COMMIT)
         self._ask_cancel = Script(redis, ("job",), lua.ASK_CANCEL_ARGS, lua.ASK_CANCEL)
@@ -99,46 +107,47 @@ class JobStore:
         in two slots: the owner's first (the client's count and the list;
         taken back if the thread's inbox is full), then the thread's.
         """
-        reserved = await self._reserve(
-            client_jobs=client_jobs_key(job.owner, job.client),
-            owner_threads=owner_threads_key(job.owner), ttl=self.ttl, job_id=job.job_id,
-            thread_id=job.thread_id, max_for_client=max_for_client,
-            max_threads=max_threads if job.owner else 0)
-        if reserved[0] != "ok":
-            raise Refused(reserved[0])
+        owner_part: dict[str, Any] = {
+            "client_jobs": client_jobs_key(job.owner, job.client),
+            "owner_threads": owner_threads_key(job.owner),
+            "max_for_client": max_for_client, "max_threads": max_threads if job.owner else 0}
+        thread_part: dict[str, Any] = {
+            "job": job_key(job.job_id), "inbox": inbox_key(job.thread_id),
+            "pending": pending_key(job.thread_id), "activity": activity_key(job.thread_id),
+            "info": thread_info_key(job.thread_id),
+            "indexed": threads_indexed_key(job.thread_id), "max_in_thread": max_in_thread,
+            "title": title_of(job.title), "owner": job.owner,
+            "new_thread": "1" if new_thread else "0"}
+        common: dict[str, Any] = {"ttl": self.ttl, "job_id": job.job_id,
+                                         "thread_id": job.thread_id}
         fields = [item for pair in job.to_redis().items() if pair[0] != CREATED_AT
                   for item in pair]
-        reply = await self._create(
-            job=job_key(job.job_id), inbox=inbox_key(job.thread_id),
-            pending=pending_key(job.thread_id), activity=activity_key(job.thread_id),
-            info=thread_info_key(job.thread_id), indexed=threads_indexed_key(job.thread_id),
-            ttl=self.ttl, job_id=job.job_id, thread_id=job.thread_id,
-            max_in_thread=max_in_thread, title=title_of(job.title), owner=job.owner,
-            new_thread="1" if new_thread else "0", rest=fields)
+        if self._one_slot:
+            reply = await self._accept(**common, **owner_part, **thread_part, rest=fields)
+        else:
+            reserved = await self._reserve(**common, **owner_part)
+            if reserved[0] != "ok":
+                raise Refused(reserved[0])
+            reply = await self._create(**common, **thread_part, rest=fields)
+            if reply[0] != "ok":
+                await self._owner_after(job, forgot=reserved[1] == 1)
         if reply[0] != "ok":
-            await self._owner_after(job, forgot=reserved[1] == 1)
             raise Refused(reply[0])
         return dataclasses.replace(job, created_at=float(reply[1]))
 
     async def _owner_after(self, job: Job, forgot: bool = False,
                            stored_at: str | None = None) -> None:
-        """The owner's part of a job's end (or of its refusal, or withdrawal):
-        it leaves its client's unfinished jobs; its thread moves up in its
-        owner's list (`stored_at`: a turn was stored then), or leaves it
-        (`forgot`: the thread is no conversation after all).
+        """The owner's part of a job's end, withdrawal or refusal (see
+        _job_scripts.OWNER_AFTER), where it is a step of its own.
 
-        On a Redis Cluster these keys sit in another slot than the thread's,
-        so this is a second step: a process dying between the two leaves the
+        On a Redis Cluster a process dying between the two steps leaves the
         job counted among its client's for as long as the client keeps
         queueing (the set expires a job lifetime after its last change), or
-        the thread in the list until cleanup or a delete."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.srem(client_jobs_key(job.owner, job.client), job.job_id)
-            if stored_at is not None:
-                pipe.zadd(owner_threads_key(job.owner), {job.thread_id: stored_at}, gt=True)
-            elif forgot:
-                pipe.zrem(owner_threads_key(job.owner), job.thread_id)
-            await pipe.execute()
+        the thread in its owner's list until cleanup or a delete."""
+        await self._owner_after_script(
+            client_jobs=client_jobs_key(job.owner, job.client),
+            owner_threads=owner_threads_key(job.owner), job_id=job.job_id,
+            thread_id=job.thread_id, stored_at=stored_at or "", forgot=int(forgot))
 
     async def delete(self, job: Job) -> None:
         """Forgets a job that could not be queued."""
@@ -293,17 +302,26 @@ class JobStore:
         for name, value in fields.items():
             pairs += [name, value]
         ending = "," + ",".join(from_statuses) + ","
-        reply = await self._finish(
-            job=job_key(job.job_id), events=events_key(job.job_id),
-            inbox=inbox_key(job.thread_id), activity=activity_key(job.thread_id),
-            info=thread_info_key(job.thread_id),
-            ttl=ttl or self.ttl, event=event, data=json.dumps(body), maxlen=STREAM_MAXLEN,
-            from_statuses=ending, stored="1" if active else "0", title=title_of(job.title),
-            owner=job.owner, job_id=job.job_id, thread_id=job.thread_id, rest=pairs)
+        names: dict[str, Any] = {
+            "job": job_key(job.job_id), "events": events_key(job.job_id),
+            "inbox": inbox_key(job.thread_id), "activity": activity_key(job.thread_id),
+            "info": thread_info_key(job.thread_id),
+            "ttl": ttl or self.ttl, "event": event, "data": json.dumps(body),
+            "maxlen": STREAM_MAXLEN, "from_statuses": ending, "stored": "1" if active else "0",
+            "title": title_of(job.title), "owner": job.owner, "job_id": job.job_id,
+            "thread_id": job.thread_id}
+        if self._one_slot:
+            reply = await self._finish_all(
+                **names, client_jobs=client_jobs_key(job.owner, job.client),
+                owner_threads=owner_threads_key(job.owner), rest=pairs)
+        else:
+            reply = await self._finish(**names, rest=pairs)
+            if isinstance(reply, list):
+                await self._owner_after(job, forgot=reply[1] == 1,
+                                        stored_at=reply[0] if active else None)
         if not isinstance(reply, list):  # 0 or -1: another outcome came first, or no job
             return False
-        ended, forgot = reply
-        await self._owner_after(job, forgot=forgot == 1, stored_at=ended if active else None)
+        ended = reply[0]
         metrics.TURNS.labels(status.value).inc()
         if job.started_at is not None:  # both on Redis's clock
             metrics.TURN_DURATION.labels(status.value).observe(

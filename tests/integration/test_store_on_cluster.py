@@ -14,7 +14,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from shared.ids import new_id, new_job_id, stored_thread_id
 from shared.redis_client import make_redis
-from shared.store import conversations, keys
+from shared.store import keys
 from shared.store.agent_threads import WROTE, AgentThreads
 from shared.store.assistants import Assistants
 from shared.store.conversations import Conversations
@@ -30,9 +30,7 @@ OWNER = "0123456789abcdef0123456789abcdef"
 
 @pytest.fixture
 async def cluster(redis_cluster: servers.RedisCluster,
-                  monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RedisCluster]:
-    monkeypatch.setattr(keys, "hash_tagged", lambda: True)
-    monkeypatch.setattr(conversations, "hash_tagged", lambda: True)
+                  cluster_keys: None) -> AsyncIterator[RedisCluster]:
     redis = make_redis(redis_cluster.url, 16, cluster=True)
     await redis.flushall()
     try:

@@ -9,13 +9,7 @@ import pytest
 from redis.crc import key_slot
 
 from shared.ids import new_id, new_job_id, stored_thread_id
-from shared.store import conversations, keys
-
-
-@pytest.fixture
-def tagged(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(keys, "hash_tagged", lambda: True)
-    monkeypatch.setattr(conversations, "hash_tagged", lambda: True)
+from shared.store import keys
 
 
 def _slot(key: str) -> int:
@@ -42,7 +36,7 @@ def test_one_redis_keeps_the_names_keys_always_had() -> None:
     assert keys.llm_pause_key() == "chat:llm:paused_until"
 
 
-@pytest.mark.usefixtures("tagged")
+@pytest.mark.usefixtures("cluster_keys")
 def test_a_threads_keys_and_its_jobs_share_one_slot() -> None:
     slots = set()
     for _ in range(300):
@@ -55,7 +49,7 @@ def test_a_threads_keys_and_its_jobs_share_one_slot() -> None:
     assert len(slots) > 100
 
 
-@pytest.mark.usefixtures("tagged")
+@pytest.mark.usefixtures("cluster_keys")
 def test_an_owners_keys_share_one_slot_and_so_do_the_shared_ones() -> None:
     owner = "0123456789abcdef0123456789abcdef"
     assert len({_slot(keys.owner_threads_key(owner)), _slot(keys.agent_threads_key(owner)),

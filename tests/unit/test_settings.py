@@ -37,7 +37,6 @@ def test_provider_is_echo_without_a_key_and_groq_with_one() -> None:
     ({"SESSION_TTL_SECONDS": -1}, "SESSION_TTL_SECONDS"),
     ({"REDIS_URL": "http://x"}, "REDIS_URL"),
     ({"CELERY_BROKER_URL": "kafka://x"}, "CELERY_BROKER_URL"),
-    ({"REDIS_CLUSTER": "1"}, "REDIS_CLUSTER"),
     ({"LLM_PROVIDER": "groq"}, "GROQ_API_KEY"),
     ({"LLM_PROVIDER": "openai"}, "OPENAI_BASE_URL"),
     ({"S3_BUCKET_NAME": "Bad_Bucket"}, "S3_BUCKET_NAME"),
