@@ -10,7 +10,8 @@ stored id (`shared.ids.stored_thread_id`), which says whose it is.
 - `jobs`: the job records and their events streams (JobStore); its scripts
   (`_job_scripts`) accept and end a job and, in the same step, move the
   thread's inbox, the client's unfinished jobs, the activity index and the
-  owner's list of conversations.
+  owner's list of conversations (on a Redis Cluster, the owner's part in a
+  step of its own).
 - `inbox`: a thread's inbox, its lease, hold and missed/kicked marks, and
   the pending set: who runs a thread's next turn (Inbox).
 - `conversations`: each owner's list of conversations, the activity index
@@ -22,5 +23,7 @@ stored id (`shared.ids.stored_thread_id`), which says whose it is.
 - `assistants`: the assistants a key makes through the LangGraph Server
   API, every version of each, and each owner's index of them.
 - `idempotency`: the job an Idempotency-Key claimed.
-- `keys`: every key's name; only this package builds keys.
+- `keys`: every key's name; only this package builds keys. On a Redis
+  Cluster keys carry hash tags, so that every script and transaction here
+  names keys of one slot: a thread's and its jobs', or an owner's.
 """

@@ -7,7 +7,9 @@ that accepts a job (the thread comes first, titled by the message if it is
 new) and that ends one (a stored turn adds its two messages; a new thread
 whose every turn failed or was cancelled leaves the list). The same steps
 move the activity index (thread id -> time of its last accepted or finished
-turn), by which cleanup (worker/cleanup.py) finds idle conversations.
+turn), by which cleanup (worker/cleanup.py) finds idle conversations. (On a
+Redis Cluster the list is in its owner's slot and the rest in the thread's:
+there, the owner's part is a step of its own, keys.py.)
 
 Redis can lose them. A full scan of S3 (cleanup's reconcile) then
 summarises each stored thread from its transcript
