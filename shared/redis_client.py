@@ -14,10 +14,13 @@ wait: a command that finds a node's all busy fails at once (MaxConnectionsError)
 
 from __future__ import annotations
 
-from typing import Literal, overload
+from typing import TYPE_CHECKING, Literal, cast, overload
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 # Blocking reads (XREAD BLOCK) wait at most this long per call, so a dead
 # connection is noticed within SOCKET_TIMEOUT and a live one never times out.
@@ -40,6 +43,19 @@ def make_redis(url: str, max_connections: int, cluster: bool = False) -> Redis |
     pool = BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=POOL_WAIT_SECONDS, **options)
     return Redis.from_pool(pool)  # the client owns the pool: aclose closes it
+
+
+def state_redis(settings: Settings, max_connections: int | None = None) -> Redis:
+    """The state's Redis (REDIS_URL): a cluster client when REDIS_CLUSTER is on.
+    `max_connections`: the pool's size, REDIS_MAX_CONNECTIONS unless given.
+
+    Typed as `Redis`, which the stores take: the cluster client answers the
+    same commands. What only one of the two has (pub/sub, the pool) is
+    reached through an isinstance check where it is used.
+    """
+    return cast(Redis, make_redis(settings.REDIS_URL,
+                                  max_connections or settings.REDIS_MAX_CONNECTIONS,
+                                  cluster=settings.REDIS_CLUSTER))
 
 
 async def redis_now(redis: Redis) -> float:
