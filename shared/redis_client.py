@@ -14,10 +14,11 @@ wait: a command that finds a node's all busy fails at once (MaxConnectionsError)
 
 from __future__ import annotations
 
+import random
 from typing import TYPE_CHECKING, Literal, cast, overload
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -56,6 +57,23 @@ def state_redis(settings: Settings, max_connections: int | None = None) -> Redis
     return cast(Redis, make_redis(settings.REDIS_URL,
                                   max_connections or settings.REDIS_MAX_CONNECTIONS,
                                   cluster=settings.REDIS_CLUSTER))
+
+
+async def any_node(cluster: RedisCluster, avoid: str | None = None) -> ClusterNode:
+    """One node of the cluster, at random, other than `avoid` (a node's name,
+    host:port) while there is another."""
+    await cluster.initialize()
+    nodes = cluster.get_nodes()
+    return random.choice([n for n in nodes if n.name != avoid] or nodes)
+
+
+def node_client(node: ClusterNode) -> Redis:
+    """A plain client of one cluster node, with the cluster client's options
+    (auth, TLS, timeouts), on a small pool of its own: for what the cluster
+    client cannot do, as hold a subscription."""
+    pool = ConnectionPool(connection_class=node.connection_class, max_connections=2,
+                          **node.connection_kwargs)
+    return Redis.from_pool(pool)
 
 
 async def redis_now(redis: Redis) -> float:
