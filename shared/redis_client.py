@@ -59,6 +59,15 @@ def state_redis(settings: Settings, max_connections: int | None = None) -> Redis
                                   cluster=settings.REDIS_CLUSTER))
 
 
+async def ping(redis: Redis | RedisCluster) -> None:
+    """Raises unless Redis answers: on a cluster, every primary, since one
+    that does not serves none of its slots (a PING alone goes to one node)."""
+    if isinstance(redis, RedisCluster):
+        await redis.ping(target_nodes=RedisCluster.PRIMARIES)
+    else:
+        await redis.ping()
+
+
 async def any_node(cluster: RedisCluster, avoid: str | None = None) -> ClusterNode:
     """One node of the cluster, at random, other than `avoid` (a node's name,
     host:port) while there is another."""
