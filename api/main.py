@@ -51,6 +51,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.CLIENT_RATE_LIMIT:
             client_limit = ClientRateLimit(redis, settings.CLIENT_RATE_LIMIT,
                                            settings.CLIENT_RATE_WINDOW_SECONDS)
+            stack.push_async_callback(client_limit.aclose)
         hub = EventHub(redis, settings.GATEWAY_MAX_WAITERS,
                        settings.MAX_WAITS_PER_KEY)
         hub.start()
