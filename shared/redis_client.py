@@ -19,9 +19,14 @@ from typing import TYPE_CHECKING, Literal, cast, overload
 
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.exceptions import ClusterDownError, SlotNotCoveredError, TryAgainError
 
 if TYPE_CHECKING:
     from shared.settings import Settings
+
+# What a Redis Cluster answers while a node is down or failing over, or its
+# slots are moving: like a connection error, it passes.
+CLUSTER_UNAVAILABLE = (ClusterDownError, TryAgainError, SlotNotCoveredError)
 
 # Blocking reads (XREAD BLOCK) wait at most this long per call, so a dead
 # connection is noticed within SOCKET_TIMEOUT and a live one never times out.
