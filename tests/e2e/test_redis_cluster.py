@@ -62,7 +62,7 @@ def broker(workdir: Path) -> Iterator[servers.Server]:
 
 
 @pytest.fixture(scope="module")
-def on_cluster(workdir: Path, s3_endpoint: str, cluster: servers.RedisCluster,
+def faulty(workdir: Path, s3_endpoint: str, cluster: servers.RedisCluster,
                broker: servers.Server) -> Iterator[Stack]:
     with launch_faulty(workdir, s3_endpoint, "on-cluster", redis_url=cluster.url,
                        REDIS_CLUSTER="1",
@@ -71,13 +71,13 @@ def on_cluster(workdir: Path, s3_endpoint: str, cluster: servers.RedisCluster,
 
 
 @pytest.fixture(scope="module")
-def stack(on_cluster: Stack) -> Stack:
+def stack(faulty: Stack) -> Stack:
     """The tests written for the shared stack run on this one."""
-    return on_cluster
+    return faulty
 
 
-def test_the_stack_is_ready_on_a_cluster(on_cluster: Stack) -> None:
-    for client in (on_cluster.client, on_cluster.second):
+def test_the_stack_is_ready_on_a_cluster(faulty: Stack) -> None:
+    for client in (faulty.client, faulty.second):
         assert client is not None
         ready = client.get("/readyz")
         assert ready.status_code == 200, ready.text
@@ -85,12 +85,12 @@ def test_the_stack_is_ready_on_a_cluster(on_cluster: Stack) -> None:
 
 
 def test_turns_travel_through_the_broker_and_the_state_spans_the_nodes(
-        on_cluster: Stack, cluster: servers.RedisCluster) -> None:
-    replies = [on_cluster.client.post("/chat", json={"message": f"node {n}"})
+        faulty: Stack, cluster: servers.RedisCluster) -> None:
+    replies = [faulty.client.post("/chat", json={"message": f"node {n}"})
                for n in range(6)]
 
     assert [r.status_code for r in replies] == [200] * 6, replies[-1].text
-    with on_cluster.store() as store:
+    with faulty.store() as store:
         # Kombu's Redis transport keeps its queues and bindings under these names.
         assert not store.exists("chat", "chat-maintenance", "_kombu.binding.chat")
         holding = {port for port in cluster.ports
