@@ -10,6 +10,8 @@ Asked for a Redis Cluster, it returns redis-py's cluster client instead, which
 finds the nodes from the one in the URL and sends each command to the node
 holding its keys' slot. Its pools are per node, of the same size, and do not
 wait: a command that finds a node's all busy fails at once (MaxConnectionsError).
+It has no subscriptions of its own to give: `node_client` opens one node
+plainly for that, and `ping` asks every primary, not one node.
 """
 
 from __future__ import annotations
