@@ -31,6 +31,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 
 from shared.checkpoint import S3Unavailable
+from shared.redis_client import CLUSTER_UNAVAILABLE
 
 log = structlog.get_logger("api")
 
@@ -157,6 +158,9 @@ def install_handlers(app: FastAPI) -> None:
     async def redis_down(_: Request, exc: Exception) -> JSONResponse:
         log.warning("dependency_down", dependency="redis", error=type(exc).__name__)
         return _json(503, "redis unavailable, try again later", {"Retry-After": "5"})
+
+    for unavailable in CLUSTER_UNAVAILABLE:
+        app.add_exception_handler(unavailable, redis_down)
 
     @app.exception_handler(OutOfMemoryError)
     async def redis_full(_: Request, exc: Exception) -> JSONResponse:

@@ -24,7 +24,7 @@ from shared.legacy_threads import LegacyThreads
 from shared.logging import configure_logging
 from shared.metric_files import fold_if_shared
 from shared.queue import make_celery
-from shared.redis_client import make_redis
+from shared.redis_client import state_redis
 from shared.scoped_saver import ScopedSaver
 from shared.settings import Settings, get_settings
 from shared.storage import open_saver
@@ -42,7 +42,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with AsyncExitStack() as stack:
         # Clients connect lazily, so the gateway starts (and /healthz answers)
         # while Redis or S3 is still down; /readyz tells when they are up.
-        redis = make_redis(settings.REDIS_URL, settings.REDIS_MAX_CONNECTIONS)
+        redis = state_redis(settings)
         stack.push_async_callback(redis.aclose)
         saver = await stack.enter_async_context(open_saver(settings))
         celery = make_celery(settings, "gateway")
@@ -51,6 +51,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.CLIENT_RATE_LIMIT:
             client_limit = ClientRateLimit(redis, settings.CLIENT_RATE_LIMIT,
                                            settings.CLIENT_RATE_WINDOW_SECONDS)
+            stack.push_async_callback(client_limit.aclose)
         hub = EventHub(redis, settings.GATEWAY_MAX_WAITERS,
                        settings.MAX_WAITS_PER_KEY)
         hub.start()

@@ -21,6 +21,9 @@ class ClientRateLimit:
     def __init__(self, redis: Redis, requests: int, window_seconds: int) -> None:
         self._window = client_window(redis, requests, window_seconds)
 
+    async def aclose(self) -> None:
+        await self._window.aclose()
+
     async def check(self, client: str) -> None:
         """Counts one request of `client` (a digest), or raises with when to retry."""
         wait = await self._window.hit(client)

@@ -10,14 +10,25 @@ Asked for a Redis Cluster, it returns redis-py's cluster client instead, which
 finds the nodes from the one in the URL and sends each command to the node
 holding its keys' slot. Its pools are per node, of the same size, and do not
 wait: a command that finds a node's all busy fails at once (MaxConnectionsError).
+It has no subscriptions of its own to give: `node_client` opens one node
+plainly for that, and `ping` asks every primary, not one node.
 """
 
 from __future__ import annotations
 
-from typing import Literal, overload
+import random
+from typing import TYPE_CHECKING, Literal, cast, overload
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.exceptions import ClusterDownError, SlotNotCoveredError, TryAgainError
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
+
+# What a Redis Cluster answers while a node is down or failing over, or its
+# slots are moving: like a connection error, it passes.
+CLUSTER_UNAVAILABLE = (ClusterDownError, TryAgainError, SlotNotCoveredError)
 
 # Blocking reads (XREAD BLOCK) wait at most this long per call, so a dead
 # connection is noticed within SOCKET_TIMEOUT and a live one never times out.
@@ -40,6 +51,45 @@ def make_redis(url: str, max_connections: int, cluster: bool = False) -> Redis |
     pool = BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=POOL_WAIT_SECONDS, **options)
     return Redis.from_pool(pool)  # the client owns the pool: aclose closes it
+
+
+def state_redis(settings: Settings, max_connections: int | None = None) -> Redis:
+    """The state's Redis (REDIS_URL): a cluster client when REDIS_CLUSTER is on.
+    `max_connections`: the pool's size, REDIS_MAX_CONNECTIONS unless given.
+
+    Typed as `Redis`, which the stores take: the cluster client answers the
+    same commands. What only one of the two has (pub/sub, the pool) is
+    reached through an isinstance check where it is used.
+    """
+    return cast(Redis, make_redis(settings.REDIS_URL,
+                                  max_connections or settings.REDIS_MAX_CONNECTIONS,
+                                  cluster=settings.REDIS_CLUSTER))
+
+
+async def ping(redis: Redis | RedisCluster) -> None:
+    """Raises unless Redis answers: on a cluster, every primary, since one
+    that does not serves none of its slots (a PING alone goes to one node)."""
+    if isinstance(redis, RedisCluster):
+        await redis.ping(target_nodes=RedisCluster.PRIMARIES)
+    else:
+        await redis.ping()
+
+
+async def any_node(cluster: RedisCluster, avoid: str | None = None) -> ClusterNode:
+    """One node of the cluster, at random, other than `avoid` (a node's name,
+    host:port) while there is another."""
+    await cluster.initialize()
+    nodes = cluster.get_nodes()
+    return random.choice([n for n in nodes if n.name != avoid] or nodes)
+
+
+def node_client(node: ClusterNode) -> Redis:
+    """A plain client of one cluster node, with the cluster client's options
+    (auth, TLS, timeouts), on a small pool of its own: for what the cluster
+    client cannot do, as hold a subscription."""
+    pool = ConnectionPool(connection_class=node.connection_class, max_connections=2,
+                          **node.connection_kwargs)
+    return Redis.from_pool(pool)
 
 
 async def redis_now(redis: Redis) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from functools import lru_cache
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -68,8 +69,9 @@ class Settings(BaseSettings):
     RATE_LIMIT_PERIOD: Positive = 60
 
     REDIS_URL: str = Field("redis://localhost:6379/0", pattern=r"^rediss?://")
-    # Redis Cluster for the state is not supported yet: its scripts span keys of
-    # many slots. Asking for it stops the start rather than failing each turn.
+    # REDIS_URL is one node of a Redis Cluster (the client finds the others).
+    # Kombu's Redis transport cannot use a cluster, so the broker is then a
+    # Redis or RabbitMQ of its own (CELERY_BROKER_URL, required).
     REDIS_CLUSTER: bool = False
     # Celery's broker: a Redis (by default the one of REDIS_URL) or RabbitMQ.
     # Turns reach it only through Celery's own API (shared/queue.py).
@@ -158,6 +160,15 @@ class Settings(BaseSettings):
             raise ValueError("OPENAI_BASE_URL and OPENAI_MODEL: required when LLM_PROVIDER=openai")
         return self
 
+    @model_validator(mode="after")
+    def _broker_is_not_the_cluster(self) -> Settings:
+        broker = self.CELERY_BROKER_URL
+        if self.REDIS_CLUSTER and (broker is None or _address(broker) == _address(self.REDIS_URL)):
+            raise ValueError("CELERY_BROKER_URL: required when REDIS_CLUSTER=1, and not the "
+                             "cluster's node (Celery cannot queue on a Redis Cluster): "
+                             "a Redis or RabbitMQ of its own")
+        return self
+
     @property
     def llm_provider(self) -> Literal["groq", "openai", "echo"]:
         """The provider in use: explicit, else groq when a key is set, else echo."""
@@ -181,6 +192,11 @@ class Settings(BaseSettings):
     @property
     def s3_url(self) -> str:
         return f"s3://{self.S3_BUCKET_NAME}/{self.S3_PREFIX}"
+
+
+def _address(url: str) -> tuple[str | None, int | None]:
+    parts = urlsplit(url)
+    return parts.hostname, parts.port or (6379 if parts.scheme.startswith("redis") else None)
 
 
 def describe(error: ValidationError) -> str:

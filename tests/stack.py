@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from redis import Redis, RedisCluster
 
 from shared.store.keys import job_key
 from tests import servers
@@ -72,11 +73,17 @@ class Stack:
                 found[item["Key"]] = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
         return found
 
+    def store(self) -> Redis | RedisCluster:
+        """A client of the stack's Redis, to read or write it directly: a
+        cluster client when the stack's state is on a Redis Cluster."""
+        url = self.env["REDIS_URL"]
+        if self.env.get("REDIS_CLUSTER") == "1":
+            return RedisCluster.from_url(url, decode_responses=True)
+        return Redis.from_url(url, decode_responses=True)
+
     def job_record(self, job_id: str) -> dict[str, float]:
         """The job's timestamps, read from Redis directly (for benchmarks)."""
-        import redis
-
-        with redis.Redis.from_url(self.env["REDIS_URL"], decode_responses=True) as client:
+        with self.store() as client:
             raw = client.hgetall(job_key(job_id))
         return {k: float(raw[k]) for k in ("created_at", "started_at", "finished_at")}
 
@@ -203,14 +210,18 @@ def launch_all(workdir: Path, workers: int = 2, **overrides: str) -> Iterator[St
 
 @contextmanager
 def launch_faulty(workdir: Path, s3_endpoint: str, name: str = "faulty",
-                  **overrides: str) -> Iterator[Stack]:
-    """Three workers and two gateways on a persistent Redis of their own, with
-    S3 behind a proxy a test can cut (`stack.s3_proxy`), a short lease and a
-    sweep every second, for the tests of crashes and outages."""
-    redis = servers.redis_server(workdir / f"{name}-redis", persistent=True).start()
+                  redis_url: str | None = None, **overrides: str) -> Iterator[Stack]:
+    """Three workers and two gateways on a persistent Redis of their own (or
+    on `redis_url`'s, then not theirs to restart), with S3 behind a proxy a
+    test can cut (`stack.s3_proxy`), a short lease and a sweep every second,
+    for the tests of crashes and outages."""
+    own = None
+    if redis_url is None:
+        own = servers.redis_server(workdir / f"{name}-redis", persistent=True).start()
+        redis_url = f"redis://127.0.0.1:{own.port}/0"
     s3 = servers.TcpProxy(int(s3_endpoint.rsplit(":", 1)[1])).start()
     try:
-        with launch(f"redis://127.0.0.1:{redis.port}/0", f"http://127.0.0.1:{s3.port}",
+        with launch(redis_url, f"http://127.0.0.1:{s3.port}",
                     workdir / name, workers=3, THREAD_LEASE_SECONDS="3",
                     RECOVERY_INTERVAL_SECONDS="1", RECOVERY_STALL_SECONDS="3",
                     TURN_MAX_RETRIES="5", **overrides) as stack:
@@ -220,7 +231,7 @@ def launch_faulty(workdir: Path, s3_endpoint: str, name: str = "faulty",
                              "127.0.0.1", "--port", str(port), "--no-access-log"],
                 port, workdir / name / "gateway2.log", stack.env).start()
             stack.extra += [second]
-            stack.redis = redis
+            stack.redis = own
             stack.s3_proxy = s3
             stack.second = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=90)
             try:
@@ -229,4 +240,5 @@ def launch_faulty(workdir: Path, s3_endpoint: str, name: str = "faulty",
                 stack.second.close()
     finally:
         s3.stop()
-        redis.stop()
+        if own is not None:
+            own.stop()

@@ -5,17 +5,24 @@ worker process listens on one connection and wakes the turn it runs, so a
 turn waiting on the LLM costs Redis nothing and stops within a round trip.
 Messages sent while the subscription was down are not replayed: every time
 it (re)subscribes, it reads the flags of the turns it runs instead.
+
+On a Redis Cluster, a PUBLISH on any node reaches the subscribers of every
+node, so the process subscribes through a plain connection to one node (the
+cluster client holds no subscription of its own), and to another node when
+that one fails.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import structlog
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
+from shared.redis_client import any_node, node_client
 from shared.store.jobs import JobStore
 
 log = structlog.get_logger("worker.cancels")
@@ -32,6 +39,7 @@ class CancelWatch:
         self.jobs = jobs
         self._asked: dict[str, asyncio.Event] = {}
         self.listening = asyncio.Event()  # subscribed, and caught up
+        self.node: str | None = None  # on a cluster, the node subscribed through
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -59,7 +67,8 @@ class CancelWatch:
     async def _listen(self) -> None:
         while True:
             try:
-                async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                async with self._connection() as redis, \
+                        redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await self.jobs.subscribe_cancels(pubsub)
                     await self._catch_up()
                     self.listening.set()
@@ -72,6 +81,21 @@ class CancelWatch:
                 self.listening.clear()
                 log.warning("cancel_watch_down", error=type(exc).__name__)
                 await asyncio.sleep(RESUBSCRIBE_SECONDS)
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Redis]:
+        """What to subscribe through: the state's Redis, or on a cluster one of
+        its nodes, not the one that failed last (if it was one)."""
+        if not isinstance(self.redis, RedisCluster):
+            yield self.redis
+            return
+        node = await any_node(self.redis, avoid=self.node)
+        self.node = node.name
+        client = node_client(node)
+        try:
+            yield client
+        finally:
+            await client.aclose()
 
     async def _catch_up(self) -> None:
         if self._asked:

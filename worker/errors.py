@@ -21,6 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.checkpoint import CheckpointConflict, S3Unavailable
+from shared.redis_client import CLUSTER_UNAVAILABLE
 
 REFUSED = "the LLM provider refused the request"
 UNAVAILABLE = "the LLM provider is unavailable"
@@ -70,7 +71,7 @@ class RejectedError(TurnError):
 _API_STATUS = (groq.APIStatusError, openai.APIStatusError)
 _API_TIMEOUT = (groq.APITimeoutError, openai.APITimeoutError)
 _API_CONNECTION = (groq.APIConnectionError, openai.APIConnectionError)
-_STORAGE_DOWN = (S3Unavailable, RedisConnectionError, RedisTimeoutError)
+_STORAGE_DOWN = (S3Unavailable, RedisConnectionError, RedisTimeoutError, *CLUSTER_UNAVAILABLE)
 
 
 def _retry_after(exc: groq.APIStatusError | openai.APIStatusError) -> float | None:

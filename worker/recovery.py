@@ -20,7 +20,7 @@ import structlog
 from celery import Celery
 
 from shared.queue import QUEUE, nudge_lost_after, queue_depths, send_turn
-from shared.redis_client import make_redis
+from shared.redis_client import state_redis
 from shared.settings import Settings
 from shared.store.inbox import Inbox, Sweep
 from shared.store.jobs import JobStore
@@ -59,7 +59,7 @@ class RecoveryTimer(threading.Thread):
 
     def run(self) -> None:
         with asyncio.Runner() as runner:
-            redis = make_redis(self.settings.REDIS_URL, 4)
+            redis = state_redis(self.settings, 4)
             jobs = JobStore(redis, self.settings.JOB_TTL_SECONDS)
             inbox = Inbox(redis, jobs)
             try:

@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from shared.checkpoint import AsyncS3Saver
 from shared.graphs import GraphRegistry, load_registry
 from shared.legacy_threads import LegacyThreads
-from shared.redis_client import make_redis
+from shared.redis_client import state_redis
 from shared.scoped_saver import ScopedSaver
 from shared.settings import Settings, get_settings
 from shared.storage import open_saver
@@ -53,7 +53,7 @@ class Resources:
 
 
 async def open_resources(settings: Settings, stack: AsyncExitStack) -> Resources:
-    redis = make_redis(settings.REDIS_URL, settings.REDIS_MAX_CONNECTIONS)
+    redis = state_redis(settings)
     stack.push_async_callback(redis.aclose)
     saver = await stack.enter_async_context(open_saver(settings))
     jobs = JobStore(redis, settings.JOB_TTL_SECONDS)

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from api.deps import ServicesDep
 from api.schemas import Health
+from shared.redis_client import ping
 
 router = APIRouter(tags=["health"])
 
@@ -35,7 +36,7 @@ async def _probe(check: Awaitable[Any]) -> str:
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
 async def readyz(services: ServicesDep) -> JSONResponse:
     """200 when Redis and S3 answer; 503 naming the failing dependency otherwise."""
-    redis, s3 = await asyncio.gather(_probe(services.redis.ping()), _probe(services.saver.aping()))
+    redis, s3 = await asyncio.gather(_probe(ping(services.redis)), _probe(services.saver.aping()))
     checks = {"redis": redis, "s3": s3}
     ok = all(v == "ok" for v in checks.values())
     body = Health(status="ok" if ok else "unavailable", checks=checks)

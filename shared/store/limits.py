@@ -16,24 +16,25 @@ import uuid
 from typing import cast
 
 from limits import RateLimitItemPerSecond
-from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
 
 from shared.store._script import Script
+from shared.store._window_storage import close_storage, window_storage
 from shared.store.keys import CLIENT_LIMIT_PREFIX, llm_limit_prefix, llm_pause_key
 
 
 class MovingWindow:
-    """Counts hits per name in Redis, on the caller's connection pool."""
+    """Counts hits per name in Redis, on the caller's connection pool (on a
+    Redis Cluster, a client of its own: see _window_storage.py)."""
 
     def __init__(self, redis: Redis, key_prefix: str, calls: int, period: int) -> None:
         self._item = RateLimitItemPerSecond(calls, period)
-        # limits documents `connection_pool` but types its options as scalars.
-        storage = RedisStorage(
-            "async+redis://", implementation="redispy", key_prefix=key_prefix,
-            connection_pool=redis.connection_pool)  # type: ignore[arg-type]
-        self._limiter = MovingWindowRateLimiter(storage)
+        self._storage = window_storage(redis, key_prefix)
+        self._limiter = MovingWindowRateLimiter(self._storage)
+
+    async def aclose(self) -> None:
+        await close_storage(self._storage)
 
     async def hit(self, name: str) -> float:
         """Counts one hit now: 0.0 if it fits, else the seconds until one would

@@ -1,5 +1,5 @@
 """Fixtures of the integration tests: clients of the session's S3 server, a job store,
-and savers of both variants under a prefix of their own."""
+savers of both variants under a prefix of their own, and a Redis of either kind."""
 
 from __future__ import annotations
 
@@ -66,6 +66,15 @@ def saver(request: pytest.FixtureRequest, sync_client: Any, async_client: Any, b
     return ThreadedS3Saver(sync_client, bucket, prefix)
 
 
+
+
+@pytest.fixture(params=["single", "cluster"])
+def server(request: pytest.FixtureRequest) -> tuple[str, bool]:
+    """A Redis URL, and whether it is a cluster's: the session's redis-server,
+    then its Redis Cluster."""
+    if request.param == "cluster":
+        return request.getfixturevalue("redis_cluster").url, True
+    return request.getfixturevalue("redis_url"), False
 
 
 @pytest.fixture

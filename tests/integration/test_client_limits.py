@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import cast
 
 import pytest
+from redis.asyncio import Redis
 
 from api.errors import TooManyRequests
 from api.ratelimit import ClientRateLimit
@@ -13,11 +15,15 @@ from shared.redis_client import make_redis
 from tests.helpers import app_client
 
 
-async def test_the_client_limit_counts_per_client_in_a_moving_window(redis_url: str) -> None:
-    redis = make_redis(redis_url, 8)
+async def test_the_client_limit_counts_per_client_in_a_moving_window(
+        server: tuple[str, bool]) -> None:
+    url, cluster = server
+    redis = make_redis(url, 8, cluster=cluster)
+    limit = ClientRateLimit(cast(Redis, redis), 3, 1)
     try:
-        await _exhaust_and_recover(ClientRateLimit(redis, 3, 1))
+        await _exhaust_and_recover(limit)
     finally:
+        await limit.aclose()
         await redis.aclose()
 
 

@@ -70,14 +70,6 @@ async def test_one_client_holds_its_share_of_the_places_and_no_more(redis_url: s
         await redis.aclose()
 
 
-@pytest.fixture(params=["single", "cluster"])
-def server(request: pytest.FixtureRequest) -> tuple[str, bool]:
-    """A Redis URL, and whether it is a cluster's."""
-    if request.param == "cluster":
-        return request.getfixturevalue("redis_cluster").url, True
-    return request.getfixturevalue("redis_url"), False
-
-
 def _slot(job_id: str) -> int:
     return key_slot(events_key(job_id).encode())
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import groq
 import httpx
 import pytest
+import redis.exceptions
 
 from worker import errors
 from worker.errors import RejectedError, TransientError, classify
@@ -66,3 +67,13 @@ def test_an_unreachable_provider_is_unavailable() -> None:
 
 def test_bugs_are_not_classified() -> None:
     assert classify(KeyError("x")) is None
+
+
+@pytest.mark.parametrize("exc", [redis.exceptions.ClusterDownError("CLUSTERDOWN"),
+                                 redis.exceptions.TryAgainError("TRYAGAIN"),
+                                 redis.exceptions.SlotNotCoveredError("slot 7 not covered")])
+def test_a_redis_cluster_that_is_failing_over_is_storage_down(exc: Exception) -> None:
+    error = classify(exc)
+    assert isinstance(error, TransientError)
+    assert error.public == errors.STORAGE_DOWN
+    assert not error.counts

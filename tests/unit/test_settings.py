@@ -37,6 +37,9 @@ def test_provider_is_echo_without_a_key_and_groq_with_one() -> None:
     ({"SESSION_TTL_SECONDS": -1}, "SESSION_TTL_SECONDS"),
     ({"REDIS_URL": "http://x"}, "REDIS_URL"),
     ({"CELERY_BROKER_URL": "kafka://x"}, "CELERY_BROKER_URL"),
+    ({"REDIS_CLUSTER": "1"}, "CELERY_BROKER_URL"),
+    ({"REDIS_CLUSTER": "1", "REDIS_URL": "redis://node:7000/0",
+      "CELERY_BROKER_URL": "redis://node:7000/1"}, "CELERY_BROKER_URL"),
     ({"LLM_PROVIDER": "groq"}, "GROQ_API_KEY"),
     ({"LLM_PROVIDER": "openai"}, "OPENAI_BASE_URL"),
     ({"S3_BUCKET_NAME": "Bad_Bucket"}, "S3_BUCKET_NAME"),
@@ -51,6 +54,13 @@ def test_a_wrong_setting_is_named_in_one_line(env: dict[str, object], named: str
     line = describe(caught.value)
     assert named in line
     assert "\n" not in line
+
+
+@pytest.mark.parametrize("broker", ["redis://queue:6379/0", "redis://node:7001/0",
+                                    "amqp://guest:guest@node:5672//"])
+def test_a_cluster_takes_a_broker_of_its_own(broker: str) -> None:
+    s = settings(REDIS_CLUSTER="1", REDIS_URL="redis://node:7000", CELERY_BROKER_URL=broker)
+    assert (True, broker) == (s.REDIS_CLUSTER, s.CELERY_BROKER_URL)
 
 
 def test_api_keys_are_split_and_trimmed() -> None:
