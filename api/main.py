@@ -24,7 +24,7 @@ from shared.legacy_threads import LegacyThreads
 from shared.logging import configure_logging
 from shared.metric_files import fold_if_shared
 from shared.queue import make_celery
-from shared.redis_client import state_redis
+from shared.redis_client import learn_nodes, state_redis
 from shared.scoped_saver import ScopedSaver
 from shared.settings import Settings, get_settings
 from shared.storage import open_saver
@@ -41,9 +41,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     fold_if_shared()  # the metric files of this host's processes that ended before
     async with AsyncExitStack() as stack:
         # Clients connect lazily, so the gateway starts (and /healthz answers)
-        # while Redis or S3 is still down; /readyz tells when they are up.
+        # while Redis or S3 is still down; /readyz tells when they are up. (A
+        # cluster that is up has its nodes learnt now: learn_nodes says why.)
         redis = state_redis(settings)
         stack.push_async_callback(redis.aclose)
+        await learn_nodes(redis)
         saver = await stack.enter_async_context(open_saver(settings))
         celery = make_celery(settings, "gateway")
         stack.callback(celery.close)

@@ -16,12 +16,19 @@ plainly for that, and `ping` asks every primary, not one node.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from typing import TYPE_CHECKING, Literal, cast, overload
 
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.exceptions import ClusterDownError, SlotNotCoveredError, TryAgainError
+from redis.exceptions import (
+    ClusterDownError,
+    RedisClusterException,
+    RedisError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -64,6 +71,17 @@ def state_redis(settings: Settings, max_connections: int | None = None) -> Redis
     return cast(Redis, make_redis(settings.REDIS_URL,
                                   max_connections or settings.REDIS_MAX_CONNECTIONS,
                                   cluster=settings.REDIS_CLUSTER))
+
+
+async def learn_nodes(redis: Redis | RedisCluster) -> None:
+    """On a Redis Cluster, learns its nodes and slots now if it can. redis-py's
+    async cluster client (8.1) learns them on first use, and commands sent at
+    once before that close each other's connections (AttributeError or
+    RuntimeError on a closed transport, not a RedisError). A cluster not up
+    yet is learnt on first use, as before: the process still starts."""
+    if isinstance(redis, RedisCluster):
+        with contextlib.suppress(RedisError, RedisClusterException, OSError):
+            await redis.initialize()
 
 
 async def ping(redis: Redis | RedisCluster) -> None:

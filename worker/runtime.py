@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from shared.checkpoint import AsyncS3Saver
 from shared.graphs import GraphRegistry, load_registry
 from shared.legacy_threads import LegacyThreads
-from shared.redis_client import state_redis
+from shared.redis_client import learn_nodes, state_redis
 from shared.scoped_saver import ScopedSaver
 from shared.settings import Settings, get_settings
 from shared.storage import open_saver
@@ -55,6 +55,7 @@ class Resources:
 async def open_resources(settings: Settings, stack: AsyncExitStack) -> Resources:
     redis = state_redis(settings)
     stack.push_async_callback(redis.aclose)
+    await learn_nodes(redis)
     saver = await stack.enter_async_context(open_saver(settings))
     jobs = JobStore(redis, settings.JOB_TTL_SECONDS)
     limiter = LlmRateLimit(redis, settings.RATE_LIMIT_CALLS,
