@@ -21,10 +21,12 @@ Cases:
   process, a 2 s LLM: when the last was answered, and the worker's memory.
 
 Run: `python -m bench.perf_bench [--cases sequential throughput ...]
-[--broker rabbitmq] [--api-key KEY]`; with `--broker rabbitmq` every case's
+[--broker rabbitmq | --state cluster] [--api-key KEY]`; with `--broker rabbitmq` every case's
 Celery broker is a rabbitmq-server started for the run (its CPU is counted as
 `broker`), and Redis holds the state alone; with `--api-key` auth is on, so a
-thread is its key's (stored as `<owner>.<id>`).
+thread is its key's (stored as `<owner>.<id>`); with `--state cluster` the
+state is on a Redis Cluster of three masters started for each case, and the
+broker a redis-server apart (`redis` then counts all four, CPU and commands).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import statistics
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,6 +57,8 @@ from tests.stack import Stack, launch_all
 BROKER: servers.Server | None = None
 # The key every client sends, with auth on (`--api-key`); None: auth off.
 API_KEY: str | None = None
+# The state on a Redis Cluster of three masters (`--state cluster`).
+CLUSTER = False
 
 
 @contextmanager
@@ -64,7 +69,8 @@ def rig(workdir: Path, workers: int, **env: str) -> Iterator[Stack]:
     default = str(Settings.model_fields["WORKER_CONCURRENCY"].default)
     if API_KEY:
         env = {"API_KEYS": API_KEY, **env}
-    with launch_all(workdir, workers, **{"WORKER_CONCURRENCY": default, **env}) as stack:
+    with launch_all(workdir, workers, cluster=CLUSTER,
+                    **{"WORKER_CONCURRENCY": default, **env}) as stack:
         yield stack
 
 
@@ -81,13 +87,16 @@ class Meter:
 
     def __init__(self, stack: Stack) -> None:
         assert stack.redis is not None and stack.s3 is not None  # launch_all's
-        redis_server, self.s3_server = stack.redis, stack.s3
-        assert redis_server.port is not None
-        self.redis = redis.Redis(port=redis_server.port, decode_responses=True)
+        self.s3_server = stack.s3
+        # Every Redis: the one, or a cluster's nodes and the broker's.
+        redis_servers = [stack.redis, *(stack.redis_cluster.nodes if stack.redis_cluster
+                                        else [])]
+        self.redises = [redis.Redis(port=server.port, decode_responses=True)
+                        for server in redis_servers]
         self.groups = {"gateway": lambda: tree(stack.gateway.pid),
                        "workers": lambda: [p for w in stack.workers for p in tree(w.pid)],
                        "s3": lambda: [self.s3_server.pid],
-                       "redis": lambda: [redis_server.pid]}
+                       "redis": lambda: [server.pid for server in redis_servers]}
         if BROKER is not None:
             broker = BROKER
             self.groups["broker"] = lambda: tree(broker.pid)
@@ -97,7 +106,8 @@ class Meter:
             return int(reply.read())
 
     def __enter__(self) -> Meter:
-        self.redis.config_resetstat()
+        for client in self.redises:
+            client.config_resetstat()
         self.s3_before = self.s3_requests()
         self.started = time.perf_counter()
         self.cpu_before = {name: cpu_seconds(pids()) for name, pids in self.groups.items()}
@@ -108,11 +118,13 @@ class Meter:
         self.cpu = {name: cpu_seconds(pids()) - self.cpu_before[name]
                     for name, pids in self.groups.items()}
         self.s3 = self.s3_requests() - self.s3_before
-        stats: dict[str, Any] = self.redis.info("commandstats")
-        self.commands = {name.removeprefix("cmdstat_"): int(value["calls"])
-                         for name, value in stats.items()
-                         if name not in ("cmdstat_config|resetstat", "cmdstat_info")}
-        self.redis.close()
+        self.commands: Counter[str] = Counter()
+        for client in self.redises:
+            stats: dict[str, Any] = client.info("commandstats")
+            self.commands.update({name.removeprefix("cmdstat_"): int(value["calls"])
+                                  for name, value in stats.items()
+                                  if name not in ("cmdstat_config|resetstat", "cmdstat_info")})
+            client.close()
 
     def report(self, turns: int) -> str:
         cpu = "  ".join(f"{name} {seconds * 1000 / turns:.1f}"
@@ -269,13 +281,16 @@ def main() -> None:
                         help="WORKER_CONCURRENCY in the many-at-once case")
     parser.add_argument("--broker", choices=["redis", "rabbitmq"], default="redis",
                         help="Celery's broker: the state's Redis, or a RabbitMQ")
+    parser.add_argument("--state", choices=["redis", "cluster"], default="redis",
+                        help="the state on one Redis, or on a Redis Cluster of three "
+                             "masters (the broker then a redis-server apart)")
     parser.add_argument("--api-key", help="run the stacks with auth on (API_KEYS=this key), "
                                           "every client sending it")
     args = parser.parse_args()
-    global API_KEY
-    API_KEY = args.api_key
+    global API_KEY, CLUSTER
+    API_KEY, CLUSTER = args.api_key, args.state == "cluster"
     print(f"{os.cpu_count()} CPUs; figures per turn; CPU is process time over the case; "
-          f"broker: {args.broker}")
+          f"broker: {args.broker}; state: {args.state}")
     with tempfile.TemporaryDirectory() as tmp:
         if args.broker == "rabbitmq":
             global BROKER

@@ -31,9 +31,11 @@ class Stack:
     client: httpx.Client
     groq_client: httpx.Client
     extra: list[servers.Server] = field(default_factory=list)
-    # Its own Redis and S3 servers, when it started them (launch_all).
+    # Its own Redis and S3 servers, when it started them (launch_all); with
+    # the state on a Redis Cluster of its own, `redis` is the broker's.
     redis: servers.Server | None = None
     s3: servers.Server | None = None
+    redis_cluster: servers.RedisCluster | None = None
     workers_started: int = 0
     # launch_faulty's: the proxy in front of S3, and a second gateway's client.
     s3_proxy: servers.TcpProxy | None = None
@@ -194,16 +196,26 @@ def launch(redis_url: str, s3_endpoint: str, logdir: Path, workers: int = 2,
 
 
 @contextmanager
-def launch_all(workdir: Path, workers: int = 2, **overrides: str) -> Iterator[Stack]:
-    """Also starts its own redis-server and S3 server (for the benchmarks)."""
+def launch_all(workdir: Path, workers: int = 2, cluster: bool = False,
+               **overrides: str) -> Iterator[Stack]:
+    """Also starts its own redis-server and S3 server (for the benchmarks);
+    with `cluster`, the state on a Redis Cluster of three masters of its own,
+    and that redis-server the broker's alone."""
     redis = servers.redis_server(workdir / "redis").start()
     s3 = servers.s3_server(workdir / "s3").start()
+    state = servers.redis_cluster(workdir / "redis-cluster").start() if cluster else None
+    url = f"redis://127.0.0.1:{redis.port}/0"
+    if state is not None:
+        overrides = {"REDIS_CLUSTER": "1", "CELERY_BROKER_URL": url, **overrides}
+        url = state.url
     try:
-        with launch(f"redis://127.0.0.1:{redis.port}/0", f"http://127.0.0.1:{s3.port}",
-                    workdir / "stack", workers, **overrides) as stack:
-            stack.redis, stack.s3 = redis, s3
+        with launch(url, f"http://127.0.0.1:{s3.port}", workdir / "stack", workers,
+                    **overrides) as stack:
+            stack.redis, stack.s3, stack.redis_cluster = redis, s3, state
             yield stack
     finally:
+        if state is not None:
+            state.stop()
         s3.stop()
         redis.stop()
 
