@@ -20,29 +20,7 @@ from api.chat_runs import chat_job
 from shared.store.jobs import JobStore
 from shared.store.keys import inbox_key, job_key
 from tests import servers
-from tests.e2e.test_chat import (  # noqa: F401  (run here again, on RabbitMQ)
-    test_cancel_a_running_job_stores_nothing,
-    test_delete_removes_the_conversation,
-    test_wait_mode_answers_with_the_reply,
-)
-from tests.e2e.test_edges import (  # noqa: F401
-    test_a_cancel_either_wins_or_says_it_lost,
-    test_delete_during_a_turn_wins,
-)
-from tests.e2e.test_queue import (  # noqa: F401
-    test_a_stream_shows_reset_then_the_whole_reply_after_a_sigkill,
-    test_a_worker_stopped_with_sigterm_finishes_its_running_turn_first,
-    test_concurrent_messages_to_one_thread_apply_one_after_another,
-    test_jobs_wait_out_an_s3_outage,
-    test_messages_sent_one_after_another_are_stored_in_that_order,
-    test_sigkilled_worker_turn_runs_again_elsewhere_and_is_stored_once,
-)
-from tests.e2e.test_stream import (  # noqa: F401
-    test_cancel_a_queued_job_means_it_never_runs,
-    test_cancel_a_running_stream_closes_the_llm_call,
-    test_streamed_tokens_make_the_reply_that_is_stored,
-    test_twenty_concurrent_streams_all_complete_in_order,
-)
+from tests.e2e.rerun import *  # noqa: F403  (run here again, on RabbitMQ)
 from tests.stack import Stack, launch_faulty
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("fresh_llm")]
