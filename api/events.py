@@ -8,12 +8,12 @@ one command per round, not a thousand connections (redis-py's pool would
 refuse them) and a thousand commands.
 
 On a Redis Cluster a command may name keys of one hash slot only, and job
-streams are spread over every slot: there is one such reader per slot that
-has subscribed streams, each sent to the node holding its slot. That costs a
-connection per slot read, held for its block, and jobs' streams share a slot
-only by chance: redis-py's cluster pools do not wait, so the client given
-here needs room on each node for as many reads as jobs waited on there,
-beside its other commands.
+streams are in their threads' buckets (shared/store/keys.py): there is one
+such reader per slot that has subscribed streams, each sent to the node
+holding its slot. That costs a connection per slot read, held for its
+block: redis-py's cluster pools do not wait, so the client given here needs
+room on each node for as many reads as buckets there (keys.BUCKETS over the
+masters, at most), beside its other commands.
 
 A subscriber that joins while a read is blocked wakes it through a small
 stream of this process's own (on a cluster, one in each slot read), so it

@@ -35,9 +35,11 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from shared.settings import get_settings
 
 PREFIX = "chat:"
-# How many buckets a Redis Cluster's threads are spread over: a job id's last
-# two hex digits name one. Enough to spread them over a few dozen masters.
-BUCKETS = 256
+# How many buckets a Redis Cluster's threads are spread over (a job id's last
+# two hex digits name one): enough to spread them over dozens of masters, and
+# few enough that a gateway's event reader, which blocks on one connection
+# per slot it waits in (api/events.py), holds at most this many.
+BUCKETS = 64
 
 
 @functools.cache
