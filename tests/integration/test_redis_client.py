@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from shared.redis_client import learn_nodes, make_redis, ping
 from tests import servers
+from tests.helpers import collect_dead_node_sockets
 
 
 async def test_a_cluster_answers_the_readiness_ping_only_while_every_primary_does(
@@ -24,6 +26,7 @@ async def test_a_cluster_answers_the_readiness_ping_only_while_every_primary_doe
     finally:
         await cluster.aclose()
         own.stop()
+        collect_dead_node_sockets()
 
 
 async def test_commands_sent_at_once_by_a_new_process_all_run(
@@ -32,10 +35,10 @@ async def test_commands_sent_at_once_by_a_new_process_all_run(
     # closed (redis-py 8.1 learning the cluster on first use, once per command).
     cluster = make_redis(redis_cluster.url, 32, cluster=True)
     count = cluster.register_script("return redis.call('INCR', KEYS[1])")
+    key = f"{{at-once}}{uuid.uuid4().hex}"
     try:
-        await cluster.delete("{at-once}n")
         await learn_nodes(cluster)
-        replies = await asyncio.gather(*(count(keys=["{at-once}n"]) for _ in range(20)),
+        replies = await asyncio.gather(*(count(keys=[key]) for _ in range(20)),
                                        return_exceptions=True)
         assert sorted(replies) == list(range(1, 21))
     finally:
