@@ -5,10 +5,8 @@ here is a fake: every client and saver talks to a real server."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import shutil
 import time
-import warnings
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -142,16 +140,6 @@ async def crowd(base_url: str, count: int, release: Callable[[], None],
         answered = await asyncio.gather(*waits)
         return Crowd(job_ids, ready, [a[0] for a in answered], [a[1] for a in answered],
                      waited_until, await asyncio.gather(*streams))
-
-
-def collect_dead_node_sockets() -> None:
-    """For a test that killed a node of a Redis Cluster: redis-py's cluster
-    client leaves its sockets to that node to the garbage collector, whose
-    ResourceWarning (an error in this suite) would fail whichever test it
-    happened to run in. Collected here, their warning expected."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
 
 
 @asynccontextmanager

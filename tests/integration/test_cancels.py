@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import cast
 
+import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
@@ -18,7 +19,7 @@ from shared.store.job import STATUS, JobStatus
 from shared.store.jobs import JobStore
 from shared.store.keys import job_key
 from tests import servers
-from tests.helpers import a_job, accept, collect_dead_node_sockets
+from tests.helpers import a_job, accept
 from worker.cancels import RESUBSCRIBE_SECONDS, CancelWatch
 
 
@@ -107,6 +108,7 @@ async def test_a_cancel_published_on_one_node_of_a_cluster_reaches_a_watch_on_an
         await cluster.aclose()
 
 
+@pytest.mark.usefixtures("kills_a_cluster_node")
 async def test_the_watch_moves_to_another_node_when_its_node_dies(tmp_path: Path) -> None:
     # A cluster of its own: the session's must keep all its nodes.
     own = servers.redis_cluster(tmp_path / "cluster").start()
@@ -133,4 +135,3 @@ async def test_the_watch_moves_to_another_node_when_its_node_dies(tmp_path: Path
     finally:
         await cluster.aclose()
         own.stop()
-        collect_dead_node_sockets()

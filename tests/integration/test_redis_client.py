@@ -11,9 +11,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from shared.redis_client import learn_nodes, make_redis, ping
 from tests import servers
-from tests.helpers import collect_dead_node_sockets
 
 
+@pytest.mark.usefixtures("kills_a_cluster_node")
 async def test_a_cluster_answers_the_readiness_ping_only_while_every_primary_does(
         tmp_path: Path) -> None:
     own = servers.redis_cluster(tmp_path / "cluster").start()
@@ -26,7 +26,6 @@ async def test_a_cluster_answers_the_readiness_ping_only_while_every_primary_doe
     finally:
         await cluster.aclose()
         own.stop()
-        collect_dead_node_sockets()
 
 
 async def test_commands_sent_at_once_by_a_new_process_all_run(
