@@ -51,21 +51,8 @@ WROTE, UNCHANGED, TOO_LARGE, NO_ROOM = 1, 0, -1, -2
 # most metadata the record may hold once merged ("0": no limit); `room`
 # "0": the owner has no room for another thread. Returns {WROTE, the time},
 # or {UNCHANGED}, {TOO_LARGE} (the metadata would pass its limits) or
-# {NO_ROOM}; nothing is written but for WROTE. The caller then moves the
-# thread up in its owner's index, in the owner's slot (AgentThreads._list).
-# Makes or updates the record (`exists`: it was there), merging the
-# metadata pairs from REST on, and marks the thread active.
-_WRITE = f"""
-if not exists then
-  redis.call('HSET', record, '{CREATED_AT}', now, '{OWNER}', owner)
-end
-if #ARGV >= REST then redis.call('HSET', record, unpack(ARGV, REST)) end
-redis.call('HSET', record, '{UPDATED_AT}', now)
-redis.call('ZADD', activity, 'GT', now, thread_id)
-"""
-_UPSERT_KEYS = ("record", "activity")
-_UPSERT_ARGS = ("owner", "thread_id", "mode", "max_keys", "max_bytes", "room")
-_UPSERT = NOW + f"""
+# {NO_ROOM}; nothing is written but for WROTE.
+_UPSERT_CHECKS = f"""
 local exists = redis.call('EXISTS', record) == 1
 if (exists and mode == 'create') or (not exists and mode == 'update') then
   return {{{UNCHANGED}}}
@@ -86,12 +73,35 @@ if max_keys ~= '0' then
   for _, size in pairs(sizes) do count = count + 1; bytes = bytes + size end
   if count > tonumber(max_keys) or bytes > tonumber(max_bytes) then return {{{TOO_LARGE}}} end
 end
-""" + _WRITE + f"return {{{WROTE}, now}}\n"
-
+"""
+# Makes or updates the record (`exists`: it was there), merging the
+# metadata pairs from REST on, and marks the thread active.
+_WRITE = f"""
+if not exists then
+  redis.call('HSET', record, '{CREATED_AT}', now, '{OWNER}', owner)
+end
+if #ARGV >= REST then redis.call('HSET', record, unpack(ARGV, REST)) end
+redis.call('HSET', record, '{UPDATED_AT}', now)
+redis.call('ZADD', activity, 'GT', now, thread_id)
+"""
+# The owner's part, where every key is on one Redis: whether the owner has
+# room for a new thread (`max_threads`, "0": no limit), and the thread's
+# place in its owner's index. On a Redis Cluster the owner's index is in
+# another slot, and AgentThreads does both around the script.
+_ROOM = """
+local room = '1'
+if max_threads ~= '0' and not redis.call('ZSCORE', owner_index, thread_id)
+    and redis.call('ZCARD', owner_index) >= tonumber(max_threads) then room = '0' end
+"""
+_LIST = "redis.call('ZADD', owner_index, now, thread_id)\n"
+_WROTE = f"return {{{WROTE}, now}}\n"
+_UPSERT_KEYS = ("record", "activity")
+_UPSERT_ARGS = ("owner", "thread_id", "mode", "max_keys", "max_bytes")
+_UPSERT = NOW + _UPSERT_CHECKS + _WRITE + _WROTE
+_UPSERT_LISTED = NOW + _ROOM + _UPSERT_CHECKS + _WRITE + _LIST + _WROTE
 
 # A queued job listed among its thread's runs, the record made or merged
 # with the server's own metadata (no client limits apply), in one step.
-# Returns the time, for the owner's index.
 _ADD_RUN_KEYS = ("record", "activity", "runs")
 _ADD_RUN_ARGS = ("owner", "thread_id", "run_id", "created_at", "ttl")
 _ADD_RUN = NOW + """
@@ -100,8 +110,6 @@ local exists = redis.call('EXISTS', record) == 1
 redis.call('ZADD', runs, created_at, run_id)
 redis.call('EXPIRE', runs, ttl)
 """
-# The same, and the owner's index, in one step where every key is on one Redis.
-_ADD_RUN_LISTED = _ADD_RUN + "redis.call('ZADD', owner_index, now, thread_id)\n"
 
 
 @dataclass(frozen=True)
@@ -156,10 +164,15 @@ class AgentThreads:
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._upsert = Script(redis, _UPSERT_KEYS, _UPSERT_ARGS, _UPSERT)
+        # On one Redis, each write is one script with the owner's part in it;
+        # on a Redis Cluster, the owner's part is a step of its own (keys.py).
+        self._one_slot = not hash_tagged()
+        self._upsert = Script(redis, _UPSERT_KEYS, (*_UPSERT_ARGS, "room"), _UPSERT)
+        self._upsert_listed = Script(redis, (*_UPSERT_KEYS, "owner_index"),
+                                     (*_UPSERT_ARGS, "max_threads"), _UPSERT_LISTED)
         self._add_run = Script(redis, _ADD_RUN_KEYS, _ADD_RUN_ARGS, _ADD_RUN + "return now\n")
         self._add_run_listed = Script(redis, (*_ADD_RUN_KEYS, "owner_index"), _ADD_RUN_ARGS,
-                                      _ADD_RUN_LISTED)
+                                      _ADD_RUN + _LIST)
 
     async def upsert(self, thread_id: str, owner: str,
                      mode: Literal["create", "update", "ensure"],
@@ -169,20 +182,27 @@ class AgentThreads:
         _UPSERT), merging metadata key by key as the LangGraph Server API
         does: WROTE, UNCHANGED, TOO_LARGE or NO_ROOM.
 
-        The owner's room for a new thread is read first, in the owner's
-        slot: two keys' creates at once may pass `max_threads` by one each."""
+        On a Redis Cluster the owner's room for a new thread is read first,
+        in the owner's slot: two keys' creates at once may pass `max_threads`
+        by one each there."""
+        names: dict[str, Any] = {
+            "record": agent_thread_key(thread_id), "activity": activity_key(thread_id),
+            "owner": owner, "thread_id": thread_id, "mode": mode, "max_keys": max_keys,
+            "max_bytes": max_bytes}
+        max_threads = max_threads if owner else 0
+        if self._one_slot:
+            reply = await self._upsert_listed(**names, owner_index=agent_threads_key(owner),
+                                              max_threads=max_threads, rest=_pairs(metadata))
+            return cast(int, reply[0])
         room = True
-        if max_threads and owner:
+        if max_threads:
             index = agent_threads_key(owner)
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.zscore(index, thread_id)
                 pipe.zcard(index)
                 listed, count = await pipe.execute()
             room = listed is not None or count < max_threads
-        reply = await self._upsert(
-            record=agent_thread_key(thread_id), activity=activity_key(thread_id), owner=owner,
-            thread_id=thread_id, mode=mode, max_keys=max_keys, max_bytes=max_bytes,
-            room=int(room), rest=_pairs(metadata))
+        reply = await self._upsert(**names, room=int(room), rest=_pairs(metadata))
         if reply[0] == WROTE:
             await self._list(owner, thread_id, reply[1])
         return cast(int, reply[0])
@@ -234,12 +254,12 @@ class AgentThreads:
             "runs": thread_runs_key(job.thread_id), "owner": job.owner,
             "thread_id": job.thread_id, "run_id": job.job_id, "created_at": job.created_at,
             "ttl": ttl}
-        if hash_tagged():  # the owner's index is in another slot (keys.py)
-            at = await self._add_run(**names, rest=_pairs(metadata))
-            await self._list(job.owner, job.thread_id, at)
-        else:
+        if self._one_slot:
             await self._add_run_listed(**names, owner_index=agent_threads_key(job.owner),
                                        rest=_pairs(metadata))
+        else:
+            at = await self._add_run(**names, rest=_pairs(metadata))
+            await self._list(job.owner, job.thread_id, at)
 
 
 def _pairs(metadata: dict[str, Any] | None) -> list[str]:

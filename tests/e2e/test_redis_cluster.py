@@ -31,21 +31,15 @@ def cluster(workdir: Path) -> Iterator[servers.RedisCluster]:
 
 
 @pytest.fixture(scope="module")
-def broker(workdir: Path) -> Iterator[servers.Server]:
-    server = servers.redis_server(workdir / "cluster-broker").start()
+def faulty(workdir: Path, s3_endpoint: str, cluster: servers.RedisCluster) -> Iterator[Stack]:
+    broker = servers.redis_server(workdir / "cluster-broker").start()
     try:
-        yield server
+        with launch_faulty(workdir, s3_endpoint, "on-cluster", redis_url=cluster.url,
+                           REDIS_CLUSTER="1",
+                           CELERY_BROKER_URL=f"redis://127.0.0.1:{broker.port}/0") as stack:
+            yield stack
     finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def faulty(workdir: Path, s3_endpoint: str, cluster: servers.RedisCluster,
-           broker: servers.Server) -> Iterator[Stack]:
-    with launch_faulty(workdir, s3_endpoint, "on-cluster", redis_url=cluster.url,
-                       REDIS_CLUSTER="1",
-                       CELERY_BROKER_URL=f"redis://127.0.0.1:{broker.port}/0") as stack:
-        yield stack
+        broker.stop()
 
 
 @pytest.fixture(scope="module")

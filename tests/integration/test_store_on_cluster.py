@@ -15,7 +15,7 @@ from redis.asyncio.cluster import RedisCluster
 from shared.ids import new_id, new_job_id, stored_thread_id
 from shared.redis_client import make_redis
 from shared.store import keys
-from shared.store.agent_threads import WROTE, AgentThreads
+from shared.store.agent_threads import NO_ROOM, WROTE, AgentThreads
 from shared.store.assistants import Assistants
 from shared.store.conversations import Conversations
 from shared.store.inbox import Inbox
@@ -136,6 +136,8 @@ async def test_langgraph_thread_records_and_the_llm_window(cluster: RedisCluster
     threads = [stored_thread_id(OWNER, new_id()) for _ in range(6)]
     for thread in threads:
         assert await records.upsert(thread, OWNER, "create", {"n": 1}, max_threads=10) == WROTE
+    assert await records.upsert(stored_thread_id(OWNER, new_id()), OWNER, "create",
+                                max_threads=6) == NO_ROOM
     job = await JobStore(cluster, ttl=600).create(_owned_job(threads[0]), 5, 100)
     await records.add_run(job, {"graph_id": "chat"}, ttl=600)
     found = await records.search(OWNER, True, 0, 10, lambda r: True)
